@@ -1,0 +1,776 @@
+//! Configuration (CONTRACT §1): a TOML file, every key overridable by `MOMENTD__SECTION__KEY`
+//! environment variables, unknown keys rejected, every value checked with a message that names
+//! the key. Secrets come from the environment only.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::event::Encoding;
+use crate::time::{Ts, DAY};
+
+pub const DEFAULT_PATH: &str = "config/momentd.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path}: not found")]
+    Missing { path: PathBuf },
+    #[error("configuration: {0}")]
+    Load(String),
+    #[error("configuration key `{key}`: {msg}")]
+    Invalid { key: String, msg: String },
+    #[error("configuration key `{key}`: secrets are read from the environment only ({env}), not from the file")]
+    SecretInFile { key: String, env: String },
+}
+
+fn invalid(key: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        msg: msg.into(),
+    }
+}
+
+/// A duration written the human way (`"90s"`, `"72h"`, `"14d"`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub std::time::Duration);
+
+impl Dur {
+    pub const fn days(d: u64) -> Dur {
+        Dur(std::time::Duration::from_secs(d * 86_400))
+    }
+    pub const fn hours(h: u64) -> Dur {
+        Dur(std::time::Duration::from_secs(h * 3_600))
+    }
+    pub const fn secs(s: u64) -> Dur {
+        Dur(std::time::Duration::from_secs(s))
+    }
+    pub fn ms(self) -> Ts {
+        self.0.as_millis().min(i64::MAX as u128) as Ts
+    }
+}
+
+impl fmt::Debug for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0.as_secs();
+        if self.0.subsec_nanos() != 0 || s == 0 {
+            write!(f, "{}", humantime::format_duration(self.0))
+        } else if s % 86_400 == 0 && s >= 7 * 86_400 {
+            write!(f, "{}d", s / 86_400)
+        } else if s % 3_600 == 0 {
+            write!(f, "{}h", s / 3_600)
+        } else if s % 60 == 0 {
+            write!(f, "{}m", s / 60)
+        } else {
+            write!(f, "{s}s")
+        }
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{s:?} is not a duration like \"14d\" or \"72h\": {e}"
+            ))
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The settings tree.
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub kafka: Kafka,
+    pub input: Input,
+    pub output: Output,
+    pub time: Time,
+    pub actions: Actions,
+    pub rules: Rules,
+    pub privacy: Privacy,
+    pub audit: Audit,
+    pub http: Http,
+    pub log: Log,
+    pub shutdown: Shutdown,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Kafka {
+    pub brokers: String,
+    pub group_id: String,
+    pub input_topics: Vec<String>,
+    pub output_topic: String,
+    pub dlq_topic: String,
+    pub create_topics: bool,
+    pub topic_partitions: u32,
+    pub topic_replication: u32,
+    /// librdkafka properties passed through as they are (`security.protocol`, `sasl.mechanism`,
+    /// …). In environment variables write `_` for `.`: `MOMENTD__KAFKA__CLIENT__SASL_PASSWORD`.
+    pub client: BTreeMap<String, String>,
+}
+
+impl Default for Kafka {
+    fn default() -> Self {
+        Kafka {
+            brokers: "localhost:9092".into(),
+            group_id: "momentd".into(),
+            input_topics: vec!["hr.interactions".into()],
+            output_topic: "hr.triggers".into(),
+            dlq_topic: "hr.interactions.dlq".into(),
+            create_topics: true,
+            topic_partitions: 6,
+            topic_replication: 1,
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Input {
+    /// Encoding of messages without a `content-type` header.
+    pub default_encoding: Encoding,
+    pub max_event_bytes: usize,
+}
+
+impl Default for Input {
+    fn default() -> Self {
+        Input {
+            default_encoding: Encoding::Json,
+            max_event_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Output {
+    pub encoding: Encoding,
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Output {
+            encoding: Encoding::Json,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Time {
+    pub allowed_lateness: Dur,
+    pub idle_timeout: Dur,
+    pub dedup_horizon: Dur,
+}
+
+impl Default for Time {
+    fn default() -> Self {
+        Time {
+            allowed_lateness: Dur::hours(1),
+            idle_timeout: Dur::secs(300),
+            dedup_horizon: Dur::days(7),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Actions {
+    pub deliver_within: Dur,
+}
+
+impl Default for Actions {
+    fn default() -> Self {
+        Actions {
+            deliver_within: Dur::hours(48),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    MicroLesson,
+    SkillRefresher,
+    ManagerCoaching,
+    MicroMentoringInvite,
+    OfficeHoursInvite,
+    ContentReview,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::MicroLesson => "micro_lesson",
+            ActionKind::SkillRefresher => "skill_refresher",
+            ActionKind::ManagerCoaching => "manager_coaching",
+            ActionKind::MicroMentoringInvite => "micro_mentoring_invite",
+            ActionKind::OfficeHoursInvite => "office_hours_invite",
+            ActionKind::ContentReview => "content_review",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    Employee,
+    Manager,
+    HrOps,
+    LAndD,
+    HrBusinessPartner,
+}
+
+impl Audience {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Audience::Employee => "employee",
+            Audience::Manager => "manager",
+            Audience::HrOps => "hr_ops",
+            Audience::LAndD => "l_and_d",
+            Audience::HrBusinessPartner => "hr_business_partner",
+        }
+    }
+}
+
+/// What a rule asks a delivery service to do. `content_id` may contain `{module_id}`, filled
+/// from the event that caused the trigger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionCfg {
+    pub kind: ActionKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_id: Option<String>,
+    pub max_minutes: u32,
+    pub audience: Audience,
+}
+
+/// The longest an employee-facing action may take (CONTRACT §5).
+pub const MAX_EMPLOYEE_MINUTES: u32 = 7;
+
+impl ActionCfg {
+    fn new(kind: ActionKind, content_id: &str, max_minutes: u32, audience: Audience) -> ActionCfg {
+        ActionCfg {
+            kind,
+            content_id: Some(content_id.to_string()),
+            max_minutes,
+            audience,
+        }
+    }
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        if self.audience == Audience::Employee && self.max_minutes > MAX_EMPLOYEE_MINUTES {
+            return Err(invalid(
+                format!("{key}.max_minutes"),
+                format!(
+                    "{} minutes is over {MAX_EMPLOYEE_MINUTES}, the most an employee-facing action may take",
+                    self.max_minutes
+                ),
+            ));
+        }
+        if self.max_minutes == 0 {
+            return Err(invalid(format!("{key}.max_minutes"), "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rules {
+    /// Default cooldown: a rule fires at most once per subject per cooldown.
+    pub cooldown: Dur,
+    /// Severity of a single employee rule by its weight: `high` from this weight …
+    pub severity_high_from: u32,
+    /// … `medium` from this one, `low` below.
+    pub severity_medium_from: u32,
+    pub collaboration_decline: CollaborationDecline,
+    pub checkin_lapse: CheckinLapse,
+    pub learning_abandonment: LearningAbandonment,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            cooldown: Dur::days(14),
+            severity_high_from: 20,
+            severity_medium_from: 10,
+            collaboration_decline: CollaborationDecline::default(),
+            checkin_lapse: CheckinLapse::default(),
+            learning_abandonment: LearningAbandonment::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollaborationDecline {
+    pub enabled: bool,
+    pub weight: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<Dur>,
+    /// The recent window, in whole days.
+    pub recent_window: Dur,
+    /// The baseline window just before the recent one, in whole days.
+    pub baseline_window: Dur,
+    /// Fires when recent mean < ratio × baseline mean.
+    pub ratio: f64,
+    /// History needed before the rule speaks (first rollup to the evaluated day).
+    pub min_history: Dur,
+    /// The baseline mean (messages + meetings per day) needed.
+    pub min_baseline_mean: f64,
+    pub action: ActionCfg,
+}
+
+impl Default for CollaborationDecline {
+    fn default() -> Self {
+        CollaborationDecline {
+            enabled: true,
+            weight: 25,
+            cooldown: None,
+            recent_window: Dur::days(14),
+            baseline_window: Dur::days(56),
+            ratio: 0.5,
+            min_history: Dur::days(70),
+            min_baseline_mean: 5.0,
+            action: ActionCfg::new(
+                ActionKind::MicroLesson,
+                "reconnect-with-your-network",
+                5,
+                Audience::Employee,
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckinLapse {
+    pub enabled: bool,
+    pub weight: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<Dur>,
+    /// Missed check-ins in a row that fire the rule.
+    pub consecutive_misses: u32,
+    /// A scheduled check-in not completed this long after `due_at` is missed.
+    pub grace: Dur,
+    pub action: ActionCfg,
+}
+
+impl Default for CheckinLapse {
+    fn default() -> Self {
+        CheckinLapse {
+            enabled: true,
+            weight: 15,
+            cooldown: None,
+            consecutive_misses: 2,
+            grace: Dur::hours(72),
+            action: ActionCfg::new(
+                ActionKind::ManagerCoaching,
+                "checkin-rhythm-coaching",
+                7,
+                Audience::Manager,
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearningAbandonment {
+    pub enabled: bool,
+    pub weight: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<Dur>,
+    /// A started module with neither completion nor abandonment this long after the start.
+    pub open_for: Dur,
+    pub action: ActionCfg,
+}
+
+impl Default for LearningAbandonment {
+    fn default() -> Self {
+        LearningAbandonment {
+            enabled: true,
+            weight: 5,
+            cooldown: None,
+            open_for: Dur::days(14),
+            action: ActionCfg::new(
+                ActionKind::MicroLesson,
+                "remediation/{module_id}",
+                5,
+                Audience::Employee,
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Privacy {
+    /// Replace employee ids in every output by HMAC-SHA256(MOMENTD_PSEUDONYM_KEY, id)[..32 hex].
+    pub pseudonymize: bool,
+    pub min_group_size: u32,
+}
+
+impl Default for Privacy {
+    fn default() -> Self {
+        Privacy {
+            pseudonymize: false,
+            min_group_size: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    pub enabled: bool,
+    pub topic: String,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            enabled: false,
+            topic: "hr.triggers.audit".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    pub listen: String,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            listen: "0.0.0.0:9464".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `momentd=debug`, …).
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Shutdown {
+    pub timeout: Dur,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown {
+            timeout: Dur::secs(10),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading.
+
+/// librdkafka properties that hold secrets: accepted from the environment only.
+const SECRET_CLIENT_KEYS: &[&str] = &["sasl.password", "ssl.key.password", "ssl.keystore.password"];
+
+pub const PSEUDONYM_KEY_ENV: &str = "MOMENTD_PSEUDONYM_KEY";
+
+fn normalize_client_keys(s: &mut Settings) {
+    s.kafka.client = std::mem::take(&mut s.kafka.client)
+        .into_iter()
+        .map(|(k, v)| (k.replace('_', "."), v))
+        .collect();
+}
+
+fn file_source(path: &Path) -> config::File<config::FileSourceFile, config::FileFormat> {
+    config::File::from(path).format(config::FileFormat::Toml)
+}
+
+fn env_source() -> config::Environment {
+    config::Environment::with_prefix("MOMENTD")
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        .list_separator(",")
+        .with_list_parse_key("kafka.input_topics")
+}
+
+fn deserialize(c: config::Config) -> Result<Settings, ConfigError> {
+    c.try_deserialize::<Settings>()
+        .map_err(|e| ConfigError::Load(e.to_string()))
+}
+
+/// Loads the configuration: `path` (or `config/momentd.toml` when it exists), then the
+/// `MOMENTD__…` environment, then validates.
+pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    load_with_env(path, vars)
+}
+
+/// [`load`] with an explicit environment (tests).
+pub fn load_with_env(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Settings, ConfigError> {
+    let file = match path {
+        Some(p) if !p.exists() => {
+            return Err(ConfigError::Missing {
+                path: p.to_path_buf(),
+            })
+        }
+        Some(p) => Some(p.to_path_buf()),
+        None => {
+            let p = PathBuf::from(DEFAULT_PATH);
+            p.exists().then_some(p)
+        }
+    };
+    if let Some(p) = &file {
+        // The file alone: secrets must not be in it.
+        let from_file = deserialize(
+            config::Config::builder()
+                .add_source(file_source(p))
+                .build()
+                .map_err(|e| ConfigError::Load(e.to_string()))?,
+        )?;
+        let mut f = from_file;
+        normalize_client_keys(&mut f);
+        for k in SECRET_CLIENT_KEYS {
+            if f.kafka.client.contains_key(*k) {
+                return Err(ConfigError::SecretInFile {
+                    key: format!("kafka.client.{k}"),
+                    env: format!(
+                        "MOMENTD__KAFKA__CLIENT__{}",
+                        k.replace('.', "_").to_uppercase()
+                    ),
+                });
+            }
+        }
+    }
+    let env: config::Map<String, String> = env.into_iter().collect();
+    let mut b = config::Config::builder();
+    if let Some(p) = &file {
+        b = b.add_source(file_source(p));
+    }
+    b = b.add_source(env_source().source(Some(env)));
+    let mut s = deserialize(b.build().map_err(|e| ConfigError::Load(e.to_string()))?)?;
+    normalize_client_keys(&mut s);
+    s.validate()?;
+    Ok(s)
+}
+
+/// Parses TOML text (tests and `validate-config` of inline text).
+pub fn from_toml_str(text: &str) -> Result<Settings, ConfigError> {
+    let c = config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()
+        .map_err(|e| ConfigError::Load(e.to_string()))?;
+    let mut s = deserialize(c)?;
+    normalize_client_keys(&mut s);
+    s.validate()?;
+    Ok(s)
+}
+
+fn positive(d: Dur, key: &str) -> Result<(), ConfigError> {
+    if d.0.is_zero() {
+        Err(invalid(key, "must be longer than zero"))
+    } else {
+        Ok(())
+    }
+}
+
+fn whole_days(d: Dur, key: &str) -> Result<(), ConfigError> {
+    positive(d, key)?;
+    if d.ms() % DAY != 0 {
+        Err(invalid(
+            key,
+            format!("{d} is not a whole number of days (daily figures use UTC days)"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn ratio(v: f64, key: &str) -> Result<(), ConfigError> {
+    if !(v.is_finite() && v > 0.0 && v <= 1.0) {
+        Err(invalid(key, format!("{v} is not a ratio in (0, 1]")))
+    } else {
+        Ok(())
+    }
+}
+
+impl Settings {
+    /// Every check a value needs beyond its type, with the key at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        if k.input_topics.is_empty() || k.input_topics.iter().any(|t| t.trim().is_empty()) {
+            return Err(invalid(
+                "kafka.input_topics",
+                "needs at least one non-empty topic name",
+            ));
+        }
+        for (key, v) in [
+            ("kafka.output_topic", &k.output_topic),
+            ("kafka.dlq_topic", &k.dlq_topic),
+            ("kafka.group_id", &k.group_id),
+            ("kafka.brokers", &k.brokers),
+        ] {
+            if v.trim().is_empty() {
+                return Err(invalid(key, "must not be empty"));
+            }
+        }
+        if k.topic_partitions == 0 {
+            return Err(invalid("kafka.topic_partitions", "must be at least 1"));
+        }
+        if self.input.max_event_bytes == 0 {
+            return Err(invalid("input.max_event_bytes", "must be at least 1"));
+        }
+        positive(self.time.idle_timeout, "time.idle_timeout")?;
+        positive(self.time.dedup_horizon, "time.dedup_horizon")?;
+        positive(self.actions.deliver_within, "actions.deliver_within")?;
+        positive(self.shutdown.timeout, "shutdown.timeout")?;
+        if self.privacy.min_group_size < 2 {
+            return Err(invalid(
+                "privacy.min_group_size",
+                "must be at least 2: a group of one is a person",
+            ));
+        }
+        if self.audit.enabled && self.audit.topic.trim().is_empty() {
+            return Err(invalid(
+                "audit.topic",
+                "must not be empty when audit.enabled",
+            ));
+        }
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "http.listen",
+                format!("{:?} is not an address like 0.0.0.0:9464", self.http.listen),
+            ));
+        }
+        let r = &self.rules;
+        positive(r.cooldown, "rules.cooldown")?;
+        if r.severity_medium_from > r.severity_high_from {
+            return Err(invalid(
+                "rules.severity_medium_from",
+                "must not be above rules.severity_high_from",
+            ));
+        }
+
+        let c = &r.collaboration_decline;
+        let p = "rules.collaboration_decline";
+        whole_days(c.recent_window, &format!("{p}.recent_window"))?;
+        whole_days(c.baseline_window, &format!("{p}.baseline_window"))?;
+        whole_days(c.min_history, &format!("{p}.min_history"))?;
+        ratio(c.ratio, &format!("{p}.ratio"))?;
+        if c.min_history.ms() < c.recent_window.ms() + c.baseline_window.ms() {
+            return Err(invalid(
+                format!("{p}.min_history"),
+                "must cover recent_window + baseline_window",
+            ));
+        }
+        if (c.recent_window.ms() + c.baseline_window.ms()) / DAY
+            > crate::rules::collaboration::MAX_DAYS as i64
+        {
+            return Err(invalid(
+                format!("{p}.baseline_window"),
+                format!(
+                    "recent_window + baseline_window may span at most {} days",
+                    crate::rules::collaboration::MAX_DAYS
+                ),
+            ));
+        }
+        if !(c.min_baseline_mean.is_finite() && c.min_baseline_mean >= 0.0) {
+            return Err(invalid(
+                format!("{p}.min_baseline_mean"),
+                "must be a number >= 0",
+            ));
+        }
+        c.action.validate(&format!("{p}.action"))?;
+        if let Some(cd) = c.cooldown {
+            positive(cd, &format!("{p}.cooldown"))?;
+        }
+
+        let c = &r.checkin_lapse;
+        let p = "rules.checkin_lapse";
+        if c.consecutive_misses == 0 || c.consecutive_misses > 50 {
+            return Err(invalid(
+                format!("{p}.consecutive_misses"),
+                "must be between 1 and 50",
+            ));
+        }
+        positive(c.grace, &format!("{p}.grace"))?;
+        c.action.validate(&format!("{p}.action"))?;
+        if let Some(cd) = c.cooldown {
+            positive(cd, &format!("{p}.cooldown"))?;
+        }
+
+        let c = &r.learning_abandonment;
+        let p = "rules.learning_abandonment";
+        positive(c.open_for, &format!("{p}.open_for"))?;
+        c.action.validate(&format!("{p}.action"))?;
+        if let Some(cd) = c.cooldown {
+            positive(cd, &format!("{p}.cooldown"))?;
+        }
+        Ok(())
+    }
+
+    /// The `momentd validate-config` listing: every rule with its effective numbers.
+    pub fn describe_rules(&self) -> String {
+        let mut out = String::new();
+        let rules = crate::rules::RuleSet::compile(self);
+        for r in rules.describe() {
+            out.push_str(&r);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// A short, stable hash of a rule's effective configuration (`rule_version`).
+pub fn version_of<T: Serialize>(parts: &T) -> String {
+    let bytes = serde_json::to_vec(parts).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    hex::encode(&digest[..6])
+}
+
+#[cfg(test)]
+mod tests;

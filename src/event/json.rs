@@ -1,0 +1,141 @@
+//! JSON decoding: one borrowed parse into the flat raw record, then the shared validation.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::error::Category;
+
+use super::{ErrorCode, Event, Limits, RawAttrs, RawEvent, Reject};
+
+#[derive(Deserialize)]
+struct JsonEvent<'a> {
+    #[serde(borrow, default)]
+    event_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    employee_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    occurred_at: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    team_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    cohort_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    manager_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    attrs: Option<RawAttrs<'a>>,
+}
+
+/// Decodes one JSON event. Syntax errors are `malformed_json`; well-formed JSON of the wrong
+/// shape is a `schema_violation` whose detail names the field path.
+pub fn decode_json<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Event<'a>, Reject> {
+    let raw: JsonEvent<'a> = match serde_json::from_slice(bytes) {
+        Ok(raw) => raw,
+        Err(e) => return Err(classify(bytes, e)),
+    };
+    RawEvent {
+        event_id: raw.event_id,
+        employee_id: raw.employee_id,
+        occurred_at: raw.occurred_at,
+        kind: raw.kind,
+        team_id: raw.team_id,
+        cohort_id: raw.cohort_id,
+        manager_id: raw.manager_id,
+        attrs: raw.attrs.unwrap_or_default(),
+    }
+    .validate(limits)
+}
+
+fn classify(bytes: &[u8], e: serde_json::Error) -> Reject {
+    match e.classify() {
+        Category::Data => {
+            // Only on the error path: parse again, tracking the path, to name the field.
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            let path = match serde_path_to_error::deserialize::<_, JsonEvent<'_>>(&mut de) {
+                Err(pe) => pe.path().to_string(),
+                Ok(_) => String::from("."),
+            };
+            let msg = strip_position(&e.to_string());
+            let detail = if path == "." || path.is_empty() {
+                msg
+            } else {
+                format!("{path}: {msg}")
+            };
+            Reject::new(ErrorCode::SchemaViolation, detail)
+        }
+        Category::Syntax | Category::Eof | Category::Io => {
+            Reject::new(ErrorCode::MalformedJson, e.to_string())
+        }
+    }
+}
+
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// Encodes a typed event as one JSON line (no newline): the simulator's, tests' and benches'
+/// writer, and the inverse of [`decode_json`].
+pub fn encode_json(ev: &Event<'_>) -> String {
+    use serde_json::{Map, Value};
+    let p = super::proto::to_pb(ev);
+    let a = p.attrs.unwrap_or_default();
+    let mut attrs = Map::new();
+    macro_rules! put {
+        ($($f:ident),*) => { $( if let Some(v) = a.$f { attrs.insert(stringify!($f).into(), Value::from(v)); } )* };
+    }
+    put!(
+        task_id,
+        channel,
+        module_id,
+        progress_pct,
+        before_assessment,
+        score_pct,
+        passed,
+        query,
+        results_clicked,
+        checkin_id,
+        due_at,
+        goal_id,
+        progress_delta_pct,
+        feedback_id,
+        posting_id,
+        change,
+        plan_id,
+        assessment_id,
+        messages,
+        meetings,
+        completed,
+        planned,
+        points_done,
+        points_target,
+        survey_id,
+        score,
+        word_count,
+        text,
+        individual_processing,
+        voluntary,
+        trigger_id
+    );
+    let mut m = Map::new();
+    m.insert("event_id".into(), p.event_id.into());
+    m.insert("employee_id".into(), p.employee_id.into());
+    m.insert("occurred_at".into(), p.occurred_at.into());
+    m.insert("type".into(), p.r#type.into());
+    for (k, v) in [
+        ("team_id", p.team_id),
+        ("cohort_id", p.cohort_id),
+        ("manager_id", p.manager_id),
+    ] {
+        if let Some(v) = v {
+            m.insert(k.into(), v.into());
+        }
+    }
+    if !attrs.is_empty() {
+        m.insert("attrs".into(), Value::Object(attrs));
+    }
+    Value::Object(m).to_string()
+}

@@ -1,0 +1,157 @@
+//! `momentd replay` and `momentd validate-config` as a user runs them.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn momentd(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_momentd"));
+    c.args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("MOMENTD_PSEUDONYM_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("momentd runs");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn triggers(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each output line is a JSON trigger"))
+        .collect()
+}
+
+#[test]
+fn replay_of_the_sample_is_byte_identical_twice() {
+    let a = momentd(&["replay", "--input", "examples/sample-events.jsonl"], None);
+    let b = momentd(&["replay", "--input", "examples/sample-events.jsonl"], None);
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(!a.stdout.is_empty());
+    assert_eq!(a.stdout, b.stdout);
+}
+
+#[test]
+fn replay_of_the_sample_finds_each_rule_with_every_contract_field() {
+    let out = momentd(&["replay", "--input", "examples/sample-events.jsonl"], None);
+    let ts = triggers(&out);
+    let mut found: Vec<(String, String)> = ts
+        .iter()
+        .map(|t| (t["rule"].as_str().unwrap().to_string(), t["subject"].as_str().unwrap().to_string()))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            ("checkin_lapse".into(), "emp-dee".into()),
+            ("checkin_lapse".into(), "emp-eli".into()),
+            ("collaboration_decline".into(), "emp-ana".into()),
+            ("learning_abandonment".into(), "emp-hal".into()),
+            ("learning_abandonment".into(), "emp-jo".into()),
+        ]
+    );
+    for t in &ts {
+        for f in ["trigger_id", "rule", "scope", "subject", "severity", "risk_score", "detected_at", "deliver_by", "reasons", "action", "escalation", "rule_version"] {
+            assert!(t.get(f).is_some(), "missing {f} in {t}");
+        }
+        assert_eq!(t["scope"], "employee");
+        assert_eq!(t["escalation"], 0);
+        assert!(t["action"]["max_minutes"].as_u64().unwrap() <= 7);
+        let r = &t["reasons"][0];
+        assert!(r["signal"].is_string() && r["observed"].is_number() && r["threshold"].is_number());
+    }
+}
+
+#[test]
+fn bad_lines_are_reported_with_line_numbers_counted_and_skipped() {
+    let input = concat!(
+        r#"{"event_id":"a1","employee_id":"e1","occurred_at":"2026-03-02T09:00:00Z","type":"learning.module_abandoned","attrs":{"module_id":"m","progress_pct":90,"before_assessment":true}}"#, "\n",
+        "{not json\n",
+        "\n",
+        r#"{"event_id":"a2","employee_id":"e1","occurred_at":"2026-03-02T09:00:00Z","type":"coffee.break"}"#, "\n",
+        r#"{"event_id":"a3","employee_id":"e2","occurred_at":"1999-03-02T09:00:00Z","type":"recognition.given"}"#, "\n",
+        r#"{"event_id":"a4","employee_id":"e2","occurred_at":"2026-03-03T09:00:00Z","type":"learning.module_abandoned","attrs":{"module_id":"n","progress_pct":95,"before_assessment":true}}"#, "\n",
+    );
+    let out = momentd(&["replay", "--input", "-"], Some(input.as_bytes()));
+    assert!(out.status.success(), "bad lines do not fail the run");
+    let err = String::from_utf8(out.stderr.clone()).unwrap();
+    assert!(err.contains("line 2: malformed_json"), "{err}");
+    assert!(err.contains("line 4: unknown_type"), "{err}");
+    assert!(err.contains("line 5: timestamp_out_of_range"), "{err}");
+    assert!(err.contains("3 rejected"), "{err}");
+    assert_eq!(triggers(&out).len(), 2, "the good lines around the bad ones still count");
+
+    let strict = momentd(&["replay", "--input", "-", "--strict"], Some(input.as_bytes()));
+    assert_eq!(strict.status.code(), Some(1));
+}
+
+#[test]
+fn until_advances_the_clock_so_due_timers_fire() {
+    let input = r#"{"event_id":"s1","employee_id":"e1","occurred_at":"2026-03-02T09:00:00Z","type":"learning.module_started","attrs":{"module_id":"m"}}"#;
+    let out = momentd(&["replay", "--input", "-"], Some(input.as_bytes()));
+    assert!(triggers(&out).is_empty(), "by default the clock stops at the last event");
+    let out = momentd(&["replay", "--input", "-", "--until", "2026-03-20T00:00:00Z"], Some(input.as_bytes()));
+    let ts = triggers(&out);
+    assert_eq!(ts.len(), 1);
+    assert_eq!(ts[0]["detected_at"], "2026-03-16T09:00:00Z");
+}
+
+#[test]
+fn pseudonymization_needs_its_key_and_hides_the_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(&cfg, "[privacy]\npseudonymize = true\n").unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let input = r#"{"event_id":"a1","employee_id":"emp-secret","occurred_at":"2026-03-02T09:00:00Z","type":"learning.module_abandoned","attrs":{"module_id":"m","progress_pct":90,"before_assessment":true}}"#;
+    let refused = momentd(&["replay", "--input", "-", "--config", cfg], Some(input.as_bytes()));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("MOMENTD_PSEUDONYM_KEY"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_momentd"))
+        .args(["replay", "--input", "-", "--config", cfg])
+        .env("MOMENTD_PSEUDONYM_KEY", "test-key")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(input.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("emp-secret"), "{text}");
+    let t: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(t["subject"].as_str().unwrap().len(), 32);
+}
+
+#[test]
+fn validate_config_prints_every_rule_and_rejects_bad_values_by_key() {
+    let ok = momentd(&["validate-config", "--config", "config/momentd.toml"], None);
+    assert!(ok.status.success());
+    let text = String::from_utf8(ok.stdout).unwrap();
+    for rule in ["collaboration_decline", "checkin_lapse", "learning_abandonment"] {
+        assert!(text.contains(rule), "{rule} missing from:\n{text}");
+    }
+    assert!(text.contains("ratio = 0.5") && text.contains("grace = \"72h\""), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    for (body, key) in [
+        ("[rules.collaboration_decline]\nratio = 1.5\n", "rules.collaboration_decline.ratio"),
+        ("[rules.checkin_lapse]\ngrace = \"-3d\"\n", "rules.checkin_lapse.grace"),
+        ("[rules.learning_abandonment.action]\nkind = \"micro_lesson\"\nmax_minutes = 9\naudience = \"employee\"\n", "rules.learning_abandonment.action.max_minutes"),
+        ("[rules.checkin_lapse]\nnope = 1\n", "nope"),
+    ] {
+        let p = dir.path().join("bad.toml");
+        std::fs::write(&p, body).unwrap();
+        let out = momentd(&["validate-config", "--config", p.to_str().unwrap()], None);
+        assert_eq!(out.status.code(), Some(2), "{body}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(key), "{key} not named in: {err}");
+    }
+}

@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::event::Encoding;
+
+mod rules;
 use crate::time::{Ts, DAY};
+pub use rules::*;
 
 pub const DEFAULT_PATH: &str = "config/momentd.toml";
 
@@ -26,7 +29,7 @@ pub enum ConfigError {
     SecretInFile { key: String, env: String },
 }
 
-fn invalid(key: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: impl Into<String>, msg: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         msg: msg.into(),
@@ -268,7 +271,12 @@ pub struct ActionCfg {
 pub const MAX_EMPLOYEE_MINUTES: u32 = 7;
 
 impl ActionCfg {
-    fn new(kind: ActionKind, content_id: &str, max_minutes: u32, audience: Audience) -> ActionCfg {
+    pub(crate) fn new(
+        kind: ActionKind,
+        content_id: &str,
+        max_minutes: u32,
+        audience: Audience,
+    ) -> ActionCfg {
         ActionCfg {
             kind,
             content_id: Some(content_id.to_string()),
@@ -276,7 +284,7 @@ impl ActionCfg {
             audience,
         }
     }
-    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, key: &str) -> Result<(), ConfigError> {
         if self.audience == Audience::Employee && self.max_minutes > MAX_EMPLOYEE_MINUTES {
             return Err(invalid(
                 format!("{key}.max_minutes"),
@@ -290,135 +298,6 @@ impl ActionCfg {
             return Err(invalid(format!("{key}.max_minutes"), "must be at least 1"));
         }
         Ok(())
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Rules {
-    /// Default cooldown: a rule fires at most once per subject per cooldown.
-    pub cooldown: Dur,
-    /// Severity of a single employee rule by its weight: `high` from this weight …
-    pub severity_high_from: u32,
-    /// … `medium` from this one, `low` below.
-    pub severity_medium_from: u32,
-    pub collaboration_decline: CollaborationDecline,
-    pub checkin_lapse: CheckinLapse,
-    pub learning_abandonment: LearningAbandonment,
-}
-
-impl Default for Rules {
-    fn default() -> Self {
-        Rules {
-            cooldown: Dur::days(14),
-            severity_high_from: 20,
-            severity_medium_from: 10,
-            collaboration_decline: CollaborationDecline::default(),
-            checkin_lapse: CheckinLapse::default(),
-            learning_abandonment: LearningAbandonment::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CollaborationDecline {
-    pub enabled: bool,
-    pub weight: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cooldown: Option<Dur>,
-    /// The recent window, in whole days.
-    pub recent_window: Dur,
-    /// The baseline window just before the recent one, in whole days.
-    pub baseline_window: Dur,
-    /// Fires when recent mean < ratio × baseline mean.
-    pub ratio: f64,
-    /// History needed before the rule speaks (first rollup to the evaluated day).
-    pub min_history: Dur,
-    /// The baseline mean (messages + meetings per day) needed.
-    pub min_baseline_mean: f64,
-    pub action: ActionCfg,
-}
-
-impl Default for CollaborationDecline {
-    fn default() -> Self {
-        CollaborationDecline {
-            enabled: true,
-            weight: 25,
-            cooldown: None,
-            recent_window: Dur::days(14),
-            baseline_window: Dur::days(56),
-            ratio: 0.5,
-            min_history: Dur::days(70),
-            min_baseline_mean: 5.0,
-            action: ActionCfg::new(
-                ActionKind::MicroLesson,
-                "reconnect-with-your-network",
-                5,
-                Audience::Employee,
-            ),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CheckinLapse {
-    pub enabled: bool,
-    pub weight: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cooldown: Option<Dur>,
-    /// Missed check-ins in a row that fire the rule.
-    pub consecutive_misses: u32,
-    /// A scheduled check-in not completed this long after `due_at` is missed.
-    pub grace: Dur,
-    pub action: ActionCfg,
-}
-
-impl Default for CheckinLapse {
-    fn default() -> Self {
-        CheckinLapse {
-            enabled: true,
-            weight: 15,
-            cooldown: None,
-            consecutive_misses: 2,
-            grace: Dur::hours(72),
-            action: ActionCfg::new(
-                ActionKind::ManagerCoaching,
-                "checkin-rhythm-coaching",
-                7,
-                Audience::Manager,
-            ),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LearningAbandonment {
-    pub enabled: bool,
-    pub weight: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cooldown: Option<Dur>,
-    /// A started module with neither completion nor abandonment this long after the start.
-    pub open_for: Dur,
-    pub action: ActionCfg,
-}
-
-impl Default for LearningAbandonment {
-    fn default() -> Self {
-        LearningAbandonment {
-            enabled: true,
-            weight: 5,
-            cooldown: None,
-            open_for: Dur::days(14),
-            action: ActionCfg::new(
-                ActionKind::MicroLesson,
-                "remediation/{module_id}",
-                5,
-                Audience::Employee,
-            ),
-        }
     }
 }
 
@@ -610,7 +489,7 @@ pub fn from_toml_str(text: &str) -> Result<Settings, ConfigError> {
     Ok(s)
 }
 
-fn positive(d: Dur, key: &str) -> Result<(), ConfigError> {
+pub(crate) fn positive(d: Dur, key: &str) -> Result<(), ConfigError> {
     if d.0.is_zero() {
         Err(invalid(key, "must be longer than zero"))
     } else {
@@ -618,7 +497,7 @@ fn positive(d: Dur, key: &str) -> Result<(), ConfigError> {
     }
 }
 
-fn whole_days(d: Dur, key: &str) -> Result<(), ConfigError> {
+pub(crate) fn whole_days(d: Dur, key: &str) -> Result<(), ConfigError> {
     positive(d, key)?;
     if d.ms() % DAY != 0 {
         Err(invalid(
@@ -630,7 +509,7 @@ fn whole_days(d: Dur, key: &str) -> Result<(), ConfigError> {
     }
 }
 
-fn ratio(v: f64, key: &str) -> Result<(), ConfigError> {
+pub(crate) fn ratio(v: f64, key: &str) -> Result<(), ConfigError> {
     if !(v.is_finite() && v > 0.0 && v <= 1.0) {
         Err(invalid(key, format!("{v} is not a ratio in (0, 1]")))
     } else {
@@ -686,70 +565,7 @@ impl Settings {
                 format!("{:?} is not an address like 0.0.0.0:9464", self.http.listen),
             ));
         }
-        let r = &self.rules;
-        positive(r.cooldown, "rules.cooldown")?;
-        if r.severity_medium_from > r.severity_high_from {
-            return Err(invalid(
-                "rules.severity_medium_from",
-                "must not be above rules.severity_high_from",
-            ));
-        }
-
-        let c = &r.collaboration_decline;
-        let p = "rules.collaboration_decline";
-        whole_days(c.recent_window, &format!("{p}.recent_window"))?;
-        whole_days(c.baseline_window, &format!("{p}.baseline_window"))?;
-        whole_days(c.min_history, &format!("{p}.min_history"))?;
-        ratio(c.ratio, &format!("{p}.ratio"))?;
-        if c.min_history.ms() < c.recent_window.ms() + c.baseline_window.ms() {
-            return Err(invalid(
-                format!("{p}.min_history"),
-                "must cover recent_window + baseline_window",
-            ));
-        }
-        if (c.recent_window.ms() + c.baseline_window.ms()) / DAY
-            > crate::rules::collaboration::MAX_DAYS as i64
-        {
-            return Err(invalid(
-                format!("{p}.baseline_window"),
-                format!(
-                    "recent_window + baseline_window may span at most {} days",
-                    crate::rules::collaboration::MAX_DAYS
-                ),
-            ));
-        }
-        if !(c.min_baseline_mean.is_finite() && c.min_baseline_mean >= 0.0) {
-            return Err(invalid(
-                format!("{p}.min_baseline_mean"),
-                "must be a number >= 0",
-            ));
-        }
-        c.action.validate(&format!("{p}.action"))?;
-        if let Some(cd) = c.cooldown {
-            positive(cd, &format!("{p}.cooldown"))?;
-        }
-
-        let c = &r.checkin_lapse;
-        let p = "rules.checkin_lapse";
-        if c.consecutive_misses == 0 || c.consecutive_misses > 50 {
-            return Err(invalid(
-                format!("{p}.consecutive_misses"),
-                "must be between 1 and 50",
-            ));
-        }
-        positive(c.grace, &format!("{p}.grace"))?;
-        c.action.validate(&format!("{p}.action"))?;
-        if let Some(cd) = c.cooldown {
-            positive(cd, &format!("{p}.cooldown"))?;
-        }
-
-        let c = &r.learning_abandonment;
-        let p = "rules.learning_abandonment";
-        positive(c.open_for, &format!("{p}.open_for"))?;
-        c.action.validate(&format!("{p}.action"))?;
-        if let Some(cd) = c.cooldown {
-            positive(cd, &format!("{p}.cooldown"))?;
-        }
+        self.rules.validate()?;
         Ok(())
     }
 

@@ -42,7 +42,12 @@ fn replay_of_the_sample_finds_each_rule_with_every_contract_field() {
     let ts = triggers(&out);
     let mut found: Vec<(String, String)> = ts
         .iter()
-        .map(|t| (t["rule"].as_str().unwrap().to_string(), t["subject"].as_str().unwrap().to_string()))
+        .map(|t| {
+            (
+                t["rule"].as_str().unwrap().to_string(),
+                t["subject"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     found.sort();
     assert_eq!(
@@ -56,7 +61,20 @@ fn replay_of_the_sample_finds_each_rule_with_every_contract_field() {
         ]
     );
     for t in &ts {
-        for f in ["trigger_id", "rule", "scope", "subject", "severity", "risk_score", "detected_at", "deliver_by", "reasons", "action", "escalation", "rule_version"] {
+        for f in [
+            "trigger_id",
+            "rule",
+            "scope",
+            "subject",
+            "severity",
+            "risk_score",
+            "detected_at",
+            "deliver_by",
+            "reasons",
+            "action",
+            "escalation",
+            "rule_version",
+        ] {
             assert!(t.get(f).is_some(), "missing {f} in {t}");
         }
         assert_eq!(t["scope"], "employee");
@@ -70,12 +88,16 @@ fn replay_of_the_sample_finds_each_rule_with_every_contract_field() {
 #[test]
 fn bad_lines_are_reported_with_line_numbers_counted_and_skipped() {
     let input = concat!(
-        r#"{"event_id":"a1","employee_id":"e1","occurred_at":"2026-03-02T09:00:00Z","type":"learning.module_abandoned","attrs":{"module_id":"m","progress_pct":90,"before_assessment":true}}"#, "\n",
+        r#"{"event_id":"a1","employee_id":"e1","occurred_at":"2026-03-02T09:00:00Z","type":"learning.module_abandoned","attrs":{"module_id":"m","progress_pct":90,"before_assessment":true}}"#,
+        "\n",
         "{not json\n",
         "\n",
-        r#"{"event_id":"a2","employee_id":"e1","occurred_at":"2026-03-02T09:00:00Z","type":"coffee.break"}"#, "\n",
-        r#"{"event_id":"a3","employee_id":"e2","occurred_at":"1999-03-02T09:00:00Z","type":"recognition.given"}"#, "\n",
-        r#"{"event_id":"a4","employee_id":"e2","occurred_at":"2026-03-03T09:00:00Z","type":"learning.module_abandoned","attrs":{"module_id":"n","progress_pct":95,"before_assessment":true}}"#, "\n",
+        r#"{"event_id":"a2","employee_id":"e1","occurred_at":"2026-03-02T09:00:00Z","type":"coffee.break"}"#,
+        "\n",
+        r#"{"event_id":"a3","employee_id":"e2","occurred_at":"1999-03-02T09:00:00Z","type":"recognition.given"}"#,
+        "\n",
+        r#"{"event_id":"a4","employee_id":"e2","occurred_at":"2026-03-03T09:00:00Z","type":"learning.module_abandoned","attrs":{"module_id":"n","progress_pct":95,"before_assessment":true}}"#,
+        "\n",
     );
     let out = momentd(&["replay", "--input", "-"], Some(input.as_bytes()));
     assert!(out.status.success(), "bad lines do not fail the run");
@@ -84,9 +106,16 @@ fn bad_lines_are_reported_with_line_numbers_counted_and_skipped() {
     assert!(err.contains("line 4: unknown_type"), "{err}");
     assert!(err.contains("line 5: timestamp_out_of_range"), "{err}");
     assert!(err.contains("3 rejected"), "{err}");
-    assert_eq!(triggers(&out).len(), 2, "the good lines around the bad ones still count");
+    assert_eq!(
+        triggers(&out).len(),
+        2,
+        "the good lines around the bad ones still count"
+    );
 
-    let strict = momentd(&["replay", "--input", "-", "--strict"], Some(input.as_bytes()));
+    let strict = momentd(
+        &["replay", "--input", "-", "--strict"],
+        Some(input.as_bytes()),
+    );
     assert_eq!(strict.status.code(), Some(1));
 }
 
@@ -94,8 +123,14 @@ fn bad_lines_are_reported_with_line_numbers_counted_and_skipped() {
 fn until_advances_the_clock_so_due_timers_fire() {
     let input = r#"{"event_id":"s1","employee_id":"e1","occurred_at":"2026-03-02T09:00:00Z","type":"learning.module_started","attrs":{"module_id":"m"}}"#;
     let out = momentd(&["replay", "--input", "-"], Some(input.as_bytes()));
-    assert!(triggers(&out).is_empty(), "by default the clock stops at the last event");
-    let out = momentd(&["replay", "--input", "-", "--until", "2026-03-20T00:00:00Z"], Some(input.as_bytes()));
+    assert!(
+        triggers(&out).is_empty(),
+        "by default the clock stops at the last event"
+    );
+    let out = momentd(
+        &["replay", "--input", "-", "--until", "2026-03-20T00:00:00Z"],
+        Some(input.as_bytes()),
+    );
     let ts = triggers(&out);
     assert_eq!(ts.len(), 1);
     assert_eq!(ts[0]["detected_at"], "2026-03-16T09:00:00Z");
@@ -108,7 +143,10 @@ fn pseudonymization_needs_its_key_and_hides_the_id() {
     std::fs::write(&cfg, "[privacy]\npseudonymize = true\n").unwrap();
     let cfg = cfg.to_str().unwrap();
     let input = r#"{"event_id":"a1","employee_id":"emp-secret","occurred_at":"2026-03-02T09:00:00Z","type":"learning.module_abandoned","attrs":{"module_id":"m","progress_pct":90,"before_assessment":true}}"#;
-    let refused = momentd(&["replay", "--input", "-", "--config", cfg], Some(input.as_bytes()));
+    let refused = momentd(
+        &["replay", "--input", "-", "--config", cfg],
+        Some(input.as_bytes()),
+    );
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("MOMENTD_PSEUDONYM_KEY"));
 
@@ -132,13 +170,23 @@ fn pseudonymization_needs_its_key_and_hides_the_id() {
 
 #[test]
 fn validate_config_prints_every_rule_and_rejects_bad_values_by_key() {
-    let ok = momentd(&["validate-config", "--config", "config/momentd.toml"], None);
+    let ok = momentd(
+        &["validate-config", "--config", "config/momentd.toml"],
+        None,
+    );
     assert!(ok.status.success());
     let text = String::from_utf8(ok.stdout).unwrap();
-    for rule in ["collaboration_decline", "checkin_lapse", "learning_abandonment"] {
+    for rule in [
+        "collaboration_decline",
+        "checkin_lapse",
+        "learning_abandonment",
+    ] {
         assert!(text.contains(rule), "{rule} missing from:\n{text}");
     }
-    assert!(text.contains("ratio = 0.5") && text.contains("grace = \"72h\""), "{text}");
+    assert!(
+        text.contains("ratio = 0.5") && text.contains("grace = \"72h\""),
+        "{text}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     for (body, key) in [

@@ -16,6 +16,38 @@ fn shipped_file_is_the_built_in_defaults() {
     );
 }
 
+/// Every leaf key of the built-in defaults, as `a.b.c` paths.
+fn leaf_keys(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) if !m.is_empty() => {
+            for (k, v) in m {
+                leaf_keys(v, &format!("{prefix}{k}."), out);
+            }
+        }
+        serde_json::Value::Object(_) => {}
+        _ => out.push(prefix.trim_end_matches('.').to_string()),
+    }
+}
+
+#[test]
+fn shipped_file_writes_out_every_default() {
+    let file = config::Config::builder()
+        .add_source(config::File::with_name("config/momentd.toml").format(config::FileFormat::Toml))
+        .build()
+        .unwrap()
+        .try_deserialize::<serde_json::Value>()
+        .unwrap();
+    let (mut want, mut have) = (Vec::new(), Vec::new());
+    leaf_keys(
+        &serde_json::to_value(Settings::default()).unwrap(),
+        "",
+        &mut want,
+    );
+    leaf_keys(&file, "", &mut have);
+    let missing: Vec<_> = want.iter().filter(|k| !have.contains(k)).collect();
+    assert!(missing.is_empty(), "config/momentd.toml lacks {missing:?}");
+}
+
 #[test]
 fn unknown_keys_are_rejected_with_their_name() {
     let e = err("[rules.checkin_lapse]\ngrase = \"72h\"\n");

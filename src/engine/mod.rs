@@ -17,11 +17,14 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
+use crate::config::{ActionCfg, ActionKind};
 use crate::event::{Event, Kind};
-use crate::rules::{checkin, collaboration, fingerprint, learning, Fire, RuleId, RuleSet};
+use crate::rules::group::{GroupFire, Groups};
+use crate::rules::{self as rules_mod, fingerprint, ladder, Fire, RuleId, RuleSet};
 use crate::time::{format_rfc3339, Ts};
-use crate::trigger::{Action, Reason, Scope, Trigger};
+use crate::trigger::{Action, Reason, Scope, Severity, Trigger};
 pub use state::EmployeeState;
+
 use state::{CONSENT_WITHDRAWN, EXITED};
 
 /// What the engine asks the shell to publish.
@@ -110,6 +113,48 @@ pub struct EngineOptions {
     pub pseudonymizer: Option<Pseudonymizer>,
 }
 
+/// Calls `$m!` with every employee rule: its id, its module, and the name shared by its
+/// parameters in [`RuleSet`] and its state in [`EmployeeState`].
+macro_rules! for_each_employee_rule {
+    ($m:ident) => {
+        $m! {
+            CollaborationDecline => collaboration, collaboration;
+            RecognitionWithdrawal => recognition, recognition;
+            PulseShortening => pulse, pulse;
+            CheckinLapse => checkin, checkin;
+            FeedbackUnacknowledged => feedback, feedback;
+            PassiveGoals => goals, goals;
+            LearningAbandonment => learning, learning;
+            LearningConfusion => confusion, confusion;
+            OnboardingFriction => onboarding, onboarding;
+            MobilityFrustration => mobility, mobility;
+            PerformanceDip => performance, performance;
+        }
+    };
+}
+
+/// Whether an event of this kind can move a deadline of some rule (the others skip the
+/// rescheduling work).
+fn touches_timers(kind: &Kind<'_>) -> bool {
+    !matches!(
+        kind,
+        Kind::ClarificationRequested
+            | Kind::ContentSearched { .. }
+            | Kind::ContentReplayed { .. }
+            | Kind::GoalUpdated { .. }
+            | Kind::PostingViewed { .. }
+            | Kind::Applied { .. }
+            | Kind::RoleChanged { .. }
+            | Kind::PlanAbandoned { .. }
+            | Kind::SkillsAssessmentAbandoned { .. }
+            | Kind::SprintClosed { .. }
+            | Kind::PulseResponse { .. }
+            | Kind::FeedbackComment { .. }
+            | Kind::AssessmentCompleted { .. }
+            | Kind::InterventionDelivered { .. }
+    )
+}
+
 /// The deterministic trigger id (CONTRACT §5).
 pub fn trigger_id(
     rule: &str,
@@ -134,7 +179,7 @@ pub fn trigger_id(
 
 #[derive(Debug)]
 struct Slot {
-    id: Arc<str>,
+    id: Box<str>,
     due: Option<Ts>,
     state: EmployeeState,
 }
@@ -154,62 +199,325 @@ impl Ctx {
         }
     }
 
-    /// Cooldown and consent, the same for every employee rule; then the trigger.
-    fn finalize(&self, employee_id: &str, st: &mut EmployeeState, f: Fire, out: &mut Vec<Output>) {
+    /// Cooldown and consent, the same for every employee rule; then the trigger, the ladder
+    /// entry, and the attrition risk the fire may complete. Returns whether a trigger went out.
+    fn finalize(
+        &self,
+        employee_id: &str,
+        st: &mut EmployeeState,
+        f: Fire,
+        out: &mut Vec<Output>,
+    ) -> bool {
         let m = self.rules.meta(f.rule);
         let decision = if st.has(CONSENT_WITHDRAWN) {
             Decision::SuppressedConsent
-        } else if st
-            .last_fired(f.rule)
-            .is_some_and(|last| (f.at - last).abs() < m.cooldown)
+        } else if f.escalation == 0
+            && st
+                .last_fired(f.rule)
+                .is_some_and(|last| (f.at - last).abs() < m.cooldown)
         {
             Decision::SuppressedCooldown
         } else {
             Decision::Fired
         };
         let subject = self.subject(employee_id);
-        let mut trigger_id_out = None;
-        if decision == Decision::Fired {
-            st.set_fired(f.rule, f.at);
-            let id = trigger_id(m.id.as_str(), &subject, f.at, 0, "");
-            trigger_id_out = Some(id.clone());
-            let content_id = m.action.content_id.as_ref().map(|c| match &f.module_id {
-                Some(mid) => c.replace("{module_id}", mid),
-                None => c.clone(),
-            });
-            out.push(Output::Trigger(Trigger {
-                trigger_id: id,
-                rule: m.id.as_str().to_string(),
-                scope: Scope::Employee,
-                subject: subject.clone(),
-                severity: m.severity,
-                risk_score: m.weight as f64,
-                detected_at: format_rfc3339(f.at),
-                deliver_by: format_rfc3339(f.at.saturating_add(self.rules.deliver_within)),
-                reasons: f.reasons.clone(),
-                action: Action {
-                    kind: m.action.kind.as_str().to_string(),
-                    content_id,
-                    max_minutes: m.action.max_minutes,
-                    audience: m.action.audience.as_str().to_string(),
-                },
-                escalation: 0,
-                experiment: None,
-                rule_version: m.version.clone(),
-            }));
+        if decision != Decision::Fired {
+            self.audit(decision, f.rule, &subject, &f.reasons, f.at, None, out);
+            return false;
         }
+        let (action, severity, risk) = match f.escalation {
+            0 => (&m.action, m.severity, m.weight as f64),
+            1 => (&self.rules.office_hours, m.severity, m.weight as f64),
+            _ => (&self.rules.manager_follow_up, m.severity, m.weight as f64),
+        };
+        let content = f.content_id.clone().or_else(|| {
+            match (&action.content_id, &f.module_id, f.escalation) {
+                (Some(c), Some(mid), 0) => Some(c.replace("{module_id}", mid)),
+                (c, _, _) => c.clone(),
+            }
+        });
+        if f.escalation == 0 {
+            st.set_fired(f.rule, f.at);
+        }
+        let id = self.publish(
+            f.rule,
+            Scope::Employee,
+            &subject,
+            f.at,
+            f.escalation,
+            "",
+            severity,
+            risk,
+            f.reasons.clone(),
+            action,
+            content,
+            out,
+        );
+        self.audit(
+            Decision::Fired,
+            f.rule,
+            &subject,
+            &f.reasons,
+            f.at,
+            Some(id.clone()),
+            out,
+        );
+        if self.rules.ladder.is_some() {
+            ladder::issued(
+                &mut st.ladder,
+                &id,
+                f.rule,
+                f.escalation,
+                f.at.saturating_add(self.rules.deliver_within),
+            );
+        }
+        if f.escalation == 0 && f.rule != RuleId::AttritionRisk {
+            self.attrition(employee_id, st, f.at, out);
+        }
+        true
+    }
+
+    /// `attrition_risk`: the weights of the distinct employee rules that fired within the window
+    /// up to `at`, added up (capped at 100); fires once the score reaches the threshold.
+    fn attrition(&self, employee_id: &str, st: &mut EmployeeState, at: Ts, out: &mut Vec<Output>) {
+        if !self.rules.enabled(RuleId::AttritionRisk) {
+            return;
+        }
+        let a = &self.rules.attrition;
+        let mut parts: Vec<(RuleId, u32, Ts)> = rules_mod::RuleId::EMPLOYEE
+            .iter()
+            .filter(|r| self.rules.enabled(**r))
+            .filter_map(|&r| {
+                st.last_fired(r)
+                    .filter(|&t| t <= at && t > at - a.window)
+                    .map(|t| (r, self.rules.meta(r).weight, t))
+            })
+            .filter(|p| p.1 > 0)
+            .collect();
+        let score = parts.iter().map(|p| p.1).sum::<u32>().min(100);
+        if score < a.threshold {
+            return;
+        }
+        parts.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+        let reasons = parts
+            .iter()
+            .map(|(r, w, t)| {
+                Reason::new(r.as_str(), *w as f64, a.threshold as f64)
+                    .window_days(crate::time::whole_days(a.window))
+                    .detail(format!(
+                        "fired {}; weight {w} of a score of {score}",
+                        format_rfc3339(*t)
+                    ))
+            })
+            .collect::<Vec<_>>();
+        let kind = a.route[parts[0].0.index()];
+        let action: &ActionCfg = a.action(kind);
+        let m = self.rules.meta(RuleId::AttritionRisk);
+        let decision = if st.has(CONSENT_WITHDRAWN) {
+            Decision::SuppressedConsent
+        } else if st
+            .last_fired(RuleId::AttritionRisk)
+            .is_some_and(|last| (at - last).abs() < m.cooldown)
+        {
+            Decision::SuppressedCooldown
+        } else {
+            Decision::Fired
+        };
+        let subject = self.subject(employee_id);
+        if decision != Decision::Fired {
+            self.audit(
+                decision,
+                RuleId::AttritionRisk,
+                &subject,
+                &reasons,
+                at,
+                None,
+                out,
+            );
+            return;
+        }
+        st.set_fired(RuleId::AttritionRisk, at);
+        let severity = if score >= a.high_from {
+            Severity::High
+        } else {
+            Severity::Medium
+        };
+        debug_assert!(matches!(
+            kind,
+            ActionKind::SkillRefresher
+                | ActionKind::ManagerCoaching
+                | ActionKind::MicroMentoringInvite
+        ));
+        let id = self.publish(
+            RuleId::AttritionRisk,
+            Scope::Employee,
+            &subject,
+            at,
+            0,
+            "",
+            severity,
+            score as f64,
+            reasons.clone(),
+            action,
+            action.content_id.clone(),
+            out,
+        );
+        self.audit(
+            Decision::Fired,
+            RuleId::AttritionRisk,
+            &subject,
+            &reasons,
+            at,
+            Some(id.clone()),
+            out,
+        );
+        if self.rules.ladder.is_some() {
+            ladder::issued(
+                &mut st.ladder,
+                &id,
+                RuleId::AttritionRisk,
+                0,
+                at.saturating_add(self.rules.deliver_within),
+            );
+        }
+    }
+
+    /// A team or cohort rule's verdict (cooldown already applied by the group state).
+    fn finalize_group(&self, g: GroupFire, out: &mut Vec<Output>) {
+        let m = self.rules.meta(g.rule);
+        if g.suppressed {
+            self.audit(
+                Decision::SuppressedCooldown,
+                g.rule,
+                &g.subject,
+                &g.reasons,
+                g.at,
+                None,
+                out,
+            );
+            return;
+        }
+        let id = self.publish(
+            g.rule,
+            g.scope,
+            &g.subject,
+            g.at,
+            0,
+            &g.key,
+            m.severity,
+            m.weight as f64,
+            g.reasons.clone(),
+            &m.action,
+            m.action.content_id.clone(),
+            out,
+        );
+        self.audit(
+            Decision::Fired,
+            g.rule,
+            &g.subject,
+            &g.reasons,
+            g.at,
+            Some(id),
+            out,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn publish(
+        &self,
+        rule: RuleId,
+        scope: Scope,
+        subject: &str,
+        at: Ts,
+        escalation: u8,
+        group_key: &str,
+        severity: Severity,
+        risk_score: f64,
+        reasons: Vec<Reason>,
+        action: &ActionCfg,
+        content_id: Option<String>,
+        out: &mut Vec<Output>,
+    ) -> String {
+        let m = self.rules.meta(rule);
+        let id = trigger_id(rule.as_str(), subject, at, escalation as u32, group_key);
+        out.push(Output::Trigger(Trigger {
+            trigger_id: id.clone(),
+            rule: rule.as_str().to_string(),
+            scope,
+            subject: subject.to_string(),
+            severity,
+            risk_score,
+            detected_at: format_rfc3339(at),
+            deliver_by: format_rfc3339(at.saturating_add(self.rules.deliver_within)),
+            reasons,
+            action: Action {
+                kind: action.kind.as_str().to_string(),
+                content_id,
+                max_minutes: action.max_minutes,
+                audience: action.audience.as_str().to_string(),
+            },
+            escalation: escalation as u32,
+            experiment: None,
+            rule_version: m.version.clone(),
+        }));
+        id
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn audit(
+        &self,
+        decision: Decision,
+        rule: RuleId,
+        subject: &str,
+        reasons: &[Reason],
+        at: Ts,
+        trigger_id: Option<String>,
+        out: &mut Vec<Output>,
+    ) {
         if self.opts.audit {
             out.push(Output::Audit(AuditRecord {
                 decision,
-                rule: m.id.as_str().to_string(),
-                rule_version: m.version.clone(),
-                subject,
-                reasons: f.reasons,
-                detected_at: format_rfc3339(f.at),
-                trigger_id: trigger_id_out,
+                rule: rule.as_str().to_string(),
+                rule_version: self.rules.meta(rule).version.clone(),
+                subject: subject.to_string(),
+                reasons: reasons.to_vec(),
+                detected_at: format_rfc3339(at),
+                trigger_id,
             }));
         }
     }
+}
+
+/// The index keys are already uniform hashes: use their low bits as they are.
+#[derive(Debug, Clone, Copy, Default)]
+struct FingerprintHasher;
+
+impl std::hash::BuildHasher for FingerprintHasher {
+    type Hasher = PassThrough;
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
+}
+
+#[derive(Debug)]
+struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ *b as u64;
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+fn employee_key(id: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(id.as_bytes())
 }
 
 /// Per-employee state for the employees of one partition, that partition's watermark, and the
@@ -219,14 +527,17 @@ pub struct Engine {
     ctx: Ctx,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    index: HashMap<Arc<str>, u32, ahash::RandomState>,
+    /// By a 128-bit fingerprint of the employee id: looked up without touching the id itself.
+    index: HashMap<u128, u32, FingerprintHasher>,
     /// (due, slot): each employee with a pending deadline appears once, at its earliest.
     timers: BTreeSet<(Ts, u32)>,
     /// Fingerprints of erased employee ids: later events about them are dropped.
     erased: HashSet<u64, ahash::RandomState>,
+    groups: Groups,
     max_event_time: Option<Ts>,
     watermark: Ts,
     fires: Vec<Fire>,
+    group_fires: Vec<GroupFire>,
 }
 
 impl Engine {
@@ -238,9 +549,11 @@ impl Engine {
             index: HashMap::default(),
             timers: BTreeSet::new(),
             erased: HashSet::default(),
+            groups: Groups::default(),
             max_event_time: None,
             watermark: Ts::MIN,
             fires: Vec::new(),
+            group_fires: Vec::new(),
         }
     }
 
@@ -280,7 +593,7 @@ impl Engine {
 
     pub fn state_of(&self, employee_id: &str) -> Option<&EmployeeState> {
         self.index
-            .get(employee_id)
+            .get(&employee_key(employee_id))
             .map(|&s| &self.slots[s as usize].state)
     }
 
@@ -300,21 +613,22 @@ impl Engine {
             self.max_event_time = Some(t);
             self.advance(t.saturating_sub(self.ctx.rules.allowed_lateness), out);
         }
-        let employee_fp = fingerprint(&ev.employee_id);
-        if !self.erased.is_empty() && self.erased.contains(&employee_fp) {
+        let employee_fp = || fingerprint(&ev.employee_id);
+        if !self.erased.is_empty() && self.erased.contains(&employee_fp()) {
             return Outcome::Erased;
         }
-        let slot = match self.index.get(ev.employee_id.as_ref()) {
+        let key = employee_key(&ev.employee_id);
+        let slot = match self.index.get(&key) {
             Some(&s) => s,
             None => {
                 if matches!(ev.kind, Kind::Erased) {
-                    self.erased.insert(employee_fp);
+                    self.erased.insert(employee_fp());
                     return Outcome::Applied;
                 }
-                self.alloc(&ev.employee_id)
+                self.alloc(key, &ev.employee_id)
             }
         };
-        let rules = Arc::clone(&self.ctx.rules);
+        let rules: &RuleSet = &self.ctx.rules;
         let sl = &mut self.slots[slot as usize];
         let st = &mut sl.state;
         if st.has(EXITED) {
@@ -337,7 +651,7 @@ impl Engine {
             }
             Kind::Erased => {
                 self.erase(slot);
-                self.erased.insert(employee_fp);
+                self.erased.insert(employee_fp());
                 return Outcome::Applied;
             }
             Kind::Exited { .. } => {
@@ -346,28 +660,38 @@ impl Engine {
                 st.dedup = Default::default();
             }
             _ => {
+                let day = crate::time::day_of(t) as i32;
+                let new_day = st.seen_day != day;
+                st.seen_day = day;
+                if !st.has(CONSENT_WITHDRAWN) && (ev.team_id.is_some() || ev.cohort_id.is_some()) {
+                    let emp = fingerprint(&ev.employee_id);
+                    self.groups.on_event(&rules.groups, emp, ev, new_day);
+                }
                 let mut fires = std::mem::take(&mut self.fires);
-                if rules.enabled(RuleId::CollaborationDecline) {
-                    collaboration::on_event(
-                        &rules.collaboration,
-                        &mut st.collaboration,
-                        ev,
-                        &mut fires,
-                    );
+                macro_rules! on_event {
+                    ($($id:ident => $module:ident, $params:ident;)*) => {$(
+                        if rules.enabled(RuleId::$id) {
+                            rules_mod::$module::on_event(&rules.$params, &mut st.$params, ev, &mut fires);
+                        }
+                    )*};
                 }
-                if rules.enabled(RuleId::CheckinLapse) {
-                    checkin::on_event(&rules.checkin, &mut st.checkin, ev, &mut fires);
+                for_each_employee_rule!(on_event);
+                if let Some(lp) = &rules.ladder {
+                    ladder::on_event(lp, &mut st.ladder, ev, &mut fires);
                 }
-                if rules.enabled(RuleId::LearningAbandonment) {
-                    learning::on_event(&rules.learning, &mut st.learning, ev, &mut fires);
-                }
+                let mut published = false;
                 for f in fires.drain(..) {
-                    self.ctx.finalize(&sl.id, st, f, out);
+                    published |= self.ctx.finalize(&sl.id, st, f, out);
                 }
                 self.fires = fires;
+                if published {
+                    self.reschedule(slot, None);
+                }
             }
         }
-        self.reschedule(slot, None);
+        if touches_timers(&ev.kind) {
+            self.reschedule(slot, None);
+        }
         self.fire_due(out);
         Outcome::Applied
     }
@@ -381,34 +705,56 @@ impl Engine {
     }
 
     fn fire_due(&mut self, out: &mut Vec<Output>) {
-        while let Some(&(due, slot)) = self.timers.first() {
-            if due > self.watermark {
-                break;
+        loop {
+            let employee = self
+                .timers
+                .first()
+                .copied()
+                .filter(|&(due, _)| due <= self.watermark);
+            let group = self
+                .groups
+                .next_due(&self.ctx.rules.groups)
+                .filter(|&due| due <= self.watermark);
+            match (employee, group) {
+                (None, None) => break,
+                (Some((due, slot)), g) if g.is_none_or(|g| due <= g) => {
+                    self.timers.pop_first();
+                    self.slots[slot as usize].due = None;
+                    self.fire_slot(slot, out);
+                }
+                _ => {
+                    let mut gf = std::mem::take(&mut self.group_fires);
+                    self.groups
+                        .on_timer(&self.ctx.rules.groups, self.watermark, &mut gf);
+                    for g in gf.drain(..) {
+                        self.ctx.finalize_group(g, out);
+                    }
+                    self.group_fires = gf;
+                }
             }
-            self.timers.pop_first();
-            self.slots[slot as usize].due = None;
-            self.fire_slot(slot, out);
         }
     }
 
     fn fire_slot(&mut self, slot: u32, out: &mut Vec<Output>) {
         let now = self.watermark;
-        let rules = Arc::clone(&self.ctx.rules);
+        let rules: &RuleSet = &self.ctx.rules;
         let sl = &mut self.slots[slot as usize];
         let st = &mut sl.state;
         let mut fires = std::mem::take(&mut self.fires);
-        if rules.enabled(RuleId::CollaborationDecline) {
-            collaboration::on_timer(&rules.collaboration, &mut st.collaboration, now, &mut fires);
+        macro_rules! on_timer {
+            ($($id:ident => $module:ident, $params:ident;)*) => {$(
+                if rules.enabled(RuleId::$id) {
+                    rules_mod::$module::on_timer(&rules.$params, &mut st.$params, now, &mut fires);
+                }
+            )*};
         }
-        if rules.enabled(RuleId::CheckinLapse) {
-            checkin::on_timer(&rules.checkin, &mut st.checkin, now, &mut fires);
-        }
-        if rules.enabled(RuleId::LearningAbandonment) {
-            learning::on_timer(&rules.learning, &mut st.learning, now, &mut fires);
+        for_each_employee_rule!(on_timer);
+        if let Some(lp) = &rules.ladder {
+            ladder::on_timer(lp, &mut st.ladder, now, &mut fires);
         }
         // Rules hand their fires over in deadline order within each rule; across rules, order
-        // by time so cooldown sees them as they happened.
-        fires.sort_by_key(|f| (f.at, f.rule));
+        // by time so cooldown and the risk score see them as they happened.
+        fires.sort_by_key(|f| (f.at, f.rule, f.escalation));
         for f in fires.drain(..) {
             self.ctx.finalize(&sl.id, st, f, out);
         }
@@ -424,17 +770,16 @@ impl Engine {
                 due = Some(due.map_or(d, |x| x.min(d)));
             }
         };
-        if rules.enabled(RuleId::CollaborationDecline) {
-            take(collaboration::next_due(
-                &rules.collaboration,
-                &st.collaboration,
-            ));
+        macro_rules! next_due {
+            ($($id:ident => $module:ident, $params:ident;)*) => {$(
+                if rules.enabled(RuleId::$id) {
+                    take(rules_mod::$module::next_due(&rules.$params, &st.$params));
+                }
+            )*};
         }
-        if rules.enabled(RuleId::CheckinLapse) {
-            take(checkin::next_due(&rules.checkin, &st.checkin));
-        }
-        if rules.enabled(RuleId::LearningAbandonment) {
-            take(learning::next_due(&rules.learning, &st.learning));
+        for_each_employee_rule!(next_due);
+        if let Some(lp) = &rules.ladder {
+            take(ladder::next_due(lp, &st.ladder));
         }
         due
     }
@@ -456,10 +801,9 @@ impl Engine {
         }
     }
 
-    fn alloc(&mut self, employee_id: &str) -> u32 {
-        let id: Arc<str> = Arc::from(employee_id);
+    fn alloc(&mut self, key: u128, employee_id: &str) -> u32 {
         let slot = Slot {
-            id: Arc::clone(&id),
+            id: employee_id.into(),
             due: None,
             state: EmployeeState::default(),
         };
@@ -473,7 +817,7 @@ impl Engine {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert(id, n);
+        self.index.insert(key, n);
         n
     }
 
@@ -483,9 +827,10 @@ impl Engine {
         if let Some(d) = sl.due.take() {
             self.timers.remove(&(d, slot));
         }
-        let id = std::mem::replace(&mut sl.id, Arc::from(""));
+        let id = std::mem::take(&mut sl.id);
         sl.state = EmployeeState::default();
-        self.index.remove(&id);
+        self.index.remove(&employee_key(&id));
+        self.groups.erase(fingerprint(&id));
         self.free.push(slot);
     }
 }

@@ -65,6 +65,13 @@ impl H {
             })
             .collect()
     }
+    /// Detections only (escalation 0), without the ladder's follow-ups.
+    fn detections(&self) -> Vec<&Trigger> {
+        self.triggers()
+            .into_iter()
+            .filter(|t| t.escalation == 0)
+            .collect()
+    }
     fn decisions(&self, rule: &str) -> Vec<Decision> {
         self.out
             .iter()
@@ -491,7 +498,7 @@ fn a_timer_overdue_on_arrival_still_fires_once() {
     assert_eq!(h.triggers().len(), 1);
     assert_eq!(h.triggers()[0].detected_at, "2026-01-20T00:00:00Z");
     h.advance(day(60));
-    assert_eq!(h.triggers().len(), 1);
+    assert_eq!(h.detections().len(), 1);
 }
 
 // --- cooldown, consent, exit, erasure ---------------------------------------------------------
@@ -510,11 +517,17 @@ fn abandon(h: &mut H, emp: &str, at: Ts, m: &str) {
 
 #[test]
 fn cooldown_suppresses_a_second_fire_within_fourteen_days() {
-    let mut h = H::new();
+    let mut st = Settings::default();
+    st.rules.follow_up.enabled = false; // decisions of detections only
+    let mut h = H::with(st, None);
     abandon(&mut h, "lu", day(0), "a");
     abandon(&mut h, "lu", day(13), "b");
     abandon(&mut h, "lu", day(14), "c");
-    let got: Vec<_> = h.triggers().iter().map(|t| t.detected_at.clone()).collect();
+    let got: Vec<_> = h
+        .detections()
+        .iter()
+        .map(|t| t.detected_at.clone())
+        .collect();
     assert_eq!(got, vec!["2026-01-05T00:00:00Z", "2026-01-19T00:00:00Z"]);
     assert_eq!(
         h.decisions("learning_abandonment"),

@@ -5,7 +5,122 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::error::Category;
 
-use super::{ErrorCode, Event, Limits, RawAttrs, RawEvent, Reject};
+use serde::de::{IgnoredAny, MapAccess, Visitor};
+
+use super::{AttrSource, AttrVal, ErrorCode, Event, Limits, RawEvent, Reject};
+
+/// `attrs` as a short list of scalar values: read in one pass, looked up by name by the
+/// type-specific checks. Nested values are kept only as a marker (never valid in the catalog).
+#[derive(Default)]
+struct JsonAttrs<'a>(Vec<(Cow<'a, str>, AttrVal<'a>)>);
+
+impl<'a> AttrSource<'a> for JsonAttrs<'a> {
+    fn take(&mut self, name: &str) -> Option<AttrVal<'a>> {
+        let i = self.0.iter().position(|(k, _)| k == name)?;
+        Some(self.0.swap_remove(i).1)
+    }
+}
+
+/// A key, borrowed from the input unless it has escapes (serde's own `Cow` always copies).
+struct KeySeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        struct K;
+        impl<'de> Visitor<'de> for K {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an attribute name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        d.deserialize_str(K)
+    }
+}
+
+struct ValueSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for ValueSeed {
+    type Value = Option<AttrVal<'de>>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Option<AttrVal<'de>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an attribute value")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Some(AttrVal::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(AttrVal::Num(v as f64)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(AttrVal::Num(v as f64)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Some(AttrVal::Num(v)))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(AttrVal::Str(Cow::Borrowed(v))))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(AttrVal::Str(Cow::Owned(v.to_string()))))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Some(AttrVal::Str(Cow::Owned(v))))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Some(AttrVal::Nested))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Some(AttrVal::Nested))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for JsonAttrs<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = JsonAttrs<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of attributes")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut v = Vec::with_capacity(4);
+                while let Some(k) = map.next_key_seed(KeySeed)? {
+                    if let Some(val) = map.next_value_seed(ValueSeed)? {
+                        v.push((k, val));
+                    }
+                }
+                Ok(JsonAttrs(v))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
 
 #[derive(Deserialize)]
 struct JsonEvent<'a> {
@@ -24,7 +139,7 @@ struct JsonEvent<'a> {
     #[serde(borrow, default)]
     manager_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    attrs: Option<RawAttrs<'a>>,
+    attrs: Option<JsonAttrs<'a>>,
 }
 
 /// Decodes one JSON event. Syntax errors are `malformed_json`; well-formed JSON of the wrong

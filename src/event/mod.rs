@@ -371,63 +371,67 @@ impl Kind<'_> {
     }
 }
 
-/// The attributes of every type in one flat record: what either decoder produces before the
-/// type-specific checks. Numbers are read as `f64` so that "3.5 messages" is a schema violation
-/// naming the field rather than a parse failure.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-pub(crate) struct RawAttrs<'a> {
-    #[serde(borrow)]
-    task_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    channel: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    module_id: Option<Cow<'a, str>>,
-    progress_pct: Option<f64>,
-    before_assessment: Option<bool>,
-    score_pct: Option<f64>,
-    passed: Option<bool>,
-    #[serde(borrow)]
-    query: Option<Cow<'a, str>>,
-    results_clicked: Option<f64>,
-    #[serde(borrow)]
-    checkin_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    due_at: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    goal_id: Option<Cow<'a, str>>,
-    progress_delta_pct: Option<f64>,
-    #[serde(borrow)]
-    feedback_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    posting_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    change: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    plan_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    assessment_id: Option<Cow<'a, str>>,
-    messages: Option<f64>,
-    meetings: Option<f64>,
-    completed: Option<f64>,
-    planned: Option<f64>,
-    points_done: Option<f64>,
-    points_target: Option<f64>,
-    #[serde(borrow)]
-    survey_id: Option<Cow<'a, str>>,
-    score: Option<f64>,
-    word_count: Option<f64>,
-    #[serde(borrow)]
-    text: Option<Cow<'a, str>>,
-    individual_processing: Option<bool>,
-    voluntary: Option<bool>,
-    #[serde(borrow)]
-    trigger_id: Option<Cow<'a, str>>,
+/// One attribute value as either decoder found it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum AttrVal<'a> {
+    Str(Cow<'a, str>),
+    Num(f64),
+    Bool(bool),
+    /// An array or object: never a valid attribute of the catalog.
+    Nested,
+}
+
+impl AttrVal<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            AttrVal::Str(_) => "a string",
+            AttrVal::Num(_) => "a number",
+            AttrVal::Bool(_) => "a boolean",
+            AttrVal::Nested => "an array or object",
+        }
+    }
+}
+
+/// Where the type-specific checks read attributes from: only the attributes a type needs are
+/// looked at, so unknown ones are ignored and a decoder need not build a record of all of them.
+pub(crate) trait AttrSource<'a> {
+    /// Removes and returns the named attribute (`None` when absent or null).
+    fn take(&mut self, name: &str) -> Option<AttrVal<'a>>;
+}
+
+fn wrong_type(name: &str, expected: &str, v: &AttrVal<'_>) -> Reject {
+    Reject::schema(format!(
+        "attrs.{name}: expected {expected}, found {}",
+        v.kind()
+    ))
+}
+
+fn get_str<'a>(a: &mut impl AttrSource<'a>, name: &str) -> Result<Option<Cow<'a, str>>, Reject> {
+    match a.take(name) {
+        None => Ok(None),
+        Some(AttrVal::Str(s)) => Ok(Some(s)),
+        Some(v) => Err(wrong_type(name, "a string", &v)),
+    }
+}
+
+fn get_num<'a>(a: &mut impl AttrSource<'a>, name: &str) -> Result<Option<f64>, Reject> {
+    match a.take(name) {
+        None => Ok(None),
+        Some(AttrVal::Num(n)) => Ok(Some(n)),
+        Some(v) => Err(wrong_type(name, "a number", &v)),
+    }
+}
+
+fn get_bool<'a>(a: &mut impl AttrSource<'a>, name: &str) -> Result<Option<bool>, Reject> {
+    match a.take(name) {
+        None => Ok(None),
+        Some(AttrVal::Bool(b)) => Ok(Some(b)),
+        Some(v) => Err(wrong_type(name, "true or false", &v)),
+    }
 }
 
 /// The top-level fields, as either decoder found them.
-#[derive(Debug, Default)]
-pub(crate) struct RawEvent<'a> {
+pub(crate) struct RawEvent<'a, A> {
     event_id: Option<Cow<'a, str>>,
     employee_id: Option<Cow<'a, str>>,
     occurred_at: Option<Cow<'a, str>>,
@@ -435,21 +439,37 @@ pub(crate) struct RawEvent<'a> {
     team_id: Option<Cow<'a, str>>,
     cohort_id: Option<Cow<'a, str>>,
     manager_id: Option<Cow<'a, str>>,
-    attrs: RawAttrs<'a>,
+    attrs: A,
 }
 
 const MAX_ID_CHARS: usize = 128;
 
 fn id_field<'a>(v: Option<Cow<'a, str>>, field: &str) -> Result<Cow<'a, str>, Reject> {
+    checked_id(v, "", field)
+}
+
+/// An id of 1..=128 characters; `prefix` + `field` name it in the error (formatted only then).
+fn checked_id<'a>(
+    v: Option<Cow<'a, str>>,
+    prefix: &str,
+    field: &str,
+) -> Result<Cow<'a, str>, Reject> {
     match v {
-        None => Err(Reject::schema(format!("{field}: required"))),
+        None => Err(Reject::schema(format!("{prefix}{field}: required"))),
         Some(s) => {
-            let n = s.chars().count();
+            // Byte length bounds the character count: count characters only when it matters.
+            let n = if s.len() <= MAX_ID_CHARS {
+                s.len()
+            } else {
+                s.chars().count()
+            };
             if n == 0 {
-                Err(Reject::schema(format!("{field}: must not be empty")))
+                Err(Reject::schema(format!(
+                    "{prefix}{field}: must not be empty"
+                )))
             } else if n > MAX_ID_CHARS {
                 Err(Reject::schema(format!(
-                    "{field}: {n} characters, at most {MAX_ID_CHARS} allowed"
+                    "{prefix}{field}: {n} characters, at most {MAX_ID_CHARS} allowed"
                 )))
             } else {
                 Ok(s)
@@ -466,12 +486,13 @@ fn opt_id<'a>(v: Option<Cow<'a, str>>, field: &str) -> Result<Option<Cow<'a, str
     }
 }
 
-fn attr_id<'a>(v: Option<Cow<'a, str>>, field: &str) -> Result<Cow<'a, str>, Reject> {
-    id_field(v, &format!("attrs.{field}"))
+fn attr_id<'a>(a: &mut impl AttrSource<'a>, field: &str) -> Result<Cow<'a, str>, Reject> {
+    checked_id(get_str(a, field)?, "attrs.", field)
 }
 
-fn req_bool(v: Option<bool>, field: &str) -> Result<bool, Reject> {
-    v.ok_or_else(|| Reject::schema(format!("attrs.{field}: required (true or false)")))
+fn req_bool<'a>(a: &mut impl AttrSource<'a>, field: &str) -> Result<bool, Reject> {
+    get_bool(a, field)?
+        .ok_or_else(|| Reject::schema(format!("attrs.{field}: required (true or false)")))
 }
 
 fn number_in(v: f64, field: &str, lo: f64, hi: f64) -> Result<f64, Reject> {
@@ -484,8 +505,13 @@ fn number_in(v: f64, field: &str, lo: f64, hi: f64) -> Result<f64, Reject> {
     }
 }
 
-fn req_number(v: Option<f64>, field: &str, lo: f64, hi: f64) -> Result<f64, Reject> {
-    match v {
+fn req_number<'a>(
+    a: &mut impl AttrSource<'a>,
+    field: &str,
+    lo: f64,
+    hi: f64,
+) -> Result<f64, Reject> {
+    match get_num(a, field)? {
         None => Err(Reject::schema(format!("attrs.{field}: required number"))),
         Some(v) => number_in(v, field, lo, hi),
     }
@@ -501,8 +527,8 @@ fn count(v: f64, field: &str) -> Result<u32, Reject> {
     }
 }
 
-fn req_count(v: Option<f64>, field: &str) -> Result<u32, Reject> {
-    match v {
+fn req_count<'a>(a: &mut impl AttrSource<'a>, field: &str) -> Result<u32, Reject> {
+    match get_num(a, field)? {
         None => Err(Reject::schema(format!(
             "attrs.{field}: required integer >= 0"
         ))),
@@ -547,7 +573,7 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-impl<'a> RawEvent<'a> {
+impl<'a, A: AttrSource<'a>> RawEvent<'a, A> {
     /// The checks both encodings share: required fields, lengths, time range, the type's
     /// attributes.
     pub(crate) fn validate(self, limits: &Limits) -> Result<Event<'a>, Reject> {
@@ -561,7 +587,8 @@ impl<'a> RawEvent<'a> {
             None => return Err(Reject::schema("type: required")),
             Some(t) => t,
         };
-        let kind = kind_from(&type_name, self.attrs, limits)?;
+        let mut attrs = self.attrs;
+        let kind = kind_from(&type_name, &mut attrs, limits)?;
         Ok(Event {
             event_id,
             employee_id,
@@ -574,45 +601,49 @@ impl<'a> RawEvent<'a> {
     }
 }
 
-fn kind_from<'a>(t: &str, a: RawAttrs<'a>, limits: &Limits) -> Result<Kind<'a>, Reject> {
+fn kind_from<'a>(
+    t: &str,
+    a: &mut impl AttrSource<'a>,
+    limits: &Limits,
+) -> Result<Kind<'a>, Reject> {
     use Kind::*;
     Ok(match t {
         "onboarding.task_started" => TaskStarted {
-            task_id: attr_id(a.task_id, "task_id")?,
+            task_id: attr_id(a, "task_id")?,
         },
         "onboarding.task_completed" => TaskCompleted {
-            task_id: attr_id(a.task_id, "task_id")?,
+            task_id: attr_id(a, "task_id")?,
         },
         "hr.clarification_requested" => ClarificationRequested,
         "learning.module_started" => ModuleStarted {
-            module_id: attr_id(a.module_id, "module_id")?,
+            module_id: attr_id(a, "module_id")?,
         },
         "learning.module_completed" => ModuleCompleted {
-            module_id: attr_id(a.module_id, "module_id")?,
+            module_id: attr_id(a, "module_id")?,
         },
         "learning.content_replayed" => ContentReplayed {
-            module_id: attr_id(a.module_id, "module_id")?,
+            module_id: attr_id(a, "module_id")?,
         },
         "learning.module_abandoned" => ModuleAbandoned {
-            module_id: attr_id(a.module_id, "module_id")?,
-            progress_pct: req_number(a.progress_pct, "progress_pct", 0.0, 100.0)?,
-            before_assessment: req_bool(a.before_assessment, "before_assessment")?,
+            module_id: attr_id(a, "module_id")?,
+            progress_pct: req_number(a, "progress_pct", 0.0, 100.0)?,
+            before_assessment: req_bool(a, "before_assessment")?,
         },
         "learning.assessment_completed" => AssessmentCompleted {
-            module_id: attr_id(a.module_id, "module_id")?,
-            score_pct: req_number(a.score_pct, "score_pct", 0.0, 100.0)?,
-            passed: req_bool(a.passed, "passed")?,
+            module_id: attr_id(a, "module_id")?,
+            score_pct: req_number(a, "score_pct", 0.0, 100.0)?,
+            passed: req_bool(a, "passed")?,
         },
         "learning.content_searched" => {
-            if a.query.is_none() {
+            if get_str(a, "query")?.is_none() {
                 return Err(Reject::schema("attrs.query: required"));
             }
             ContentSearched {
-                results_clicked: req_count(a.results_clicked, "results_clicked")?,
+                results_clicked: req_count(a, "results_clicked")?,
             }
         }
         "checkin.scheduled" => {
-            let due = match &a.due_at {
+            let due = match &get_str(a, "due_at")? {
                 None => return Err(Reject::schema("attrs.due_at: required")),
                 Some(s) => timestamp(
                     s,
@@ -624,33 +655,33 @@ fn kind_from<'a>(t: &str, a: RawAttrs<'a>, limits: &Limits) -> Result<Kind<'a>, 
                 )?,
             };
             CheckinScheduled {
-                checkin_id: attr_id(a.checkin_id, "checkin_id")?,
+                checkin_id: attr_id(a, "checkin_id")?,
                 due_at: due,
             }
         }
         "checkin.completed" => CheckinCompleted {
-            checkin_id: attr_id(a.checkin_id, "checkin_id")?,
+            checkin_id: attr_id(a, "checkin_id")?,
         },
         "checkin.skipped" => CheckinSkipped {
-            checkin_id: attr_id(a.checkin_id, "checkin_id")?,
+            checkin_id: attr_id(a, "checkin_id")?,
         },
         "goal.updated" => GoalUpdated {
-            goal_id: attr_id(a.goal_id, "goal_id")?,
-            progress_delta_pct: req_number(a.progress_delta_pct, "progress_delta_pct", -1e9, 1e9)?,
+            goal_id: attr_id(a, "goal_id")?,
+            progress_delta_pct: req_number(a, "progress_delta_pct", -1e9, 1e9)?,
         },
         "feedback.received" => FeedbackReceived {
-            feedback_id: attr_id(a.feedback_id, "feedback_id")?,
+            feedback_id: attr_id(a, "feedback_id")?,
         },
         "feedback.acknowledged" => FeedbackAcknowledged {
-            feedback_id: attr_id(a.feedback_id, "feedback_id")?,
+            feedback_id: attr_id(a, "feedback_id")?,
         },
         "mobility.posting_viewed" => PostingViewed {
-            posting_id: attr_id(a.posting_id, "posting_id")?,
+            posting_id: attr_id(a, "posting_id")?,
         },
         "mobility.applied" => Applied {
-            posting_id: attr_id(a.posting_id, "posting_id")?,
+            posting_id: attr_id(a, "posting_id")?,
         },
-        "mobility.role_changed" => match a.change.as_deref() {
+        "mobility.role_changed" => match get_str(a, "change")?.as_deref() {
             Some("promotion") => RoleChanged { promotion: true },
             Some("lateral") => RoleChanged { promotion: false },
             Some(other) => {
@@ -666,31 +697,31 @@ fn kind_from<'a>(t: &str, a: RawAttrs<'a>, limits: &Limits) -> Result<Kind<'a>, 
             }
         },
         "development.plan_abandoned" => PlanAbandoned {
-            plan_id: attr_id(a.plan_id, "plan_id")?,
+            plan_id: attr_id(a, "plan_id")?,
         },
         "skills.assessment_abandoned" => SkillsAssessmentAbandoned {
-            assessment_id: attr_id(a.assessment_id, "assessment_id")?,
+            assessment_id: attr_id(a, "assessment_id")?,
         },
         "collab.activity" => CollabActivity {
-            messages: req_count(a.messages, "messages")?,
-            meetings: req_count(a.meetings, "meetings")?,
+            messages: req_count(a, "messages")?,
+            meetings: req_count(a, "meetings")?,
         },
         "recognition.given" => RecognitionGiven,
         "recognition.received" => RecognitionReceived,
         "work.tasks" => WorkTasks {
-            completed: req_count(a.completed, "completed")?,
-            planned: req_count(a.planned, "planned")?,
+            completed: req_count(a, "completed")?,
+            planned: req_count(a, "planned")?,
         },
         "work.sprint_closed" => SprintClosed {
-            points_done: req_number(a.points_done, "points_done", 0.0, 1e9)?,
-            points_target: req_number(a.points_target, "points_target", 0.0, 1e9)?,
+            points_done: req_number(a, "points_done", 0.0, 1e9)?,
+            points_target: req_number(a, "points_target", 0.0, 1e9)?,
         },
         "survey.pulse_response" => {
-            let score = match a.score {
+            let score = match get_num(a, "score")? {
                 None => None,
                 Some(v) => Some(number_in(v, "score", 0.0, 10.0)?),
             };
-            let word_count = match (a.word_count, &a.text) {
+            let word_count = match (get_num(a, "word_count")?, &get_str(a, "text")?) {
                 (Some(v), _) => Some(count(v, "word_count")?),
                 (None, Some(text)) => {
                     Some(text.split_whitespace().count().min(u32::MAX as usize) as u32)
@@ -698,30 +729,30 @@ fn kind_from<'a>(t: &str, a: RawAttrs<'a>, limits: &Limits) -> Result<Kind<'a>, 
                 (None, None) => None,
             };
             PulseResponse {
-                survey_id: attr_id(a.survey_id, "survey_id")?,
+                survey_id: attr_id(a, "survey_id")?,
                 score,
                 word_count,
             }
         }
-        "feedback.comment" => match a.text {
+        "feedback.comment" => match get_str(a, "text")? {
             Some(text) => FeedbackComment { text },
             None => return Err(Reject::schema("attrs.text: required")),
         },
         "consent.updated" => ConsentUpdated {
-            individual_processing: req_bool(a.individual_processing, "individual_processing")?,
+            individual_processing: req_bool(a, "individual_processing")?,
         },
         "employee.erased" => Erased,
         "employee.exited" => Exited {
-            voluntary: req_bool(a.voluntary, "voluntary")?,
+            voluntary: req_bool(a, "voluntary")?,
         },
         "intervention.delivered" => InterventionDelivered {
-            trigger_id: attr_id(a.trigger_id, "trigger_id")?,
+            trigger_id: attr_id(a, "trigger_id")?,
         },
         "intervention.completed" => InterventionCompleted {
-            trigger_id: attr_id(a.trigger_id, "trigger_id")?,
+            trigger_id: attr_id(a, "trigger_id")?,
         },
         "intervention.ignored" => InterventionIgnored {
-            trigger_id: attr_id(a.trigger_id, "trigger_id")?,
+            trigger_id: attr_id(a, "trigger_id")?,
         },
         other => {
             return Err(Reject::new(

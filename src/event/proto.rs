@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use prost::Message;
 
 use super::pb;
-use super::{ErrorCode, Event, Kind, Limits, RawAttrs, RawEvent, Reject};
+use super::{AttrSource, AttrVal, ErrorCode, Event, Kind, Limits, RawEvent, Reject};
 use crate::time;
 
 fn nonempty(s: String) -> Option<Cow<'static, str>> {
@@ -21,8 +21,51 @@ fn owned(s: Option<String>) -> Option<Cow<'static, str>> {
     s.map(Cow::Owned)
 }
 
-fn num(v: Option<i64>) -> Option<f64> {
-    v.map(|v| v as f64)
+/// The protobuf attributes, read by name like JSON's.
+struct PbAttrs(pb::Attrs);
+
+impl AttrSource<'static> for PbAttrs {
+    fn take(&mut self, name: &str) -> Option<AttrVal<'static>> {
+        let a = &mut self.0;
+        let s = |v: &mut Option<String>| v.take().map(|s| AttrVal::Str(Cow::Owned(s)));
+        let i = |v: Option<i64>| v.map(|v| AttrVal::Num(v as f64));
+        let f = |v: Option<f64>| v.map(AttrVal::Num);
+        let b = |v: Option<bool>| v.map(AttrVal::Bool);
+        match name {
+            "task_id" => s(&mut a.task_id),
+            "channel" => s(&mut a.channel),
+            "module_id" => s(&mut a.module_id),
+            "progress_pct" => f(a.progress_pct),
+            "before_assessment" => b(a.before_assessment),
+            "score_pct" => f(a.score_pct),
+            "passed" => b(a.passed),
+            "query" => s(&mut a.query),
+            "results_clicked" => i(a.results_clicked),
+            "checkin_id" => s(&mut a.checkin_id),
+            "due_at" => s(&mut a.due_at),
+            "goal_id" => s(&mut a.goal_id),
+            "progress_delta_pct" => f(a.progress_delta_pct),
+            "feedback_id" => s(&mut a.feedback_id),
+            "posting_id" => s(&mut a.posting_id),
+            "change" => s(&mut a.change),
+            "plan_id" => s(&mut a.plan_id),
+            "assessment_id" => s(&mut a.assessment_id),
+            "messages" => i(a.messages),
+            "meetings" => i(a.meetings),
+            "completed" => i(a.completed),
+            "planned" => i(a.planned),
+            "points_done" => f(a.points_done),
+            "points_target" => f(a.points_target),
+            "survey_id" => s(&mut a.survey_id),
+            "score" => f(a.score),
+            "word_count" => i(a.word_count),
+            "text" => s(&mut a.text),
+            "individual_processing" => b(a.individual_processing),
+            "voluntary" => b(a.voluntary),
+            "trigger_id" => s(&mut a.trigger_id),
+            _ => None,
+        }
+    }
 }
 
 /// Decodes one protobuf event. Undecodable bytes are `malformed_protobuf`; the rest is validated
@@ -39,39 +82,7 @@ pub fn decode_protobuf(bytes: &[u8], limits: &Limits) -> Result<Event<'static>, 
         team_id: owned(m.team_id),
         cohort_id: owned(m.cohort_id),
         manager_id: owned(m.manager_id),
-        attrs: RawAttrs {
-            task_id: owned(a.task_id),
-            channel: owned(a.channel),
-            module_id: owned(a.module_id),
-            progress_pct: a.progress_pct,
-            before_assessment: a.before_assessment,
-            score_pct: a.score_pct,
-            passed: a.passed,
-            query: owned(a.query),
-            results_clicked: num(a.results_clicked),
-            checkin_id: owned(a.checkin_id),
-            due_at: owned(a.due_at),
-            goal_id: owned(a.goal_id),
-            progress_delta_pct: a.progress_delta_pct,
-            feedback_id: owned(a.feedback_id),
-            posting_id: owned(a.posting_id),
-            change: owned(a.change),
-            plan_id: owned(a.plan_id),
-            assessment_id: owned(a.assessment_id),
-            messages: num(a.messages),
-            meetings: num(a.meetings),
-            completed: num(a.completed),
-            planned: num(a.planned),
-            points_done: a.points_done,
-            points_target: a.points_target,
-            survey_id: owned(a.survey_id),
-            score: a.score,
-            word_count: num(a.word_count),
-            text: owned(a.text),
-            individual_processing: a.individual_processing,
-            voluntary: a.voluntary,
-            trigger_id: owned(a.trigger_id),
-        },
+        attrs: PbAttrs(a),
     }
     .validate(limits)
 }

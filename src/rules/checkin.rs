@@ -76,17 +76,16 @@ fn record_miss(p: &Params, s: &mut State, miss: Miss, out: &mut Vec<Fire>) {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        out.push(Fire {
-            rule: RuleId::CheckinLapse,
-            at: miss.at,
-            reasons: vec![Reason::new(
+        out.push(Fire::new(
+            RuleId::CheckinLapse,
+            miss.at,
+            vec![Reason::new(
                 "consecutive_missed_checkins",
                 s.run.len() as f64,
                 p.misses as f64,
             )
             .detail(detail)],
-            module_id: None,
-        });
+        ));
         // One fire per run: the next lapse needs a new run of misses.
         s.run.clear();
     }

@@ -73,17 +73,19 @@ pub fn on_event(_p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &
         } => {
             close(st, module_id);
             if *before_assessment {
-                out.push(Fire {
-                    rule: RuleId::LearningAbandonment,
-                    at: ev.occurred_at,
-                    reasons: vec![Reason::new("abandoned_before_assessment", 1.0, 1.0).detail(
-                        format!(
+                out.push(
+                    Fire::new(
+                        RuleId::LearningAbandonment,
+                        ev.occurred_at,
+                        vec![
+                            Reason::new("abandoned_before_assessment", 1.0, 1.0).detail(format!(
                         "module {module_id} abandoned at {}% progress, just before its assessment",
                         crate::trigger::round2(*progress_pct)
-                    ),
-                    )],
-                    module_id: Some(module_id.to_string()),
-                });
+                    )),
+                        ],
+                    )
+                    .module(module_id.to_string()),
+                );
             }
         }
         _ => {}
@@ -111,22 +113,24 @@ pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, out: &mut Vec<
     due.sort_by_key(|o| o.started_at);
     let days = (p.open_for / DAY) as u32;
     for o in due {
-        out.push(Fire {
-            rule: RuleId::LearningAbandonment,
-            at: o.started_at.saturating_add(p.open_for),
-            reasons: vec![Reason::new(
-                "days_open_without_completion",
-                p.open_for as f64 / DAY as f64,
-                p.open_for as f64 / DAY as f64,
+        out.push(
+            Fire::new(
+                RuleId::LearningAbandonment,
+                o.started_at.saturating_add(p.open_for),
+                vec![Reason::new(
+                    "days_open_without_completion",
+                    p.open_for as f64 / DAY as f64,
+                    p.open_for as f64 / DAY as f64,
+                )
+                .window_days(days)
+                .detail(format!(
+                    "module {} started {} with neither completion nor abandonment since",
+                    o.module_id,
+                    format_rfc3339(o.started_at)
+                ))],
             )
-            .window_days(days)
-            .detail(format!(
-                "module {} started {} with neither completion nor abandonment since",
-                o.module_id,
-                format_rfc3339(o.started_at)
-            ))],
-            module_id: Some(o.module_id.to_string()),
-        });
+            .module(o.module_id.to_string()),
+        );
     }
     if s.open.is_empty() {
         *st = None;

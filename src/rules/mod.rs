@@ -1,5 +1,5 @@
-//! The rule catalog (CONTRACT §4). Each rule is one small module with its compiled `Params`, its
-//! per-employee `State`, and three pure functions:
+//! The rule catalog (CONTRACT §4). Each employee rule is one small module with its compiled
+//! `Params`, its per-employee `State`, and three pure functions:
 //!
 //! * `on_event(params, state, event, out)` — update the state; push a [`Fire`] when the pattern
 //!   holds at this event,
@@ -8,15 +8,28 @@
 //! * `next_due(params, state)` — the earliest deadline still pending, if any.
 //!
 //! Rules never decide cooldown, consent, exit, severity or the action: the engine does, the same
-//! way for every rule.
+//! way for every rule. `attrition_risk` is computed by the engine from the other rules' fires;
+//! the team and cohort rules live in [`group`]; the follow-up ladder in [`ladder`].
 
 pub mod checkin;
 pub mod collaboration;
+pub mod confusion;
+pub mod feedback;
+pub mod goals;
+pub mod group;
+pub mod ladder;
 pub mod learning;
+pub mod mobility;
+pub mod onboarding;
+pub mod performance;
+pub mod pulse;
+pub mod recognition;
+pub mod sentiment;
+pub mod window;
 
 use serde::Serialize;
 
-use crate::config::{ActionCfg, Settings};
+use crate::config::{ActionCfg, ActionKind, Dur, Settings};
 use crate::time::Ts;
 use crate::trigger::{Reason, Severity};
 
@@ -27,28 +40,88 @@ use crate::trigger::{Reason, Severity};
 #[repr(u8)]
 pub enum RuleId {
     CollaborationDecline = 0,
-    CheckinLapse = 1,
-    LearningAbandonment = 2,
+    RecognitionWithdrawal,
+    PulseShortening,
+    CheckinLapse,
+    FeedbackUnacknowledged,
+    PassiveGoals,
+    LearningAbandonment,
+    LearningConfusion,
+    OnboardingFriction,
+    MobilityFrustration,
+    PerformanceDip,
+    AttritionRisk,
+    CohortOnboardingStall,
+    TeamTrainingCompletionLow,
+    TeamCheckinDrop,
+    TeamSentimentShift,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 3] = [
+    pub const ALL: [RuleId; 16] = [
         RuleId::CollaborationDecline,
+        RuleId::RecognitionWithdrawal,
+        RuleId::PulseShortening,
         RuleId::CheckinLapse,
+        RuleId::FeedbackUnacknowledged,
+        RuleId::PassiveGoals,
         RuleId::LearningAbandonment,
+        RuleId::LearningConfusion,
+        RuleId::OnboardingFriction,
+        RuleId::MobilityFrustration,
+        RuleId::PerformanceDip,
+        RuleId::AttritionRisk,
+        RuleId::CohortOnboardingStall,
+        RuleId::TeamTrainingCompletionLow,
+        RuleId::TeamCheckinDrop,
+        RuleId::TeamSentimentShift,
+    ];
+    /// The rules that speak of one employee and count towards the attrition risk.
+    pub const EMPLOYEE: [RuleId; 11] = [
+        RuleId::CollaborationDecline,
+        RuleId::RecognitionWithdrawal,
+        RuleId::PulseShortening,
+        RuleId::CheckinLapse,
+        RuleId::FeedbackUnacknowledged,
+        RuleId::PassiveGoals,
+        RuleId::LearningAbandonment,
+        RuleId::LearningConfusion,
+        RuleId::OnboardingFriction,
+        RuleId::MobilityFrustration,
+        RuleId::PerformanceDip,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
     pub fn as_str(self) -> &'static str {
         match self {
             RuleId::CollaborationDecline => "collaboration_decline",
+            RuleId::RecognitionWithdrawal => "recognition_withdrawal",
+            RuleId::PulseShortening => "pulse_shortening",
             RuleId::CheckinLapse => "checkin_lapse",
+            RuleId::FeedbackUnacknowledged => "feedback_unacknowledged",
+            RuleId::PassiveGoals => "passive_goals",
             RuleId::LearningAbandonment => "learning_abandonment",
+            RuleId::LearningConfusion => "learning_confusion",
+            RuleId::OnboardingFriction => "onboarding_friction",
+            RuleId::MobilityFrustration => "mobility_frustration",
+            RuleId::PerformanceDip => "performance_dip",
+            RuleId::AttritionRisk => "attrition_risk",
+            RuleId::CohortOnboardingStall => "cohort_onboarding_stall",
+            RuleId::TeamTrainingCompletionLow => "team_training_completion_low",
+            RuleId::TeamCheckinDrop => "team_checkin_drop",
+            RuleId::TeamSentimentShift => "team_sentiment_shift",
         }
     }
 
     pub fn index(self) -> usize {
         self as usize
+    }
+
+    pub fn is_learning(self) -> bool {
+        matches!(
+            self,
+            RuleId::LearningAbandonment | RuleId::LearningConfusion
+        )
     }
 }
 
@@ -60,6 +133,31 @@ pub struct Fire {
     pub reasons: Vec<Reason>,
     /// Fills `{module_id}` in the action's `content_id`.
     pub module_id: Option<String>,
+    /// Replaces the action's `content_id` altogether.
+    pub content_id: Option<String>,
+    /// 0 for a detection; 1 or 2 for a follow-up of the ladder.
+    pub escalation: u8,
+}
+
+impl Fire {
+    pub fn new(rule: RuleId, at: Ts, reasons: Vec<Reason>) -> Fire {
+        Fire {
+            rule,
+            at,
+            reasons,
+            module_id: None,
+            content_id: None,
+            escalation: 0,
+        }
+    }
+    pub fn module(mut self, m: String) -> Fire {
+        self.module_id = Some(m);
+        self
+    }
+    pub fn content(mut self, c: String) -> Fire {
+        self.content_id = Some(c);
+        self
+    }
 }
 
 /// What the engine needs of every rule, whatever its family.
@@ -76,13 +174,49 @@ pub struct RuleMeta {
     pub effective: serde_json::Value,
 }
 
+/// `attrition_risk`, compiled.
+#[derive(Debug, Clone)]
+pub struct Attrition {
+    pub window: Ts,
+    pub threshold: u32,
+    pub high_from: u32,
+    /// Per employee rule (by index): the action family its contribution points to.
+    pub route: Vec<ActionKind>,
+    pub skill_refresher: ActionCfg,
+    pub manager_coaching: ActionCfg,
+    pub micro_mentoring_invite: ActionCfg,
+}
+
+impl Attrition {
+    pub fn action(&self, kind: ActionKind) -> &ActionCfg {
+        match kind {
+            ActionKind::SkillRefresher => &self.skill_refresher,
+            ActionKind::ManagerCoaching => &self.manager_coaching,
+            _ => &self.micro_mentoring_invite,
+        }
+    }
+}
+
 /// Every rule, compiled from the settings once.
 #[derive(Debug, Clone)]
 pub struct RuleSet {
     pub meta: Vec<RuleMeta>,
     pub collaboration: collaboration::Params,
+    pub recognition: recognition::Params,
+    pub pulse: pulse::Params,
     pub checkin: checkin::Params,
+    pub feedback: feedback::Params,
+    pub goals: goals::Params,
     pub learning: learning::Params,
+    pub confusion: confusion::Params,
+    pub onboarding: onboarding::Params,
+    pub mobility: mobility::Params,
+    pub performance: performance::Params,
+    pub attrition: Attrition,
+    pub groups: group::Params,
+    pub ladder: Option<ladder::Params>,
+    pub office_hours: ActionCfg,
+    pub manager_follow_up: ActionCfg,
     pub deliver_within: Ts,
     pub allowed_lateness: Ts,
     pub dedup_horizon: Ts,
@@ -101,15 +235,15 @@ fn severity_for(weight: u32, s: &Settings) -> Severity {
 impl RuleSet {
     pub fn compile(s: &Settings) -> RuleSet {
         let r = &s.rules;
-        let default_cd = r.cooldown;
-        let mut meta = Vec::with_capacity(RuleId::COUNT);
+        let mut meta: Vec<RuleMeta> = Vec::with_capacity(RuleId::COUNT);
         let mut push = |id: RuleId,
                         enabled: bool,
                         weight: u32,
-                        cd: Option<crate::config::Dur>,
+                        severity: Severity,
+                        cd: Option<Dur>,
                         action: &ActionCfg,
                         cfg: serde_json::Value| {
-            let cooldown = cd.unwrap_or(default_cd);
+            let cooldown = cd.unwrap_or(r.cooldown);
             // The version covers everything that shapes the rule's output.
             let version = crate::config::version_of(&(
                 id.as_str(),
@@ -118,6 +252,7 @@ impl RuleSet {
                 s.actions.deliver_within.to_string(),
                 r.severity_high_from,
                 r.severity_medium_from,
+                s.privacy.min_group_size,
             ));
             let mut effective = cfg;
             if let Some(obj) = effective.as_object_mut() {
@@ -130,46 +265,91 @@ impl RuleSet {
                 id,
                 enabled,
                 weight,
-                severity: severity_for(weight, s),
+                severity,
                 cooldown: cooldown.ms(),
                 action: action.clone(),
                 version,
                 effective,
             });
         };
-        let c = &r.collaboration_decline;
+        macro_rules! employee {
+            ($id:ident, $field:ident) => {{
+                let c = &r.$field;
+                push(
+                    RuleId::$id,
+                    c.enabled,
+                    c.weight,
+                    severity_for(c.weight, s),
+                    c.cooldown,
+                    &c.action,
+                    serde_json::to_value(c).unwrap_or_default(),
+                );
+            }};
+        }
+        employee!(CollaborationDecline, collaboration_decline);
+        employee!(RecognitionWithdrawal, recognition_withdrawal);
+        employee!(PulseShortening, pulse_shortening);
+        employee!(CheckinLapse, checkin_lapse);
+        employee!(FeedbackUnacknowledged, feedback_unacknowledged);
+        employee!(PassiveGoals, passive_goals);
+        employee!(LearningAbandonment, learning_abandonment);
+        employee!(LearningConfusion, learning_confusion);
+        employee!(OnboardingFriction, onboarding_friction);
+        employee!(MobilityFrustration, mobility_frustration);
+        employee!(PerformanceDip, performance_dip);
+        let a = &r.attrition_risk;
         push(
-            RuleId::CollaborationDecline,
-            c.enabled,
-            c.weight,
-            c.cooldown,
-            &c.action,
-            serde_json::to_value(c).unwrap_or_default(),
+            RuleId::AttritionRisk,
+            a.enabled,
+            a.threshold,
+            Severity::Medium,
+            a.cooldown,
+            &a.actions.micro_mentoring_invite,
+            serde_json::to_value(a).unwrap_or_default(),
         );
-        let c = &r.checkin_lapse;
-        push(
-            RuleId::CheckinLapse,
-            c.enabled,
-            c.weight,
-            c.cooldown,
-            &c.action,
-            serde_json::to_value(c).unwrap_or_default(),
-        );
-        let c = &r.learning_abandonment;
-        push(
-            RuleId::LearningAbandonment,
-            c.enabled,
-            c.weight,
-            c.cooldown,
-            &c.action,
-            serde_json::to_value(c).unwrap_or_default(),
-        );
+        employee!(CohortOnboardingStall, cohort_onboarding_stall);
+        employee!(TeamTrainingCompletionLow, team_training_completion_low);
+        employee!(TeamCheckinDrop, team_checkin_drop);
+        employee!(TeamSentimentShift, team_sentiment_shift);
         debug_assert!(meta.iter().enumerate().all(|(i, m)| m.id.index() == i));
+        let route = RuleId::EMPLOYEE
+            .iter()
+            .map(|id| {
+                a.route
+                    .get(id.as_str())
+                    .copied()
+                    .unwrap_or(ActionKind::MicroMentoringInvite)
+            })
+            .collect();
         RuleSet {
             meta,
             collaboration: collaboration::Params::from(&r.collaboration_decline),
+            recognition: recognition::Params::from(&r.recognition_withdrawal),
+            pulse: pulse::Params::from(&r.pulse_shortening),
             checkin: checkin::Params::from(&r.checkin_lapse),
+            feedback: feedback::Params::from(&r.feedback_unacknowledged),
+            goals: goals::Params::from(&r.passive_goals),
             learning: learning::Params::from(&r.learning_abandonment),
+            confusion: confusion::Params::from(&r.learning_confusion),
+            onboarding: onboarding::Params::from(&r.onboarding_friction),
+            mobility: mobility::Params::from(&r.mobility_frustration),
+            performance: performance::Params::from(&r.performance_dip),
+            attrition: Attrition {
+                window: a.window.ms(),
+                threshold: a.threshold,
+                high_from: a.high_from,
+                route,
+                skill_refresher: a.actions.skill_refresher.clone(),
+                manager_coaching: a.actions.manager_coaching.clone(),
+                micro_mentoring_invite: a.actions.micro_mentoring_invite.clone(),
+            },
+            groups: group::Params::from(s),
+            ladder: r
+                .follow_up
+                .enabled
+                .then(|| ladder::Params::from(&r.follow_up)),
+            office_hours: r.follow_up.office_hours.clone(),
+            manager_follow_up: r.follow_up.manager.clone(),
             deliver_within: s.actions.deliver_within.ms(),
             allowed_lateness: s.time.allowed_lateness.ms(),
             dedup_horizon: s.time.dedup_horizon.ms(),
@@ -189,12 +369,21 @@ impl RuleSet {
         self.meta
             .iter()
             .map(|m| {
+                let weight = if m.id == RuleId::AttritionRisk {
+                    String::new()
+                } else {
+                    format!("weight={} ", m.weight)
+                };
                 let mut s = format!(
-                    "{}  [{}]  weight={} severity={} rule_version={}\n",
+                    "{}  [{}]  {}severity={} rule_version={}\n",
                     m.id.as_str(),
                     if m.enabled { "enabled" } else { "disabled" },
-                    m.weight,
-                    m.severity.as_str(),
+                    weight,
+                    if m.id == RuleId::AttritionRisk {
+                        "by score"
+                    } else {
+                        m.severity.as_str()
+                    },
                     m.version
                 );
                 if let Some(obj) = m.effective.as_object() {

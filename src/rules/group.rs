@@ -1,0 +1,548 @@
+//! Team and cohort rules (CONTRACT §4, second table). They speak of groups, never of a person,
+//! and stay silent for groups with fewer than `privacy.min_group_size` distinct employees.
+//! Their state lives beside the employee state of one engine (one partition, or all of them in
+//! `replay`); it holds employee ids only as 64-bit fingerprints, for distinct counts, and never
+//! any comment text.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::sentiment::{self, Lexicon};
+use super::window::DayRing;
+use super::RuleId;
+use crate::config::Settings;
+use crate::event::{Event, Kind};
+use crate::time::{day_of, day_start, Ts, DAY, HOUR};
+use crate::trigger::{round2, Reason, Scope};
+
+/// Distinct members are those seen in the group within this many days.
+const MEMBER_DAYS: i64 = 90;
+
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub min_group: usize,
+    pub stall: Option<Stall>,
+    pub training: Option<Training>,
+    pub checkins: Option<Checkins>,
+    pub sentiment: Option<Sentiment>,
+    pub cooldown: [Ts; 4],
+}
+
+#[derive(Debug, Clone)]
+pub struct Stall {
+    pub open_for: Ts,
+    pub share: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Training {
+    pub days: i64,
+    pub ratio: f64,
+    pub min_started: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Checkins {
+    pub recent: i64,
+    pub baseline: i64,
+    pub ratio: f64,
+    pub min_baseline: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sentiment {
+    pub recent: i64,
+    pub baseline: i64,
+    pub points: f64,
+    pub min_comments: u64,
+    pub themes: Vec<(String, Vec<String>)>,
+    pub lexicon: Lexicon,
+}
+
+impl Params {
+    pub fn from(s: &Settings) -> Params {
+        let r = &s.rules;
+        let cd = |c: Option<crate::config::Dur>| c.unwrap_or(r.cooldown).ms();
+        let c = &r.cohort_onboarding_stall;
+        let stall = c.enabled.then(|| Stall {
+            open_for: c.open_for.ms(),
+            share: c.share,
+        });
+        let t = &r.team_training_completion_low;
+        let training = t.enabled.then(|| Training {
+            days: t.window.ms() / DAY,
+            ratio: t.ratio,
+            min_started: t.min_started as u64,
+        });
+        let k = &r.team_checkin_drop;
+        let checkins = k.enabled.then(|| Checkins {
+            recent: k.recent_window.ms() / DAY,
+            baseline: k.baseline_window.ms() / DAY,
+            ratio: k.ratio,
+            min_baseline: k.min_baseline_completed as u64,
+        });
+        let m = &r.team_sentiment_shift;
+        let sentiment = m.enabled.then(|| Sentiment {
+            recent: m.recent_window.ms() / DAY,
+            baseline: m.baseline_window.ms() / DAY,
+            points: m.points,
+            min_comments: m.min_comments as u64,
+            themes: m
+                .themes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            // validate() has loaded it once already; a file that vanished since reads as built-in.
+            lexicon: Lexicon::load(&m.lexicon).unwrap_or_else(|_| Lexicon::builtin()),
+        });
+        Params {
+            min_group: s.privacy.min_group_size as usize,
+            stall,
+            training,
+            checkins,
+            sentiment,
+            cooldown: [
+                cd(c.cooldown),
+                cd(t.cooldown),
+                cd(k.cooldown),
+                cd(m.cooldown),
+            ],
+        }
+    }
+
+    fn cooldown(&self, rule: RuleId) -> Ts {
+        match rule {
+            RuleId::CohortOnboardingStall => self.cooldown[0],
+            RuleId::TeamTrainingCompletionLow => self.cooldown[1],
+            RuleId::TeamCheckinDrop => self.cooldown[2],
+            _ => self.cooldown[3],
+        }
+    }
+
+    fn any_team_rule(&self) -> bool {
+        self.training.is_some() || self.checkins.is_some() || self.sentiment.is_some()
+    }
+}
+
+/// A group rule's verdict, cooldown already applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupFire {
+    pub rule: RuleId,
+    pub scope: Scope,
+    pub subject: String,
+    /// The task or theme, for rules that fire once per task or theme.
+    pub key: String,
+    pub at: Ts,
+    pub reasons: Vec<Reason>,
+    pub suppressed: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Members(HashMap<u64, i32>);
+
+impl Members {
+    fn saw(&mut self, emp: u64, day: i64) {
+        let e = self.0.entry(emp).or_insert(day as i32);
+        *e = (*e).max(day as i32);
+    }
+    fn count(&self, day: i64) -> usize {
+        self.0
+            .values()
+            .filter(|&&d| d as i64 > day - MEMBER_DAYS)
+            .count()
+    }
+    fn prune(&mut self, day: i64) {
+        self.0.retain(|_, d| *d as i64 > day - MEMBER_DAYS);
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Team {
+    id: Box<str>,
+    members: Members,
+    first_day: i32,
+    started: DayRing,
+    completed: DayRing,
+    checkins: DayRing,
+    /// Per theme: comments on the theme that read negative, and all comments on it.
+    themes: Vec<(DayRing, DayRing)>,
+    fired: Vec<(RuleId, String, Ts)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Start {
+    emp: u64,
+    started: Ts,
+    completed: Option<Ts>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Cohort {
+    id: Box<str>,
+    members: Members,
+    tasks: HashMap<String, Vec<Start>>,
+    fired: Vec<(RuleId, String, Ts)>,
+}
+
+fn cooled(
+    fired: &mut Vec<(RuleId, String, Ts)>,
+    rule: RuleId,
+    key: &str,
+    at: Ts,
+    cooldown: Ts,
+) -> bool {
+    if let Some(e) = fired.iter_mut().find(|(r, k, _)| *r == rule && k == key) {
+        if (at - e.2).abs() < cooldown {
+            return true;
+        }
+        e.2 = e.2.max(at);
+        return false;
+    }
+    fired.push((rule, key.to_string(), at));
+    false
+}
+
+#[derive(Debug, Default)]
+pub struct Groups {
+    teams: Vec<Team>,
+    team_index: HashMap<Box<str>, u32, ahash::RandomState>,
+    cohorts: Vec<Cohort>,
+    cohort_index: HashMap<Box<str>, u32, ahash::RandomState>,
+    /// (due, cohort, task): a start whose `open_for` deadline is pending.
+    stall_timers: BTreeSet<(Ts, u32, String)>,
+    /// The last UTC day whose close the team rules have evaluated.
+    evaluated_through: Option<i64>,
+}
+
+impl Groups {
+    pub fn teams(&self) -> usize {
+        self.teams.len()
+    }
+
+    pub fn cohorts(&self) -> usize {
+        self.cohorts.len()
+    }
+
+    fn team(&mut self, p: &Params, id: &str, day: i64) -> &mut Team {
+        let n = match self.team_index.get(id) {
+            Some(&n) => n,
+            None => {
+                let ring = |d: i64| DayRing::new(d.max(1) as usize, day);
+                let (tw, cw, sw) = (
+                    p.training.as_ref().map_or(1, |t| t.days),
+                    p.checkins.as_ref().map_or(1, |c| c.recent + c.baseline),
+                    p.sentiment.as_ref().map_or(1, |s| s.recent + s.baseline),
+                );
+                let themes = p.sentiment.as_ref().map_or(0, |s| s.themes.len());
+                self.teams.push(Team {
+                    id: id.into(),
+                    members: Members::default(),
+                    first_day: day as i32,
+                    started: ring(tw),
+                    completed: ring(tw),
+                    checkins: ring(cw),
+                    themes: (0..themes).map(|_| (ring(sw), ring(sw))).collect(),
+                    fired: Vec::new(),
+                });
+                let n = (self.teams.len() - 1) as u32;
+                self.team_index.insert(id.into(), n);
+                n
+            }
+        };
+        &mut self.teams[n as usize]
+    }
+
+    fn cohort(&mut self, id: &str) -> (u32, &mut Cohort) {
+        let n = match self.cohort_index.get(id) {
+            Some(&n) => n,
+            None => {
+                self.cohorts.push(Cohort {
+                    id: id.into(),
+                    members: Members::default(),
+                    tasks: HashMap::new(),
+                    fired: Vec::new(),
+                });
+                let n = (self.cohorts.len() - 1) as u32;
+                self.cohort_index.insert(id.into(), n);
+                n
+            }
+        };
+        (n, &mut self.cohorts[n as usize])
+    }
+
+    /// Feeds one event of an employee who allows processing. `new_day` says whether this is the
+    /// employee's first event of its UTC day (membership is refreshed once a day).
+    pub fn on_event(&mut self, p: &Params, emp: u64, ev: &Event<'_>, new_day: bool) {
+        let t = ev.occurred_at;
+        let day = day_of(t);
+        if self.evaluated_through.is_none() {
+            self.evaluated_through = Some(day - 1);
+        }
+        if let (Some(team), true) = (ev.team_id.as_deref(), p.any_team_rule()) {
+            let relevant = matches!(
+                ev.kind,
+                Kind::ModuleStarted { .. }
+                    | Kind::ModuleCompleted { .. }
+                    | Kind::CheckinCompleted { .. }
+                    | Kind::FeedbackComment { .. }
+            );
+            if relevant || new_day {
+                let sentiment = p.sentiment.as_ref();
+                let tm = self.team(p, team, day);
+                tm.first_day = tm.first_day.min(day as i32);
+                tm.members.saw(emp, day);
+                match &ev.kind {
+                    Kind::ModuleStarted { .. } => tm.started.add(day, 1),
+                    Kind::ModuleCompleted { .. } => tm.completed.add(day, 1),
+                    Kind::CheckinCompleted { .. } => tm.checkins.add(day, 1),
+                    Kind::FeedbackComment { text } => {
+                        if let Some(s) = sentiment {
+                            let words = sentiment::words(text);
+                            let joined = words.join(" ");
+                            let negative = s.lexicon.score(&words) < 0;
+                            for (i, (_, keywords)) in s.themes.iter().enumerate() {
+                                if sentiment::mentions(&words, &joined, keywords) {
+                                    if let Some((neg, all)) = tm.themes.get_mut(i) {
+                                        all.add(day, 1);
+                                        if negative {
+                                            neg.add(day, 1);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let (Some(cohort), Some(stall)) = (ev.cohort_id.as_deref(), p.stall.as_ref()) {
+            let relevant = matches!(
+                ev.kind,
+                Kind::TaskStarted { .. } | Kind::TaskCompleted { .. }
+            );
+            if relevant || new_day {
+                let open_for = stall.open_for;
+                let (n, c) = self.cohort(cohort);
+                c.members.saw(emp, day);
+                match &ev.kind {
+                    Kind::TaskStarted { task_id } => {
+                        let starts = c.tasks.entry(task_id.to_string()).or_default();
+                        if !starts.iter().any(|s| s.emp == emp) {
+                            starts.push(Start {
+                                emp,
+                                started: t,
+                                completed: None,
+                            });
+                            self.stall_timers
+                                .insert((t + open_for, n, task_id.to_string()));
+                        }
+                    }
+                    Kind::TaskCompleted { task_id } => {
+                        if let Some(s) = c
+                            .tasks
+                            .get_mut(task_id.as_ref())
+                            .and_then(|v| v.iter_mut().find(|s| s.emp == emp))
+                        {
+                            s.completed = Some(s.completed.map_or(t, |c| c.min(t)));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Forgets an employee everywhere (erasure): memberships and task starts. Day totals are
+    /// anonymous counts and stay.
+    pub fn erase(&mut self, emp: u64) {
+        for t in &mut self.teams {
+            t.members.0.remove(&emp);
+        }
+        for c in &mut self.cohorts {
+            c.members.0.remove(&emp);
+            for starts in c.tasks.values_mut() {
+                starts.retain(|s| s.emp != emp);
+            }
+        }
+    }
+
+    pub fn next_due(&self, p: &Params) -> Option<Ts> {
+        let stall = self.stall_timers.first().map(|x| x.0);
+        let day = (p.any_team_rule() && !self.teams.is_empty())
+            .then(|| self.evaluated_through.map(|d| day_start(d + 2)))
+            .flatten();
+        match (stall, day) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Handles every group deadline at or before `now`, in time order.
+    pub fn on_timer(&mut self, p: &Params, now: Ts, out: &mut Vec<GroupFire>) {
+        let closed = day_of(now) - 1;
+        loop {
+            let stall_due = self.stall_timers.first().map(|x| x.0).filter(|&d| d <= now);
+            let day_due = self
+                .evaluated_through
+                .filter(|&d| d < closed && p.any_team_rule())
+                .map(|d| day_start(d + 2));
+            match (stall_due, day_due) {
+                (None, None) => break,
+                (Some(s), d) if d.is_none_or(|d| s <= d) => {
+                    if let Some((due, n, task)) = self.stall_timers.pop_first() {
+                        self.evaluate_stall(p, due, n, &task, out);
+                    }
+                }
+                _ => {
+                    let d = self.evaluated_through.unwrap_or(closed) + 1;
+                    // After a long gap only the days the windows can still see matter.
+                    let d = d.max(closed - 400);
+                    self.evaluate_day(p, d, out);
+                    self.evaluated_through = Some(d);
+                }
+            }
+        }
+    }
+
+    fn evaluate_stall(
+        &mut self,
+        p: &Params,
+        due: Ts,
+        n: u32,
+        task: &str,
+        out: &mut Vec<GroupFire>,
+    ) {
+        let Some(stall) = p.stall.as_ref() else {
+            return;
+        };
+        let Some(c) = self.cohorts.get_mut(n as usize) else {
+            return;
+        };
+        let Some(starts) = c.tasks.get(task) else {
+            return;
+        };
+        let size = c.members.count(day_of(due));
+        let starters = starts.len();
+        let stalled = starts
+            .iter()
+            .filter(|s| s.started + stall.open_for <= due && s.completed.is_none_or(|c| c > due))
+            .count();
+        if size < p.min_group
+            || starters < p.min_group
+            || (stalled as f64) < stall.share * starters as f64
+        {
+            return;
+        }
+        let suppressed = cooled(
+            &mut c.fired,
+            RuleId::CohortOnboardingStall,
+            task,
+            due,
+            p.cooldown(RuleId::CohortOnboardingStall),
+        );
+        out.push(GroupFire {
+            rule: RuleId::CohortOnboardingStall,
+            scope: Scope::Cohort,
+            subject: c.id.to_string(),
+            key: task.to_string(),
+            at: due,
+            reasons: vec![Reason::new("share_with_task_open", stalled as f64 / starters as f64, stall.share).detail(format!(
+                "task {task}: {stalled} of the {starters} employees of the cohort who started it have had it open more than {} h",
+                stall.open_for / HOUR
+            ))],
+            suppressed,
+        });
+    }
+
+    fn evaluate_day(&mut self, p: &Params, day: i64, out: &mut Vec<GroupFire>) {
+        let at = day_start(day + 1);
+        let mut order: Vec<usize> = (0..self.teams.len()).collect();
+        order.sort_by(|&a, &b| self.teams[a].id.cmp(&self.teams[b].id));
+        for i in order {
+            let tm = &mut self.teams[i];
+            if day % 7 == 0 {
+                tm.members.prune(day);
+            }
+            let size = tm.members.count(day);
+            if size < p.min_group {
+                continue;
+            }
+            let mut fires: Vec<(RuleId, String, Vec<Reason>)> = Vec::new();
+            if let Some(t) = &p.training {
+                let from = day - t.days + 1;
+                let (started, completed) = (tm.started.sum(from, day), tm.completed.sum(from, day));
+                if started >= t.min_started && (completed as f64) < t.ratio * started as f64 {
+                    fires.push((
+                        RuleId::TeamTrainingCompletionLow,
+                        String::new(),
+                        vec![Reason::new("module_completion_ratio", completed as f64 / started as f64, t.ratio)
+                            .window_days(t.days as u32)
+                            .detail(format!("{completed} modules completed, {started} started by the team ({size} people)"))],
+                    ));
+                }
+            }
+            if let Some(c) = &p.checkins {
+                let rf = day - c.recent + 1;
+                let bf = rf - c.baseline;
+                let history = day - tm.first_day as i64 + 1 >= c.recent + c.baseline;
+                let (recent, base) = (tm.checkins.sum(rf, day), tm.checkins.sum(bf, rf - 1));
+                let (rr, br) = (
+                    recent as f64 / c.recent as f64,
+                    base as f64 / c.baseline as f64,
+                );
+                if history && base >= c.min_baseline && rr < c.ratio * br {
+                    fires.push((
+                        RuleId::TeamCheckinDrop,
+                        String::new(),
+                        vec![Reason::new("completed_checkins_per_day", rr, c.ratio * br)
+                            .baseline(br)
+                            .window_days(c.recent as u32)
+                            .detail(format!("{recent} completed in the last {} days, {base} in the {} days before", c.recent, c.baseline))],
+                    ));
+                }
+            }
+            if let Some(s) = &p.sentiment {
+                let rf = day - s.recent + 1;
+                let bf = rf - s.baseline;
+                for (ti, (theme, _)) in s.themes.iter().enumerate() {
+                    let Some((neg, all)) = tm.themes.get(ti) else {
+                        continue;
+                    };
+                    let (rn, ra) = (neg.sum(rf, day), all.sum(rf, day));
+                    let (bn, ba) = (neg.sum(bf, rf - 1), all.sum(bf, rf - 1));
+                    if ra < s.min_comments || ba < s.min_comments {
+                        continue;
+                    }
+                    let (rs, bs) = (100.0 * rn as f64 / ra as f64, 100.0 * bn as f64 / ba as f64);
+                    if rs - bs >= s.points {
+                        fires.push((
+                            RuleId::TeamSentimentShift,
+                            theme.clone(),
+                            vec![Reason::new("negative_comment_share_pct", rs, bs + s.points)
+                                .baseline(round2(bs))
+                                .window_days(s.recent as u32)
+                                .detail(format!(
+                                    "theme {theme}: {rn} of {ra} comments negative in the last {} days, {bn} of {ba} in the {} days before",
+                                    s.recent, s.baseline
+                                ))],
+                        ));
+                    }
+                }
+            }
+            for (rule, key, reasons) in fires {
+                let suppressed = cooled(&mut tm.fired, rule, &key, at, p.cooldown(rule));
+                out.push(GroupFire {
+                    rule,
+                    scope: Scope::Team,
+                    subject: tm.id.to_string(),
+                    key,
+                    at,
+                    reasons,
+                    suppressed,
+                });
+            }
+        }
+    }
+}

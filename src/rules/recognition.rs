@@ -1,0 +1,83 @@
+//! `recognition_withdrawal`: no `recognition.*` for `quiet_window` while the `prior_window`
+//! before it had at least `min_prior`. A timer at the last recognition + `quiet_window`.
+
+use serde::{Deserialize, Serialize};
+
+use super::window::{count_in, insert_sorted, prune};
+use super::{Fire, RuleId};
+use crate::config::RecognitionWithdrawal;
+use crate::event::{Event, Kind};
+use crate::time::{format_rfc3339, whole_days, Ts};
+use crate::trigger::Reason;
+
+const MAX_KEPT: usize = 128;
+
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub quiet: Ts,
+    pub prior: Ts,
+    pub min_prior: usize,
+}
+
+impl Params {
+    pub fn from(c: &RecognitionWithdrawal) -> Params {
+        Params {
+            quiet: c.quiet_window.ms(),
+            prior: c.prior_window.ms(),
+            min_prior: c.min_prior as usize,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    times: Vec<Ts>,
+    /// The last recognition whose quiet deadline was already handled.
+    handled: Option<Ts>,
+}
+
+pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, _out: &mut Vec<Fire>) {
+    if matches!(ev.kind, Kind::RecognitionGiven | Kind::RecognitionReceived) {
+        let s = st.get_or_insert_with(Default::default);
+        insert_sorted(&mut s.times, ev.occurred_at, MAX_KEPT);
+        let last = *s.times.last().unwrap_or(&ev.occurred_at);
+        prune(&mut s.times, last - p.quiet - p.prior);
+    }
+}
+
+pub fn next_due(p: &Params, st: &Option<Box<State>>) -> Option<Ts> {
+    let s = st.as_deref()?;
+    let last = *s.times.last()?;
+    (s.handled != Some(last) && count_in(&s.times, last - p.prior, last) >= p.min_prior)
+        .then_some(last + p.quiet)
+}
+
+pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, out: &mut Vec<Fire>) {
+    let Some(due) = next_due(p, st) else { return };
+    if due > now {
+        return;
+    }
+    let Some(s) = st.as_deref_mut() else { return };
+    let last = due - p.quiet;
+    s.handled = Some(last);
+    let prior = count_in(&s.times, last - p.prior, last);
+    out.push(Fire::new(
+        RuleId::RecognitionWithdrawal,
+        due,
+        vec![
+            Reason::new("recognition_events", 0.0, 0.0)
+                .window_days(whole_days(p.quiet))
+                .detail(format!("none since {}", format_rfc3339(last))),
+            Reason::new(
+                "recognition_events_before",
+                prior as f64,
+                p.min_prior as f64,
+            )
+            .window_days(whole_days(p.prior))
+            .detail(format!(
+                "in the {} days before the quiet period",
+                whole_days(p.prior)
+            )),
+        ],
+    ));
+}

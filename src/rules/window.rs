@@ -1,0 +1,128 @@
+//! Shared window arithmetic: daily totals in a ring of UTC days, and time-stamped lists pruned
+//! to a horizon.
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Ts;
+
+/// Daily totals for the last `len` UTC days (saturating at `u16::MAX` per day).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DayRing {
+    last_day: i32,
+    counts: Vec<u16>,
+}
+
+impl DayRing {
+    pub fn new(len: usize, day: i64) -> DayRing {
+        DayRing {
+            last_day: day as i32,
+            counts: vec![0; len.max(1)],
+        }
+    }
+
+    pub fn len(&self) -> i64 {
+        self.counts.len() as i64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.iter().all(|&c| c == 0)
+    }
+
+    /// The newest day the ring has moved to.
+    pub fn last_day(&self) -> i64 {
+        self.last_day as i64
+    }
+
+    pub fn get(&self, day: i64) -> u32 {
+        let last = self.last_day as i64;
+        if day > last || day <= last - self.len() {
+            0
+        } else {
+            self.counts[day.rem_euclid(self.len()) as usize] as u32
+        }
+    }
+
+    /// Adds `v` to `day`. Days older than the ring holds are dropped.
+    pub fn add(&mut self, day: i64, v: u32) {
+        let len = self.len();
+        let last = self.last_day as i64;
+        if day > last {
+            let from = (last + 1).max(day - len + 1);
+            for d in from..=day {
+                self.counts[d.rem_euclid(len) as usize] = 0;
+            }
+            self.last_day = day as i32;
+        } else if day <= last - len {
+            return;
+        }
+        let slot = &mut self.counts[day.rem_euclid(len) as usize];
+        *slot = slot.saturating_add(v.min(u16::MAX as u32) as u16);
+    }
+
+    /// The total over `from..=to`.
+    pub fn sum(&self, from: i64, to: i64) -> u64 {
+        (from..=to).map(|d| self.get(d) as u64).sum()
+    }
+}
+
+/// Keeps the instants at or after `since`; returns how many remain.
+pub fn prune(times: &mut Vec<Ts>, since: Ts) -> usize {
+    times.retain(|&t| t >= since);
+    times.len()
+}
+
+/// Inserts keeping time order (late events land in place); drops the oldest beyond `cap`.
+pub fn insert_sorted(times: &mut Vec<Ts>, t: Ts, cap: usize) {
+    let i = times.partition_point(|&x| x <= t);
+    times.insert(i, t);
+    if times.len() > cap {
+        times.remove(0);
+    }
+}
+
+/// How many instants fall in `from..=to`.
+pub fn count_in(times: &[Ts], from: Ts, to: Ts) -> usize {
+    times.iter().filter(|&&t| t >= from && t <= to).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ring_forgets_days_it_moves_past() {
+        let mut r = DayRing::new(3, 100);
+        r.add(100, 5);
+        r.add(101, 1);
+        r.add(103, 2);
+        assert_eq!(
+            (r.get(100), r.get(101), r.get(102), r.get(103)),
+            (0, 1, 0, 2)
+        );
+        r.add(100, 9); // older than the ring: dropped
+        assert_eq!(r.sum(99, 103), 3);
+    }
+
+    proptest! {
+        /// The ring agrees with a plain map of day totals over the days it holds.
+        #[test]
+        fn ring_matches_a_naive_model(len in 1usize..40, adds in prop::collection::vec((0i64..120, 0u32..50), 0..200)) {
+            let mut r = DayRing::new(len, 0);
+            let mut model = std::collections::BTreeMap::<i64, u64>::new();
+            let mut last = 0i64;
+            for (d, v) in adds {
+                r.add(d, v);
+                last = last.max(d);
+                if d > last - len as i64 {
+                    *model.entry(d).or_default() += v as u64;
+                }
+            }
+            for d in (last - len as i64 + 1).max(0)..=last {
+                let want = model.get(&d).copied().unwrap_or(0).min(u16::MAX as u64) as u32;
+                prop_assert_eq!(r.get(d), want, "day {}", d);
+            }
+            prop_assert_eq!(r.get(last + 1), 0);
+        }
+    }
+}

@@ -42,6 +42,7 @@ fn replay_of_the_sample_finds_each_rule_with_every_contract_field() {
     let ts = triggers(&out);
     let mut found: Vec<(String, String)> = ts
         .iter()
+        .filter(|t| t["escalation"] == 0)
         .map(|t| {
             (
                 t["rule"].as_str().unwrap().to_string(),
@@ -78,11 +79,33 @@ fn replay_of_the_sample_finds_each_rule_with_every_contract_field() {
             assert!(t.get(f).is_some(), "missing {f} in {t}");
         }
         assert_eq!(t["scope"], "employee");
-        assert_eq!(t["escalation"], 0);
         assert!(t["action"]["max_minutes"].as_u64().unwrap() <= 7);
         let r = &t["reasons"][0];
         assert!(r["signal"].is_string() && r["observed"].is_number() && r["threshold"].is_number());
     }
+    // The ladder: dee ignored her intervention (escalation 1 at once), then stayed silent
+    // (escalation 2); eli never answered; hal and jo completed theirs.
+    let mut ladder: Vec<(String, u64, String)> = ts
+        .iter()
+        .filter(|t| t["escalation"] != 0)
+        .map(|t| {
+            (
+                t["subject"].as_str().unwrap().to_string(),
+                t["escalation"].as_u64().unwrap(),
+                t["action"]["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    ladder.sort();
+    assert_eq!(
+        ladder,
+        vec![
+            ("emp-dee".into(), 1, "office_hours_invite".into()),
+            ("emp-dee".into(), 2, "manager_coaching".into()),
+            ("emp-eli".into(), 1, "office_hours_invite".into()),
+            ("emp-eli".into(), 2, "manager_coaching".into()),
+        ]
+    );
 }
 
 #[test]

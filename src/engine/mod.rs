@@ -836,4 +836,6 @@ impl Engine {
 }
 
 #[cfg(test)]
+mod catalog_tests;
+#[cfg(test)]
 mod tests;

@@ -82,6 +82,30 @@ fn main() {
     let json: Vec<String> = events.iter().map(encode_json).collect();
     let proto: Vec<Vec<u8>> = events.iter().map(encode_protobuf).collect();
     let rules = Arc::new(RuleSet::compile(&Settings::default()));
+    // The foundation's engine: only the first three rules on, for the catalog's cost ratio.
+    let three = {
+        let mut s = Settings::default();
+        let r = &mut s.rules;
+        for enabled in [
+            &mut r.recognition_withdrawal.enabled,
+            &mut r.pulse_shortening.enabled,
+            &mut r.feedback_unacknowledged.enabled,
+            &mut r.passive_goals.enabled,
+            &mut r.learning_confusion.enabled,
+            &mut r.onboarding_friction.enabled,
+            &mut r.mobility_frustration.enabled,
+            &mut r.performance_dip.enabled,
+            &mut r.attrition_risk.enabled,
+            &mut r.cohort_onboarding_stall.enabled,
+            &mut r.team_training_completion_low.enabled,
+            &mut r.team_checkin_drop.enabled,
+            &mut r.team_sentiment_shift.enabled,
+            &mut r.follow_up.enabled,
+        ] {
+            *enabled = false;
+        }
+        Arc::new(RuleSet::compile(&s))
+    };
     let limits = Limits::default();
     let n = events.len() as u64;
 
@@ -117,6 +141,20 @@ fn main() {
     g.bench_function("apply", |b| {
         b.iter_batched(
             || warm(&rules, &warmup),
+            |mut e| {
+                let mut out = Vec::new();
+                for ev in &events {
+                    e.apply(ev, &mut out);
+                    out.clear();
+                }
+                e
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("apply_three_rules", |b| {
+        b.iter_batched(
+            || warm(&three, &warmup),
             |mut e| {
                 let mut out = Vec::new();
                 for ev in &events {

@@ -201,8 +201,21 @@ fn validate_config_prints_every_rule_and_rejects_bad_values_by_key() {
     let text = String::from_utf8(ok.stdout).unwrap();
     for rule in [
         "collaboration_decline",
+        "recognition_withdrawal",
+        "pulse_shortening",
         "checkin_lapse",
+        "feedback_unacknowledged",
+        "passive_goals",
         "learning_abandonment",
+        "learning_confusion",
+        "onboarding_friction",
+        "mobility_frustration",
+        "performance_dip",
+        "attrition_risk",
+        "cohort_onboarding_stall",
+        "team_training_completion_low",
+        "team_checkin_drop",
+        "team_sentiment_shift",
     ] {
         assert!(text.contains(rule), "{rule} missing from:\n{text}");
     }

@@ -9,6 +9,8 @@ use crate::time::Ts;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DayRing {
     last_day: i32,
+    /// The total over every day the ring holds (an empty ring answers every sum at once).
+    total: u32,
     counts: Vec<u16>,
 }
 
@@ -16,6 +18,7 @@ impl DayRing {
     pub fn new(len: usize, day: i64) -> DayRing {
         DayRing {
             last_day: day as i32,
+            total: 0,
             counts: vec![0; len.max(1)],
         }
     }
@@ -25,7 +28,7 @@ impl DayRing {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.counts.iter().all(|&c| c == 0)
+        self.total == 0
     }
 
     /// The newest day the ring has moved to.
@@ -49,18 +52,27 @@ impl DayRing {
         if day > last {
             let from = (last + 1).max(day - len + 1);
             for d in from..=day {
-                self.counts[d.rem_euclid(len) as usize] = 0;
+                let slot = &mut self.counts[d.rem_euclid(len) as usize];
+                self.total -= *slot as u32;
+                *slot = 0;
             }
             self.last_day = day as i32;
         } else if day <= last - len {
             return;
         }
         let slot = &mut self.counts[day.rem_euclid(len) as usize];
+        let before = *slot;
         *slot = slot.saturating_add(v.min(u16::MAX as u32) as u16);
+        self.total += (*slot - before) as u32;
     }
 
     /// The total over `from..=to`.
     pub fn sum(&self, from: i64, to: i64) -> u64 {
+        if self.total == 0 {
+            return 0;
+        }
+        let last = self.last_day as i64;
+        let (from, to) = (from.max(last - self.len() + 1), to.min(last));
         (from..=to).map(|d| self.get(d) as u64).sum()
     }
 }
@@ -123,6 +135,9 @@ mod tests {
                 prop_assert_eq!(r.get(d), want, "day {}", d);
             }
             prop_assert_eq!(r.get(last + 1), 0);
+            let want_total: u64 = ((last - len as i64 + 1).max(0)..=last).map(|d| r.get(d) as u64).sum();
+            prop_assert_eq!(r.sum(-1000, last + 1000), want_total);
+            prop_assert_eq!(r.is_empty(), want_total == 0);
         }
     }
 }

@@ -1,97 +1,15 @@
 //! The rule catalog of issue 3: each rule fires on its pattern with the right reasons and
 //! `detected_at`, and stays quiet on a near miss.
 
-use std::borrow::Cow;
-
+use super::test_support::{day, s, H};
 use super::*;
-use crate::config::Settings;
-use crate::time::{parse_rfc3339, DAY, HOUR};
-
-fn day(days: i64) -> Ts {
-    parse_rfc3339("2026-01-05T00:00:00Z").unwrap() + days * DAY
-}
-
-fn s(v: &str) -> Cow<'static, str> {
-    Cow::Owned(v.to_string())
-}
-
-struct H {
-    engine: Engine,
-    out: Vec<Output>,
-    seq: u64,
-}
-
-impl H {
-    fn new() -> H {
-        let mut st = Settings::default();
-        st.rules.follow_up.enabled = false;
-        H::with(st)
-    }
-    fn with(mut st: Settings) -> H {
-        st.audit.enabled = true;
-        H {
-            engine: Engine::from_settings(&st, None),
-            out: Vec::new(),
-            seq: 0,
-        }
-    }
-    fn send_in(
-        &mut self,
-        emp: &str,
-        team: Option<&str>,
-        cohort: Option<&str>,
-        at: Ts,
-        kind: Kind<'static>,
-    ) -> Outcome {
-        self.seq += 1;
-        let ev = Event {
-            event_id: Cow::Owned(format!("e{}", self.seq)),
-            employee_id: s(emp),
-            occurred_at: at,
-            team_id: team.map(s),
-            cohort_id: cohort.map(s),
-            manager_id: None,
-            kind,
-        };
-        self.engine.apply(&ev, &mut self.out)
-    }
-    fn send(&mut self, emp: &str, at: Ts, kind: Kind<'static>) -> Outcome {
-        self.send_in(emp, None, None, at, kind)
-    }
-    fn advance(&mut self, to: Ts) {
-        self.engine.advance(to, &mut self.out);
-    }
-    fn fired(&self, rule: &str) -> Vec<&Trigger> {
-        self.out
-            .iter()
-            .filter_map(|o| {
-                if let Output::Trigger(t) = o {
-                    (t.rule == rule).then_some(t)
-                } else {
-                    None
-                }
-            })
-            .collect()
-    }
-    fn all(&self) -> Vec<&Trigger> {
-        self.out
-            .iter()
-            .filter_map(|o| {
-                if let Output::Trigger(t) = o {
-                    Some(t)
-                } else {
-                    None
-                }
-            })
-            .collect()
-    }
-}
+use crate::time::HOUR;
 
 // --- recognition_withdrawal -------------------------------------------------------------------
 
 #[test]
 fn recognition_withdrawal_fires_thirty_days_after_the_last_recognition() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     for d in [0, 20, 40, 60] {
         h.send("ann", day(d), Kind::RecognitionReceived);
     }
@@ -108,7 +26,7 @@ fn recognition_withdrawal_fires_thirty_days_after_the_last_recognition() {
 
 #[test]
 fn recognition_that_continues_or_was_always_rare_is_quiet() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     for d in [0, 20, 40, 60, 85] {
         h.send("bob", day(d), Kind::RecognitionGiven);
     }
@@ -117,7 +35,7 @@ fn recognition_that_continues_or_was_always_rare_is_quiet() {
         h.fired("recognition_withdrawal").is_empty(),
         "the quiet period was broken at day 85"
     );
-    let mut h = H::new();
+    let mut h = H::detections_only();
     for d in [0, 60] {
         h.send("cat", day(d), Kind::RecognitionGiven);
     }
@@ -144,7 +62,7 @@ fn pulse(h: &mut H, emp: &str, d: i64, words: u32, score: f64) {
 
 #[test]
 fn pulse_answers_that_shrink_fire_on_the_latest_response() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     for d in [0, 14, 28, 42] {
         pulse(&mut h, "dan", d, 40, 8.0);
     }
@@ -167,7 +85,7 @@ fn pulse_answers_that_shrink_fire_on_the_latest_response() {
 
 #[test]
 fn pulse_score_drop_fires_and_steady_answers_are_quiet() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     for d in [0, 14, 28, 42, 56] {
         pulse(&mut h, "eve", d, 30, 8.0);
     }
@@ -177,7 +95,7 @@ fn pulse_score_drop_fires_and_steady_answers_are_quiet() {
     assert_eq!(t[0].reasons[0].signal, "pulse_score");
     assert_eq!(t[0].reasons[0].threshold, 5.0);
 
-    let mut h = H::new();
+    let mut h = H::detections_only();
     for d in [0, 14, 28, 42, 56, 70] {
         pulse(&mut h, "fox", d, 30 - d as u32 / 14, 8.0 - d as f64 / 70.0);
     }
@@ -188,7 +106,7 @@ fn pulse_score_drop_fires_and_steady_answers_are_quiet() {
 
 #[test]
 fn two_unacknowledged_feedbacks_within_thirty_days_fire_at_the_second_deadline() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     h.send(
         "gil",
         day(0),
@@ -212,7 +130,7 @@ fn two_unacknowledged_feedbacks_within_thirty_days_fire_at_the_second_deadline()
 
 #[test]
 fn acknowledged_or_spread_out_feedback_is_quiet() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     h.send(
         "hal",
         day(0),
@@ -263,7 +181,7 @@ fn goal(h: &mut H, emp: &str, d: i64, delta: f64) {
 
 #[test]
 fn three_passive_goal_updates_fire_on_the_third() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     for d in [1, 9, 20] {
         goal(&mut h, "ian", d, 0.0);
     }
@@ -275,7 +193,7 @@ fn three_passive_goal_updates_fire_on_the_third() {
 
 #[test]
 fn a_positive_update_among_them_keeps_goals_quiet() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     goal(&mut h, "jan", 1, 0.0);
     goal(&mut h, "jan", 5, 10.0);
     goal(&mut h, "jan", 9, 0.0);
@@ -292,7 +210,7 @@ fn a_positive_update_among_them_keeps_goals_quiet() {
 
 #[test]
 fn failed_searches_within_a_week_fire_and_spread_ones_do_not() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     for d in [0, 3, 6] {
         h.send("kay", day(d), Kind::ContentSearched { results_clicked: 0 });
     }
@@ -304,7 +222,7 @@ fn failed_searches_within_a_week_fire_and_spread_ones_do_not() {
         Some("finding-learning-content")
     );
 
-    let mut h = H::new();
+    let mut h = H::detections_only();
     for d in [0, 5, 10, 15] {
         h.send("lee", day(d), Kind::ContentSearched { results_clicked: 0 });
     }
@@ -317,7 +235,7 @@ fn failed_searches_within_a_week_fire_and_spread_ones_do_not() {
 
 #[test]
 fn replays_of_one_module_fire_with_that_module() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     h.send(
         "max",
         day(0),
@@ -359,7 +277,7 @@ fn replays_of_one_module_fire_with_that_module() {
 
 #[test]
 fn onboarding_task_left_open_fires_seventy_two_hours_after_start() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     h.send(
         "ned",
         day(0),
@@ -389,7 +307,7 @@ fn onboarding_task_left_open_fires_seventy_two_hours_after_start() {
 
 #[test]
 fn clarifications_fire_within_the_onboarding_window_only() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     h.send("ola", day(0), Kind::TaskStarted { task_id: s("t") });
     h.send(
         "ola",
@@ -404,7 +322,7 @@ fn clarifications_fire_within_the_onboarding_window_only() {
         h.fired("onboarding_friction").is_empty(),
         "after the first 30 days"
     );
-    let mut h = H::new();
+    let mut h = H::detections_only();
     for d in [2, 4, 6] {
         h.send("pam", day(d), Kind::ClarificationRequested);
     }
@@ -417,7 +335,7 @@ fn clarifications_fire_within_the_onboarding_window_only() {
 
 #[test]
 fn posting_views_without_applying_fire_on_the_third_view() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     for d in [0, 10, 20] {
         h.send(
             "quin",
@@ -435,7 +353,7 @@ fn posting_views_without_applying_fire_on_the_third_view() {
 
 #[test]
 fn posting_views_with_an_application_among_them_are_quiet() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     h.send("rae", day(0), Kind::PostingViewed { posting_id: s("a") });
     h.send("rae", day(5), Kind::Applied { posting_id: s("a") });
     h.send("rae", day(10), Kind::PostingViewed { posting_id: s("b") });
@@ -452,7 +370,7 @@ fn posting_views_with_an_application_among_them_are_quiet() {
 
 #[test]
 fn two_low_sprints_in_a_row_fire_and_a_single_one_does_not() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     h.send(
         "sue",
         day(0),
@@ -501,7 +419,7 @@ fn two_low_sprints_in_a_row_fire_and_a_single_one_does_not() {
 
 #[test]
 fn task_completion_ratio_dip_fires_at_a_day_close() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     for d in 0..70 {
         let completed = if d < 56 { 9 } else { 5 };
         h.send(
@@ -523,7 +441,7 @@ fn task_completion_ratio_dip_fires_at_a_day_close() {
         (0.5, Some(0.9), 0.63)
     );
 
-    let mut h = H::new();
+    let mut h = H::detections_only();
     for d in 0..70 {
         h.send(
             "uma",
@@ -545,7 +463,7 @@ fn task_completion_ratio_dip_fires_at_a_day_close() {
 
 #[test]
 fn three_rules_firing_make_an_explained_attrition_risk() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     // mobility_frustration (20) on day 20, checkin_lapse (15) on day 22, performance_dip (20) on
     // day 42: 55 within 30 days.
     for d in [0, 10, 20] {
@@ -635,7 +553,7 @@ fn three_rules_firing_make_an_explained_attrition_risk() {
 
 #[test]
 fn contributions_older_than_the_window_do_not_count() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     for d in [0, 10, 20] {
         h.send(
             "wes",
@@ -673,7 +591,7 @@ fn contributions_older_than_the_window_do_not_count() {
 // --- the follow-up ladder ---------------------------------------------------------------------
 
 fn ladder() -> H {
-    H::with(Settings::default())
+    H::new()
 }
 
 #[test]
@@ -688,7 +606,7 @@ fn ignored_twice_climbs_to_office_hours_then_the_manager() {
             before_assessment: true,
         },
     );
-    let first = h.all()[0].clone();
+    let first = h.triggers()[0].clone();
     assert_eq!(
         (first.escalation, first.action.kind.as_str()),
         (0, "micro_lesson")
@@ -700,7 +618,7 @@ fn ignored_twice_climbs_to_office_hours_then_the_manager() {
             trigger_id: s(&first.trigger_id),
         },
     );
-    let second = h.all()[1].clone();
+    let second = h.triggers()[1].clone();
     assert_eq!(
         (
             second.escalation,
@@ -717,7 +635,7 @@ fn ignored_twice_climbs_to_office_hours_then_the_manager() {
             trigger_id: s(&second.trigger_id),
         },
     );
-    let third = h.all()[2].clone();
+    let third = h.triggers()[2].clone();
     assert_eq!(
         (
             third.escalation,
@@ -734,7 +652,7 @@ fn ignored_twice_climbs_to_office_hours_then_the_manager() {
         },
     );
     h.advance(day(60));
-    assert_eq!(h.all().len(), 3, "the ladder ends at escalation 2");
+    assert_eq!(h.triggers().len(), 3, "the ladder ends at escalation 2");
 }
 
 #[test]
@@ -749,14 +667,14 @@ fn completion_ends_the_ladder_and_silence_climbs_it() {
             before_assessment: true,
         },
     );
-    let id = h.all()[0].trigger_id.clone();
+    let id = h.triggers()[0].trigger_id.clone();
     h.send(
         "yul",
         day(1),
         Kind::InterventionCompleted { trigger_id: s(&id) },
     );
     h.advance(day(60));
-    assert_eq!(h.all().len(), 1);
+    assert_eq!(h.triggers().len(), 1);
 
     let mut h = ladder();
     h.send(
@@ -769,7 +687,7 @@ fn completion_ends_the_ladder_and_silence_climbs_it() {
         },
     );
     h.advance(day(9) + HOUR);
-    let t = h.all();
+    let t = h.triggers();
     assert_eq!(t.len(), 2);
     assert_eq!(
         (t[1].escalation, t[1].detected_at.as_str()),
@@ -814,7 +732,7 @@ fn no_path_reaches_manager_coaching_at_escalation_zero_for_a_learning_rule() {
         }
     }
     let ids: Vec<(String, String)> = h
-        .all()
+        .triggers()
         .iter()
         .map(|t| (t.subject.clone(), t.trigger_id.clone()))
         .collect();
@@ -823,7 +741,7 @@ fn no_path_reaches_manager_coaching_at_escalation_zero_for_a_learning_rule() {
     }
     h.advance(day(90));
     let learning: Vec<_> = h
-        .all()
+        .triggers()
         .into_iter()
         .filter(|t| t.rule.starts_with("learning_"))
         .collect();
@@ -842,7 +760,7 @@ fn no_path_reaches_manager_coaching_at_escalation_zero_for_a_learning_rule() {
 
 #[test]
 fn cohort_onboarding_stall_names_the_task_and_never_a_person() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     for i in 0..10 {
         let emp = format!("c{i}");
         h.send_in(
@@ -885,7 +803,7 @@ fn cohort_onboarding_stall_names_the_task_and_never_a_person() {
 
 #[test]
 fn cohort_under_the_minimum_group_size_is_silent() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     for i in 0..4 {
         h.send_in(
             &format!("d{i}"),
@@ -934,7 +852,7 @@ fn team_modules(h: &mut H, team: &str, people: usize, completed_of_10: usize) {
 
 #[test]
 fn team_training_completion_low_fires_for_the_team() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     team_modules(&mut h, "t-low", 6, 5); // by day 2 half of the six complete both modules
     h.advance(day(3) + 2 * HOUR);
     let t = h.fired("team_training_completion_low");
@@ -946,7 +864,7 @@ fn team_training_completion_low_fires_for_the_team() {
     assert_eq!(t[0].detected_at, "2026-01-07T00:00:00Z"); // the close of day 1: nothing completed yet
     assert_eq!(t[0].reasons[0].threshold, 0.6);
 
-    let mut h = H::new();
+    let mut h = H::detections_only();
     team_modules(&mut h, "t-small", 4, 0);
     h.advance(day(10));
     assert!(
@@ -957,7 +875,7 @@ fn team_training_completion_low_fires_for_the_team() {
 
 #[test]
 fn team_checkin_drop_compares_rates() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     for d in 0..70 {
         let per_day = if d < 56 { 5 } else { 2 };
         for i in 0..per_day {
@@ -984,7 +902,7 @@ fn team_checkin_drop_compares_rates() {
 
 #[test]
 fn team_sentiment_shift_fires_per_theme_and_keeps_the_text_out() {
-    let mut h = H::new();
+    let mut h = H::detections_only();
     let neutral = "The workload is fine and the deadlines are reasonable";
     let negative = "The workload is crushing and I feel burned out";
     for d in 0..120 {

@@ -838,4 +838,6 @@ impl Engine {
 #[cfg(test)]
 mod catalog_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

@@ -945,3 +945,43 @@ fn team_sentiment_shift_fires_per_theme_and_keeps_the_text_out() {
     let r = &t[0].reasons[0];
     assert!(r.observed - r.baseline.unwrap() >= 20.0, "{r:?}");
 }
+
+#[test]
+fn a_mild_team_checkin_dip_or_a_thin_baseline_is_quiet() {
+    let mut h = H::detections_only();
+    for d in 0..70 {
+        let per_day = if d < 56 { 5 } else { 4 }; // 80% of the baseline rate
+        for i in 0..per_day {
+            h.send_in(
+                &format!("k{i}"),
+                Some("t-ok"),
+                None,
+                day(d) + HOUR,
+                Kind::CheckinCompleted {
+                    checkin_id: s(&format!("{d}-{i}")),
+                },
+            );
+        }
+    }
+    h.advance(day(70) + 2 * HOUR);
+    assert!(h.fired("team_checkin_drop").is_empty());
+}
+
+#[test]
+fn steady_team_sentiment_is_quiet() {
+    let mut h = H::detections_only();
+    let neutral = "The workload is fine and the deadlines are reasonable";
+    let negative = "The workload is crushing and I feel burned out";
+    for d in 0..120 {
+        let text = if d % 4 == 0 { negative } else { neutral }; // a quarter negative throughout
+        h.send_in(
+            &format!("s{}", d % 6),
+            Some("t-calm"),
+            None,
+            day(d) + HOUR,
+            Kind::FeedbackComment { text: s(text) },
+        );
+    }
+    h.advance(day(120) + 2 * HOUR);
+    assert!(h.fired("team_sentiment_shift").is_empty());
+}

@@ -155,6 +155,28 @@ fn touches_timers(kind: &Kind<'_>) -> bool {
     )
 }
 
+/// Consent first, then (for detections) the rule's cooldown, symmetric in event time: the same
+/// decision for every employee rule and for the attrition risk.
+fn decide(
+    st: &EmployeeState,
+    rule: RuleId,
+    at: Ts,
+    cooldown: Ts,
+    check_cooldown: bool,
+) -> Decision {
+    if st.has(CONSENT_WITHDRAWN) {
+        Decision::SuppressedConsent
+    } else if check_cooldown
+        && st
+            .last_fired(rule)
+            .is_some_and(|last| (at - last).abs() < cooldown)
+    {
+        Decision::SuppressedCooldown
+    } else {
+        Decision::Fired
+    }
+}
+
 /// The deterministic trigger id (CONTRACT §5).
 pub fn trigger_id(
     rule: &str,
@@ -209,17 +231,7 @@ impl Ctx {
         out: &mut Vec<Output>,
     ) -> bool {
         let m = self.rules.meta(f.rule);
-        let decision = if st.has(CONSENT_WITHDRAWN) {
-            Decision::SuppressedConsent
-        } else if f.escalation == 0
-            && st
-                .last_fired(f.rule)
-                .is_some_and(|last| (f.at - last).abs() < m.cooldown)
-        {
-            Decision::SuppressedCooldown
-        } else {
-            Decision::Fired
-        };
+        let decision = decide(st, f.rule, f.at, m.cooldown, f.escalation == 0);
         let subject = self.subject(employee_id);
         if decision != Decision::Fired {
             self.audit(decision, f.rule, &subject, &f.reasons, f.at, None, out);
@@ -313,16 +325,7 @@ impl Ctx {
         let kind = a.route[parts[0].0.index()];
         let action: &ActionCfg = a.action(kind);
         let m = self.rules.meta(RuleId::AttritionRisk);
-        let decision = if st.has(CONSENT_WITHDRAWN) {
-            Decision::SuppressedConsent
-        } else if st
-            .last_fired(RuleId::AttritionRisk)
-            .is_some_and(|last| (at - last).abs() < m.cooldown)
-        {
-            Decision::SuppressedCooldown
-        } else {
-            Decision::Fired
-        };
+        let decision = decide(st, RuleId::AttritionRisk, at, m.cooldown, true);
         let subject = self.subject(employee_id);
         if decision != Decision::Fired {
             self.audit(

@@ -57,6 +57,9 @@ pub enum RuleId {
     TeamSentimentShift,
 }
 
+// The employee rules are exactly those listed before `attrition_risk`.
+const _: () = assert!(matches!(RuleId::ALL[11], RuleId::AttritionRisk));
+
 impl RuleId {
     pub const ALL: [RuleId; 16] = [
         RuleId::CollaborationDecline,
@@ -77,19 +80,8 @@ impl RuleId {
         RuleId::TeamSentimentShift,
     ];
     /// The rules that speak of one employee and count towards the attrition risk.
-    pub const EMPLOYEE: [RuleId; 11] = [
-        RuleId::CollaborationDecline,
-        RuleId::RecognitionWithdrawal,
-        RuleId::PulseShortening,
-        RuleId::CheckinLapse,
-        RuleId::FeedbackUnacknowledged,
-        RuleId::PassiveGoals,
-        RuleId::LearningAbandonment,
-        RuleId::LearningConfusion,
-        RuleId::OnboardingFriction,
-        RuleId::MobilityFrustration,
-        RuleId::PerformanceDip,
-    ];
+    /// The rules that speak of one employee: every rule before `attrition_risk` in `ALL`.
+    pub const EMPLOYEE: &'static [RuleId] = Self::ALL.split_at(11).0;
     pub const COUNT: usize = Self::ALL.len();
 
     pub fn as_str(self) -> &'static str {

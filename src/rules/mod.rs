@@ -80,7 +80,6 @@ impl RuleId {
         RuleId::TeamSentimentShift,
     ];
     /// The rules that speak of one employee and count towards the attrition risk.
-    /// The rules that speak of one employee: every rule before `attrition_risk` in `ALL`.
     pub const EMPLOYEE: &'static [RuleId] = Self::ALL.split_at(11).0;
     pub const COUNT: usize = Self::ALL.len();
 

@@ -1,6 +1,40 @@
-//! Profiling aid for the engine bench: `profile_decode [decode|apply|both|serde] [employees]`
-//! runs one part of the JSON path over the bench stream (a `perf record` target).
+//! Profiling aid for the engine bench: `profile_decode [serde|decode|apply|both] [employees]`
+//! builds the bench's stream (week one applied untimed into a warm engine), prints `ready` on
+//! stderr, then runs one part of the JSON path over week two — a `perf record -D` target.
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use std::sync::Arc;
+
+/// Counts live heap bytes and blocks, to report the engine's in-memory size per employee.
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+static BLOCKS: AtomicIsize = AtomicIsize::new(0);
+static BY_SIZE: [AtomicIsize; 1025] = [const { AtomicIsize::new(0) }; 1025];
+fn class(n: usize) -> usize {
+    n.min(1024)
+}
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Relaxed);
+        BLOCKS.fetch_add(1, Relaxed);
+        BY_SIZE[class(l.size())].fetch_add(1, Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Relaxed);
+        BLOCKS.fetch_sub(1, Relaxed);
+        BY_SIZE[class(l.size())].fetch_sub(1, Relaxed);
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        LIVE.fetch_add(n as isize - l.size() as isize, Relaxed);
+        BY_SIZE[class(l.size())].fetch_sub(1, Relaxed);
+        BY_SIZE[class(n)].fetch_add(1, Relaxed);
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+#[global_allocator]
+static A: Counting = Counting;
 
 #[allow(dead_code)]
 #[derive(serde::Deserialize)]
@@ -20,39 +54,91 @@ fn main() {
         .nth(2)
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let events = momentd::synth::everyday(n, 7, 42);
+    let all = momentd::synth::everyday(n, 14, 42);
+    let split = momentd::synth::EPOCH + 7 * momentd::time::DAY;
+    let (warmup, events): (Vec<_>, Vec<_>) = all.into_iter().partition(|e| e.occurred_at < split);
     let json: Vec<String> = events.iter().map(momentd::event::encode_json).collect();
     let rules = Arc::new(momentd::rules::RuleSet::compile(
         &momentd::config::Settings::default(),
     ));
     let limits = momentd::Limits::default();
-    let t = std::time::Instant::now();
-    let mut sink = 0usize;
-    for _ in 0..3 {
-        let mut e = momentd::Engine::new(Arc::clone(&rules), Default::default());
-        let mut out = Vec::new();
-        match mode.as_str() {
-            "decode" => json.iter().for_each(|l| {
-                sink += momentd::event::decode_json(l.as_bytes(), &limits)
-                    .unwrap()
-                    .occurred_at as usize
-            }),
-            "serde" => json
-                .iter()
-                .for_each(|l| sink += serde_json::from_str::<Baseline>(l).unwrap().event_id.len()),
-            "apply" => events.iter().for_each(|ev| {
-                e.apply(ev, &mut out);
-                out.clear();
-            }),
-            _ => json.iter().for_each(|l| {
-                let ev = momentd::event::decode_json(l.as_bytes(), &limits).unwrap();
-                e.apply(&ev, &mut out);
-                out.clear();
-            }),
-        }
+    let (live0, blocks0) = (LIVE.load(Relaxed), BLOCKS.load(Relaxed));
+    let before: Vec<isize> = BY_SIZE.iter().map(|c| c.load(Relaxed)).collect();
+    let mut e = momentd::Engine::new(Arc::clone(&rules), Default::default());
+    let mut out = Vec::with_capacity(1024);
+    for ev in &warmup {
+        e.apply(ev, &mut out);
+        out.clear();
     }
     eprintln!(
-        "{mode}: {:.0} ns/event ({sink})",
-        t.elapsed().as_nanos() as f64 / (3 * json.len()) as f64
+        "engine after week one: {} employees, {:.0} heap bytes and {:.1} blocks per employee",
+        e.employees(),
+        (LIVE.load(Relaxed) - live0) as f64 / e.employees() as f64,
+        (BLOCKS.load(Relaxed) - blocks0) as f64 / e.employees() as f64,
     );
+    if mode == "memory" {
+        let mut v: Vec<(isize, usize)> = BY_SIZE
+            .iter()
+            .zip(&before)
+            .enumerate()
+            .map(|(n, (c, b))| ((c.load(Relaxed) - b) * n as isize, n))
+            .collect();
+        v.sort();
+        for (bytes, size) in v.iter().rev().take(15) {
+            eprintln!(
+                "  {size:>5} B blocks: {:.1} per employee, {:.0} B",
+                *bytes as f64 / *size as f64 / e.employees() as f64,
+                *bytes as f64 / e.employees() as f64
+            );
+        }
+    }
+    let start = std::time::Instant::now();
+    eprintln!("ready");
+    let mut sink = 0usize;
+    match mode.as_str() {
+        "decode" => json.iter().for_each(|l| {
+            sink += momentd::event::decode_json(l.as_bytes(), &limits)
+                .unwrap()
+                .occurred_at as usize
+        }),
+        "serde" => json
+            .iter()
+            .for_each(|l| sink += serde_json::from_str::<Baseline>(l).unwrap().event_id.len()),
+        "apply" => events.iter().for_each(|ev| {
+            e.apply(ev, &mut out);
+            out.clear();
+        }),
+        "batch" => {
+            let mut outcomes = Vec::new();
+            for chunk in events.chunks(256) {
+                e.apply_batch(chunk, &mut out, &mut outcomes);
+                out.clear();
+                outcomes.clear();
+            }
+        }
+        "both_batch" => {
+            let mut outcomes = Vec::new();
+            for chunk in json.chunks(64) {
+                let evs: Vec<_> = chunk
+                    .iter()
+                    .map(|l| momentd::event::decode_json(l.as_bytes(), &limits).unwrap())
+                    .collect();
+                e.apply_batch(&evs, &mut out, &mut outcomes);
+                out.clear();
+                outcomes.clear();
+            }
+        }
+        _ => json.iter().for_each(|l| {
+            let ev = momentd::event::decode_json(l.as_bytes(), &limits).unwrap();
+            e.apply(&ev, &mut out);
+            out.clear();
+        }),
+    }
+    eprintln!(
+        "{mode}: {:.0} ns/event over {} events ({sink})",
+        start.elapsed().as_nanos() as f64 / json.len() as f64,
+        json.len()
+    );
+    // Skip dropping the stream and the engine: not part of what is profiled.
+    std::process::exit(0);
 }

@@ -157,6 +157,36 @@ impl EmployeeState {
         }
     }
 
+    /// Hints the CPU to load the heap parts of this state (see `Engine::apply_batch`).
+    pub(crate) fn prefetch(&self) {
+        use super::prefetch_lines;
+        fn boxed<T>(b: &Option<Box<T>>) {
+            if let Some(b) = b {
+                prefetch_lines(
+                    &**b as *const T as *const u8,
+                    std::mem::size_of::<T>().min(64),
+                );
+            }
+        }
+        prefetch_lines(
+            self.dedup.entries.as_ptr() as *const u8,
+            self.dedup.entries.len() * 8,
+        );
+        prefetch_lines(self.fired.as_ptr() as *const u8, 1);
+        boxed(&self.collaboration);
+        boxed(&self.recognition);
+        boxed(&self.pulse);
+        boxed(&self.checkin);
+        boxed(&self.feedback);
+        boxed(&self.goals);
+        boxed(&self.learning);
+        boxed(&self.confusion);
+        boxed(&self.onboarding);
+        boxed(&self.mobility);
+        boxed(&self.performance);
+        boxed(&self.ladder);
+    }
+
     /// Everything but the flags and dedup: what an exit discards.
     pub fn clear_rules(&mut self) {
         let flags = self.flags;

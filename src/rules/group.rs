@@ -206,13 +206,18 @@ fn cooled(
 #[derive(Debug, Default)]
 pub struct Groups {
     teams: Vec<Team>,
-    team_index: HashMap<Box<str>, u32, ahash::RandomState>,
+    /// By a 128-bit fingerprint of the id (no string compare on the per-event path).
+    team_index: HashMap<u128, u32, ahash::RandomState>,
     cohorts: Vec<Cohort>,
-    cohort_index: HashMap<Box<str>, u32, ahash::RandomState>,
+    cohort_index: HashMap<u128, u32, ahash::RandomState>,
     /// (due, cohort, task): a start whose `open_for` deadline is pending.
     stall_timers: BTreeSet<(Ts, u32, String)>,
     /// The last UTC day whose close the team rules have evaluated.
     evaluated_through: Option<i64>,
+}
+
+fn group_key(id: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(id.as_bytes())
 }
 
 impl Groups {
@@ -225,7 +230,8 @@ impl Groups {
     }
 
     fn team(&mut self, p: &Params, id: &str, day: i64) -> &mut Team {
-        let n = match self.team_index.get(id) {
+        let key = group_key(id);
+        let n = match self.team_index.get(&key) {
             Some(&n) => n,
             None => {
                 let ring = |d: i64| DayRing::new(d.max(1) as usize, day);
@@ -246,7 +252,7 @@ impl Groups {
                     fired: Vec::new(),
                 });
                 let n = (self.teams.len() - 1) as u32;
-                self.team_index.insert(id.into(), n);
+                self.team_index.insert(key, n);
                 n
             }
         };
@@ -254,7 +260,8 @@ impl Groups {
     }
 
     fn cohort(&mut self, id: &str) -> (u32, &mut Cohort) {
-        let n = match self.cohort_index.get(id) {
+        let key = group_key(id);
+        let n = match self.cohort_index.get(&key) {
             Some(&n) => n,
             None => {
                 self.cohorts.push(Cohort {
@@ -264,7 +271,7 @@ impl Groups {
                     fired: Vec::new(),
                 });
                 let n = (self.cohorts.len() - 1) as u32;
-                self.cohort_index.insert(id.into(), n);
+                self.cohort_index.insert(key, n);
                 n
             }
         };

@@ -5,12 +5,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::Ts;
 
-/// Daily totals for the last `len` UTC days (saturating at `u16::MAX` per day).
+/// Daily totals for the last `len` UTC days (saturating at `u16::MAX` per day). The storage
+/// grows with the history actually seen, up to `len` days: an employee with a week of history
+/// holds a week of counts, not the whole window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DayRing {
     last_day: i32,
     /// The total over every day the ring holds (an empty ring answers every sum at once).
     total: u32,
+    /// How many days the ring covers at most.
+    len: u32,
+    /// The days `last_day - counts.len() + 1 ..= last_day`, oldest first; older days inside
+    /// the window count as 0.
     counts: Vec<u16>,
 }
 
@@ -19,12 +25,13 @@ impl DayRing {
         DayRing {
             last_day: day as i32,
             total: 0,
-            counts: vec![0; len.max(1)],
+            len: len.clamp(1, u32::MAX as usize) as u32,
+            counts: Vec::new(),
         }
     }
 
     pub fn len(&self) -> i64 {
-        self.counts.len() as i64
+        self.len as i64
     }
 
     pub fn is_empty(&self) -> bool {
@@ -36,12 +43,30 @@ impl DayRing {
         self.last_day as i64
     }
 
+    /// The oldest day stored.
+    fn first_stored(&self) -> i64 {
+        self.last_day as i64 - self.counts.len() as i64 + 1
+    }
+
     pub fn get(&self, day: i64) -> u32 {
-        let last = self.last_day as i64;
-        if day > last || day <= last - self.len() {
+        let first = self.first_stored();
+        if day > self.last_day as i64 || day < first {
             0
         } else {
-            self.counts[day.rem_euclid(self.len()) as usize] as u32
+            self.counts[(day - first) as usize] as u32
+        }
+    }
+
+    /// Makes room for `extra` more days, growing the allocation by doubling but never past
+    /// the window.
+    fn grow(&mut self, extra: usize) {
+        let need = (self.counts.len() + extra).min(self.len as usize);
+        if need > self.counts.capacity() {
+            let target = (self.counts.capacity() * 2)
+                .max(8)
+                .min(self.len as usize)
+                .max(need);
+            self.counts.reserve_exact(target - self.counts.len());
         }
     }
 
@@ -50,17 +75,39 @@ impl DayRing {
         let len = self.len();
         let last = self.last_day as i64;
         if day > last {
-            let from = (last + 1).max(day - len + 1);
-            for d in from..=day {
-                let slot = &mut self.counts[d.rem_euclid(len) as usize];
-                self.total -= *slot as u32;
-                *slot = 0;
+            let gap = day - last;
+            if gap >= len {
+                self.counts.clear();
+                self.total = 0;
+            } else {
+                let keep = (len - gap) as usize;
+                if self.counts.len() > keep {
+                    let drop = self.counts.len() - keep;
+                    let dropped: u32 = self.counts[..drop].iter().map(|&c| c as u32).sum();
+                    self.total -= dropped;
+                    self.counts.drain(..drop);
+                }
             }
             self.last_day = day as i32;
+            // The days between the old last day and `day` are zeros; `day` itself is pushed
+            // below.
+            let zeros = (gap.min(len) - 1) as usize;
+            if !self.counts.is_empty() {
+                self.grow(zeros + 1);
+                self.counts.extend(std::iter::repeat_n(0, zeros));
+            }
+            self.grow(1);
+            self.counts.push(0);
         } else if day <= last - len {
             return;
+        } else if day < self.first_stored() {
+            // A late day inside the window but before anything stored: prepend zeros.
+            let front = (self.first_stored() - day) as usize;
+            self.grow(front);
+            self.counts.splice(0..0, std::iter::repeat_n(0, front));
         }
-        let slot = &mut self.counts[day.rem_euclid(len) as usize];
+        let i = (day - self.first_stored()) as usize;
+        let slot = &mut self.counts[i];
         let before = *slot;
         *slot = slot.saturating_add(v.min(u16::MAX as u32) as u16);
         self.total += (*slot - before) as u32;
@@ -71,9 +118,15 @@ impl DayRing {
         if self.total == 0 {
             return 0;
         }
-        let last = self.last_day as i64;
-        let (from, to) = (from.max(last - self.len() + 1), to.min(last));
-        (from..=to).map(|d| self.get(d) as u64).sum()
+        let first = self.first_stored();
+        let (from, to) = (from.max(first), to.min(self.last_day as i64));
+        if from > to {
+            return 0;
+        }
+        self.counts[(from - first) as usize..=(to - first) as usize]
+            .iter()
+            .map(|&c| c as u64)
+            .sum()
     }
 }
 
@@ -138,6 +191,7 @@ mod tests {
             let want_total: u64 = ((last - len as i64 + 1).max(0)..=last).map(|d| r.get(d) as u64).sum();
             prop_assert_eq!(r.sum(-1000, last + 1000), want_total);
             prop_assert_eq!(r.is_empty(), want_total == 0);
+            prop_assert!(r.counts.len() <= len && r.counts.capacity() <= len.max(8), "storage stays within the window");
         }
     }
 }

@@ -125,6 +125,11 @@ pub struct Kafka {
     pub create_topics: bool,
     pub topic_partitions: u32,
     pub topic_replication: u32,
+    /// How often processed positions are committed (asynchronously).
+    pub commit_interval: Dur,
+    /// On revoke, how long in-flight work of the revoked partitions may take before their
+    /// positions are committed (below the group's session timeout).
+    pub drain_timeout: Dur,
     /// librdkafka properties passed through as they are (`security.protocol`, `sasl.mechanism`,
     /// …). In environment variables write `_` for `.`: `MOMENTD__KAFKA__CLIENT__SASL_PASSWORD`.
     pub client: BTreeMap<String, String>,
@@ -141,6 +146,8 @@ impl Default for Kafka {
             create_topics: true,
             topic_partitions: 6,
             topic_replication: 1,
+            commit_interval: Dur(std::time::Duration::from_secs(1)),
+            drain_timeout: Dur(std::time::Duration::from_secs(5)),
             client: BTreeMap::new(),
         }
     }
@@ -526,6 +533,23 @@ impl Settings {
                 "kafka.input_topics",
                 "needs at least one non-empty topic name",
             ));
+        }
+        let session_ms: u64 = k
+            .client
+            .get("session.timeout.ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(45_000);
+        if k.drain_timeout.0.as_millis() as u64 >= session_ms {
+            return Err(invalid(
+                "kafka.drain_timeout",
+                format!(
+                    "{} is not below the session timeout ({session_ms} ms): a revoke would outlive the member's session",
+                    k.drain_timeout
+                ),
+            ));
+        }
+        if k.commit_interval.0.is_zero() {
+            return Err(invalid("kafka.commit_interval", "must be more than 0"));
         }
         for (key, v) in [
             ("kafka.output_topic", &k.output_topic),

@@ -5,10 +5,14 @@
 //! clock, a socket or a file; [`replay`] and (later) the Kafka runtime move bytes and time.
 
 pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod event;
+pub mod http;
+pub mod metrics;
 pub mod replay;
 pub mod rules;
+pub mod runtime;
 pub mod synth;
 pub mod time;
 pub mod trigger;

@@ -47,6 +47,23 @@ enum Command {
         #[arg(long)]
         audit: Option<PathBuf>,
     },
+    /// The daemon: consume from Kafka, detect, produce triggers, serve /metrics, /healthz and
+    /// /readyz, until SIGTERM or SIGINT.
+    Run {
+        /// Configuration file (default: config/momentd.toml when it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Try it: the daemon's own Kafka path on an in-process mock cluster, fed with the sample
+    /// events; prints each trigger as it is published and serves /metrics, until Ctrl-C.
+    Dev {
+        /// Configuration file (default: config/momentd.toml when it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Events to produce into the mock cluster (JSON Lines).
+        #[arg(long, default_value = "examples/sample-events.jsonl")]
+        input: PathBuf,
+    },
     /// Load and check the configuration, print the effective rules.
     ValidateConfig {
         #[arg(long)]
@@ -84,6 +101,27 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Runs `f` on a multi-threaded tokio runtime with signal handling; exit 0 after a graceful
+/// stop.
+fn tokio_main<F, Fut>(f: F) -> Result<ExitCode>
+where
+    F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(async {
+        let token = tokio_util::sync::CancellationToken::new();
+        momentd::daemon::on_signals(token.clone());
+        f(token).await
+    })?;
+    // Tasks still parked on the broker must not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -136,6 +174,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { config } => {
+            let settings = config::load(config.as_deref())?;
+            let pseudo = momentd::pseudonymizer_from_env(&settings)?;
+            momentd::daemon::init_logging(&settings);
+            tokio_main(|token| momentd::daemon::serve(settings, pseudo, token))
+        }
+        Command::Dev { config, input } => {
+            let settings = config::load(config.as_deref())?;
+            let pseudo = momentd::pseudonymizer_from_env(&settings)?;
+            momentd::daemon::init_logging(&settings);
+            tokio_main(|token| async move {
+                momentd::daemon::dev(settings, &input, pseudo, token).await
+            })
         }
         Command::ValidateConfig { config } => {
             let settings = config::load(config.as_deref())?;

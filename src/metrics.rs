@@ -1,0 +1,242 @@
+//! Every metric momentd exports, in one place: names, help text, buckets, and one small typed
+//! function per thing that happens. Labels are topics, partitions, event types, rules,
+//! severities, reasons and outcomes — never an employee id or free text (CONTRACT §6).
+
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const EVENTS: &str = "momentd_events_consumed_total";
+pub const DEAD_LETTERS: &str = "momentd_dead_letters_total";
+pub const DUPLICATES: &str = "momentd_duplicate_events_total";
+pub const TRIGGERS: &str = "momentd_triggers_total";
+pub const AUDIT_RECORDS: &str = "momentd_audit_records_total";
+pub const LATENCY: &str = "momentd_processing_latency_seconds";
+pub const EVENT_TIME_LAG: &str = "momentd_event_time_lag_seconds";
+pub const WATERMARK: &str = "momentd_watermark_timestamp_seconds";
+pub const CONSUMER_LAG: &str = "momentd_consumer_lag_messages";
+pub const COMMITS: &str = "momentd_commits_total";
+pub const REBALANCES: &str = "momentd_rebalances_total";
+pub const ASSIGNED: &str = "momentd_assigned_partitions";
+pub const READY: &str = "momentd_ready";
+pub const TRACKED: &str = "momentd_tracked_employees";
+pub const STATE_BYTES: &str = "momentd_state_bytes";
+pub const PRODUCER_QUEUE: &str = "momentd_producer_queue_depth";
+pub const PRODUCE_ERRORS: &str = "momentd_produce_errors_total";
+pub const IN_FLIGHT: &str = "momentd_in_flight_messages";
+pub const BUILD_INFO: &str = "momentd_build_info";
+
+/// Buckets of the processing latency histogram, in seconds (a p99 SLO of 50 ms sits between
+/// two of them).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the Prometheus recorder and describes every metric. The handle renders
+/// `/metrics`; [`upkeep`] must run now and then.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(LATENCY.into()), LATENCY_BUCKETS)?
+        .install_recorder()?;
+    describe();
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    gauge!(READY).set(0.0);
+    gauge!(ASSIGNED).set(0.0);
+    Ok(handle)
+}
+
+/// Drains the histograms' buffers so rendering stays cheap; run every few seconds.
+pub async fn upkeep(handle: PrometheusHandle) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+fn describe() {
+    describe_counter!(
+        EVENTS,
+        "Input messages consumed, by topic, event type and outcome (applied, duplicate, after_exit, erased, dead_letter)"
+    );
+    describe_counter!(
+        DEAD_LETTERS,
+        "Input messages sent to the dead-letter topic, by reason (the momentd-error header)"
+    );
+    describe_counter!(
+        DUPLICATES,
+        "Events ignored because their event_id was already seen for the employee within the dedup horizon"
+    );
+    describe_counter!(
+        TRIGGERS,
+        "Triggers acknowledged by the broker, by rule, severity and escalation"
+    );
+    describe_counter!(
+        AUDIT_RECORDS,
+        "Audit records acknowledged by the broker, by rule and decision"
+    );
+    describe_histogram!(
+        LATENCY,
+        metrics::Unit::Seconds,
+        "From the receipt of an input message to the broker's acknowledgement of the last output it caused"
+    );
+    describe_gauge!(
+        EVENT_TIME_LAG,
+        metrics::Unit::Seconds,
+        "Wall clock minus the largest event time seen on the partition"
+    );
+    describe_gauge!(
+        WATERMARK,
+        metrics::Unit::Seconds,
+        "The partition's watermark (event time, Unix seconds)"
+    );
+    describe_gauge!(
+        CONSUMER_LAG,
+        "Messages between the partition's high watermark and the consumer's position (librdkafka statistics)"
+    );
+    describe_counter!(
+        COMMITS,
+        "Offset commits, by result (ok, error) and mode (async, sync)"
+    );
+    describe_counter!(
+        REBALANCES,
+        "Consumer group rebalances, by kind (assign, revoke, error)"
+    );
+    describe_gauge!(ASSIGNED, "Input partitions assigned to this instance");
+    describe_gauge!(
+        READY,
+        "1 once partitions are assigned and their state is ready (what /readyz answers)"
+    );
+    describe_gauge!(
+        TRACKED,
+        "Employees with state on the partition (exit tombstones included)"
+    );
+    describe_gauge!(
+        STATE_BYTES,
+        metrics::Unit::Bytes,
+        "Serialized bytes of the partition's employee state"
+    );
+    describe_gauge!(
+        PRODUCER_QUEUE,
+        "Messages in the producer's queue, not yet acknowledged by the broker"
+    );
+    describe_counter!(
+        PRODUCE_ERRORS,
+        "Produce attempts that failed and were retried, by topic kind (triggers, dead_letters, audit)"
+    );
+    describe_gauge!(
+        IN_FLIGHT,
+        "Input messages processed whose outputs the broker has not acknowledged yet"
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the version label says which build runs"
+    );
+}
+
+/// The labels that say which input partition a figure is about.
+#[derive(Debug, Clone)]
+pub struct PartitionLabels {
+    pub topic: String,
+    pub partition: String,
+}
+
+impl PartitionLabels {
+    pub fn new(topic: &str, partition: i32) -> PartitionLabels {
+        PartitionLabels {
+            topic: topic.to_string(),
+            partition: partition.to_string(),
+        }
+    }
+}
+
+pub fn event(topic: &str, kind: &'static str, outcome: &'static str) {
+    counter!(EVENTS, "topic" => topic.to_string(), "type" => kind, "outcome" => outcome)
+        .increment(1);
+    if outcome == "duplicate" {
+        counter!(DUPLICATES, "topic" => topic.to_string()).increment(1);
+    }
+}
+
+pub fn dead_letter(topic: &str, reason: &'static str) {
+    counter!(EVENTS, "topic" => topic.to_string(), "type" => "unknown", "outcome" => "dead_letter")
+        .increment(1);
+    counter!(DEAD_LETTERS, "reason" => reason).increment(1);
+}
+
+pub fn trigger_acked(rule: &str, severity: &str, escalation: u32) {
+    counter!(TRIGGERS, "rule" => rule.to_string(), "severity" => severity.to_string(),
+        "escalation" => escalation.to_string())
+    .increment(1);
+}
+
+pub fn audit_acked(rule: &str, decision: &'static str) {
+    counter!(AUDIT_RECORDS, "rule" => rule.to_string(), "decision" => decision).increment(1);
+}
+
+pub fn latency(d: Duration) {
+    histogram!(LATENCY).record(d.as_secs_f64());
+}
+
+pub fn produce_error(kind: &'static str) {
+    counter!(PRODUCE_ERRORS, "kind" => kind).increment(1);
+}
+
+pub fn commit(result: &'static str, mode: &'static str) {
+    counter!(COMMITS, "result" => result, "mode" => mode).increment(1);
+}
+
+pub fn rebalance(kind: &'static str) {
+    counter!(REBALANCES, "kind" => kind).increment(1);
+}
+
+pub fn assigned(n: usize) {
+    gauge!(ASSIGNED).set(n as f64);
+}
+
+pub fn ready(ready: bool) {
+    gauge!(READY).set(if ready { 1.0 } else { 0.0 });
+}
+
+pub fn producer_queue(n: i32) {
+    gauge!(PRODUCER_QUEUE).set(n as f64);
+}
+
+pub fn consumer_lag(topic: &str, partition: i32, lag: i64) {
+    gauge!(CONSUMER_LAG, "topic" => topic.to_string(), "partition" => partition.to_string())
+        .set(lag as f64);
+}
+
+/// The per-partition gauges, set together by the partition's task.
+pub fn partition_gauges(
+    l: &PartitionLabels,
+    watermark_ms: Option<i64>,
+    event_time_lag: Option<f64>,
+    tracked: usize,
+    in_flight: usize,
+) {
+    let labels = [
+        ("topic", l.topic.clone()),
+        ("partition", l.partition.clone()),
+    ];
+    if let Some(w) = watermark_ms {
+        gauge!(WATERMARK, &labels).set(w as f64 / 1000.0);
+    }
+    if let Some(lag) = event_time_lag {
+        gauge!(EVENT_TIME_LAG, &labels).set(lag);
+    }
+    gauge!(TRACKED, &labels).set(tracked as f64);
+    gauge!(IN_FLIGHT, &labels).set(in_flight as f64);
+}
+
+pub fn state_bytes(l: &PartitionLabels, bytes: usize) {
+    gauge!(STATE_BYTES, "topic" => l.topic.clone(), "partition" => l.partition.clone())
+        .set(bytes as f64);
+}
+
+/// A revoked partition's gauges go to zero (its state is dropped).
+pub fn partition_revoked(l: &PartitionLabels) {
+    partition_gauges(l, None, None, 0, 0);
+    state_bytes(l, 0);
+}

@@ -1,0 +1,292 @@
+//! The consumer thread: polls librdkafka, routes each message to its partition's task, commits
+//! the tasks' positions, and carries out the lifecycle's actions — including inside the
+//! rebalance callback, which librdkafka runs on this thread during `poll`, so a revoke waits for
+//! the revoked partitions' in-flight work (up to a deadline below the session timeout) and
+//! commits synchronously before the partitions move.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::lifecycle::{Action, Input, Lifecycle, Tp};
+use super::partition::{Cmd, InMsg, PartitionTask, Shared};
+use crate::metrics;
+
+/// Messages queued per partition task before the consumer thread waits.
+const TASK_QUEUE: usize = 1024;
+
+struct Task {
+    tx: mpsc::Sender<Cmd>,
+    position: Arc<AtomicI64>,
+    committed: i64,
+}
+
+/// What the consumer thread owns besides the consumer: the lifecycle and the partition tasks.
+pub struct Router {
+    lifecycle: Lifecycle,
+    tasks: HashMap<Tp, Task>,
+    runtime: tokio::runtime::Handle,
+    shared: Shared,
+    drain_timeout: Duration,
+    ready: Arc<AtomicBool>,
+}
+
+impl Router {
+    pub fn new(
+        runtime: tokio::runtime::Handle,
+        shared: Shared,
+        drain_timeout: Duration,
+        ready: Arc<AtomicBool>,
+    ) -> Router {
+        Router {
+            lifecycle: Lifecycle::default(),
+            tasks: HashMap::new(),
+            runtime,
+            shared,
+            drain_timeout,
+            ready,
+        }
+    }
+
+    fn step(&mut self, consumer: &BaseConsumer<Ctx>, input: Input) {
+        for action in self.lifecycle.step(input) {
+            match action {
+                Action::Start(tps) => tps.into_iter().for_each(|tp| self.start(tp)),
+                Action::Drain(tps) => self.drain(consumer, tps),
+                Action::DrainAll => {
+                    let tps: Vec<Tp> = self.tasks.keys().cloned().collect();
+                    self.drain(consumer, tps);
+                    // Whatever comes next (Close) is for the caller.
+                    let more = self.lifecycle.step(Input::Drained);
+                    debug_assert_eq!(more, vec![Action::Close]);
+                }
+                Action::Close => {}
+            }
+        }
+        self.ready.store(self.lifecycle.ready(), Ordering::Release);
+        metrics::ready(self.lifecycle.ready());
+        metrics::assigned(self.lifecycle.assigned());
+    }
+
+    fn start(&mut self, tp: Tp) {
+        let (tx, rx) = mpsc::channel(TASK_QUEUE);
+        let position = Arc::new(AtomicI64::new(-1));
+        let task = PartitionTask::new(&tp.0, tp.1, self.shared.clone(), Arc::clone(&position));
+        self.runtime.spawn(task.run(rx));
+        tracing::info!(topic = %tp.0, partition = tp.1, "partition assigned");
+        self.tasks.insert(
+            tp,
+            Task {
+                tx,
+                position,
+                committed: -1,
+            },
+        );
+    }
+
+    /// Finishes the partitions' in-flight work (all of them in parallel, one deadline), commits
+    /// their positions synchronously, and drops their tasks.
+    fn drain(&mut self, consumer: &BaseConsumer<Ctx>, tps: Vec<Tp>) {
+        let deadline = Instant::now() + self.drain_timeout;
+        let mut waiting = Vec::new();
+        for tp in tps {
+            let Some(task) = self.tasks.remove(&tp) else {
+                continue;
+            };
+            let (reply, answer) = std::sync::mpsc::sync_channel(1);
+            let mut cmd = Cmd::Drain { deadline, reply };
+            // The queue may be full: wait for room, but not past the deadline.
+            loop {
+                match task.tx.try_send(cmd) {
+                    Ok(()) => break,
+                    Err(mpsc::error::TrySendError::Full(c)) if Instant::now() < deadline => {
+                        cmd = c;
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(_) => break,
+                }
+            }
+            waiting.push((tp, task, answer));
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (tp, task, answer) in waiting {
+            let left =
+                deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(50);
+            let pos = match answer.recv_timeout(left) {
+                Ok(p) => p,
+                // The task did not answer in time: commit what it had published.
+                Err(_) => Some(task.position.load(Ordering::Acquire)).filter(|&p| p >= 0),
+            };
+            if let Some(p) = pos.filter(|&p| p > task.committed) {
+                let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(p));
+            }
+            tracing::info!(topic = %tp.0, partition = tp.1, position = ?pos, "partition drained");
+        }
+        if tpl.count() > 0 {
+            match consumer.commit(&tpl, CommitMode::Sync) {
+                Ok(()) => metrics::commit("ok", "sync"),
+                Err(e) => {
+                    metrics::commit("error", "sync");
+                    tracing::warn!(error = %e, "synchronous commit failed");
+                }
+            }
+        }
+    }
+
+    /// Commits every position that moved since the last commit (asynchronously; the result is
+    /// counted by the commit callback).
+    fn commit_positions(&mut self, consumer: &BaseConsumer<Ctx>) {
+        let mut tpl = TopicPartitionList::new();
+        for (tp, task) in self.tasks.iter_mut() {
+            let p = task.position.load(Ordering::Acquire);
+            if p > task.committed {
+                let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(p));
+                task.committed = p;
+            }
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                metrics::commit("error", "async");
+                tracing::warn!(error = %e, "commit failed");
+            }
+        }
+    }
+
+    fn route(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) {
+        let tp = (m.topic().to_string(), m.partition());
+        let Some(task) = self.tasks.get(&tp) else {
+            // Not (or no longer) ours: its new owner reads it from the committed offset.
+            return;
+        };
+        let content_type = m.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key.eq_ignore_ascii_case("content-type"))
+                .and_then(|h| h.value.map(<[u8]>::to_vec))
+        });
+        let msg = InMsg {
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+            content_type,
+            received: Instant::now(),
+        };
+        // Waits while the task's queue is full (backpressure); fails only if the task is gone.
+        if task.tx.blocking_send(Cmd::Msg(msg)).is_err() {
+            tracing::error!(topic = %tp.0, partition = tp.1, "partition task ended unexpectedly");
+        }
+    }
+}
+
+/// The consumer's context: librdkafka calls it on the consumer thread, during `poll`.
+pub struct Ctx {
+    pub router: Mutex<Option<Router>>,
+}
+
+impl Ctx {
+    fn with_router(&self, f: impl FnOnce(&mut Router)) {
+        if let Ok(mut g) = self.router.lock() {
+            if let Some(r) = g.as_mut() {
+                f(r);
+            }
+        }
+    }
+}
+
+fn tps(tpl: &TopicPartitionList) -> Vec<Tp> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+impl ClientContext for Ctx {
+    fn stats(&self, s: Statistics) {
+        for (topic, t) in &s.topics {
+            for (&p, part) in &t.partitions {
+                if p >= 0 && part.consumer_lag >= 0 {
+                    metrics::consumer_lag(topic, p, part.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            metrics::rebalance("revoke");
+            self.with_router(|r| r.step(consumer, Input::Revoked(tps(tpl))));
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                metrics::rebalance("assign");
+                self.with_router(|r| r.step(consumer, Input::Assigned(tps(tpl))));
+            }
+            Rebalance::Error(e) => {
+                metrics::rebalance("error");
+                tracing::warn!(error = %e, "rebalance error");
+            }
+            Rebalance::Revoke(_) => {}
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => metrics::commit("ok", "async"),
+            Err(e) => {
+                metrics::commit("error", "async");
+                tracing::warn!(error = %e, "commit failed");
+            }
+        }
+    }
+}
+
+/// Polls until `stop` is set, then drains every partition, commits, and leaves the group.
+pub fn consume(
+    consumer: BaseConsumer<Ctx>,
+    stop: Arc<AtomicBool>,
+    commit_interval: Duration,
+    producer: rdkafka::producer::FutureProducer,
+) {
+    let mut last_commit = Instant::now();
+    let with = |f: &mut dyn FnMut(&mut Router)| {
+        if let Ok(mut g) = consumer.context().router.lock() {
+            if let Some(r) = g.as_mut() {
+                f(r);
+            }
+        }
+    };
+    while !stop.load(Ordering::Acquire) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => with(&mut |r| r.route(&m)),
+            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+            None => {}
+        }
+        if last_commit.elapsed() >= commit_interval {
+            with(&mut |r| r.commit_positions(&consumer));
+            metrics::producer_queue(super::output::queue_depth(&producer));
+            last_commit = Instant::now();
+        }
+    }
+    tracing::info!("stopping: draining partitions and committing");
+    with(&mut |r| r.step(&consumer, Input::Shutdown));
+    // Leaving the group hands the partitions to the others at once (a revoke arrives for
+    // partitions already drained: the lifecycle ignores it).
+    consumer.unsubscribe();
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < deadline {
+        if consumer.poll(Duration::from_millis(50)).is_none() {
+            break;
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The I/O shell of `momentd run`: rdkafka and tokio around the pure engine. It only moves
+//! bytes, offsets and time.
+//!
+//! * A consumer thread ([`consumer`]) polls the group's consumer, routes each message to its
+//!   partition's task, commits positions, and runs the lifecycle ([`lifecycle`]) — rebalance
+//!   callbacks included.
+//! * One tokio task per assigned partition ([`partition`]) decodes, applies, produces, and
+//!   tracks which offsets may be committed ([`offsets`]): only those whose outputs the broker
+//!   acknowledged (at-least-once; deterministic trigger ids make a redelivery produce the same
+//!   ids).
+//! * Shutdown: stop fetching, drain, commit, flush the producer — within `shutdown.timeout`.
+
+pub mod consumer;
+pub mod lifecycle;
+pub mod offsets;
+pub mod output;
+pub mod partition;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, Producer};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::engine::{Engine, Pseudonymizer};
+use crate::time::Ts;
+
+/// Wall-clock now, in milliseconds since the epoch (the shell's clock; the engine never reads
+/// one).
+pub fn now_ms() -> Ts {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Ts)
+        .unwrap_or(0)
+}
+
+/// The librdkafka configuration common to every client: brokers, then `kafka.client.*` as it
+/// is (security settings, SASL, SSL, …).
+pub fn client_config(s: &Settings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &s.kafka.brokers);
+    for (k, v) in &s.kafka.client {
+        c.set(k, v);
+    }
+    c
+}
+
+fn consumer_config(s: &Settings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("group.id", &s.kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000")
+        .set("enable.partition.eof", "false");
+    // Passed-through settings win (after the defaults above).
+    for (k, v) in client_config(s).config_map() {
+        c.set(k, v);
+    }
+    // These are how momentd keeps at-least-once; they are not for overriding.
+    c.set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    c
+}
+
+/// The producer: idempotent (no duplicates or reordering from its own retries).
+pub fn producer_config(s: &Settings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4");
+    for (k, v) in client_config(s).config_map() {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The topics momentd reads and writes, with whether each should be compacted. (None is yet:
+/// a state changelog, when there is one, will be.)
+pub fn topics(s: &Settings) -> Vec<(String, bool)> {
+    let mut t: Vec<(String, bool)> = s
+        .kafka
+        .input_topics
+        .iter()
+        .map(|t| (t.clone(), false))
+        .collect();
+    t.push((s.kafka.output_topic.clone(), false));
+    t.push((s.kafka.dlq_topic.clone(), false));
+    if s.audit.enabled {
+        t.push((s.audit.topic.clone(), false));
+    }
+    t
+}
+
+/// Checks that the topics exist; with `kafka.create_topics`, creates the missing ones.
+pub async fn ensure_topics(s: &Settings) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(s)
+        .create()
+        .context("creating the Kafka admin client")?;
+    let md = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .context("fetching cluster metadata (are kafka.brokers reachable?)")?;
+    let existing: HashSet<&str> = md
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| t.name())
+        .collect();
+    let missing: Vec<(String, bool)> = topics(s)
+        .into_iter()
+        .filter(|(t, _)| !existing.contains(t.as_str()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = missing.iter().map(|(t, _)| t.as_str()).collect();
+    if !s.kafka.create_topics {
+        bail!(
+            "topics {names:?} do not exist and kafka.create_topics is false: create them, or turn it on"
+        );
+    }
+    let new: Vec<NewTopic<'_>> = missing
+        .iter()
+        .map(|(t, compacted)| {
+            let nt = NewTopic::new(
+                t,
+                s.kafka.topic_partitions as i32,
+                TopicReplication::Fixed(s.kafka.topic_replication as i32),
+            );
+            if *compacted {
+                nt.set("cleanup.policy", "compact")
+            } else {
+                nt
+            }
+        })
+        .collect();
+    let results = admin
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .context("creating topics")?;
+    for r in results {
+        match r {
+            Ok(t) => tracing::info!(topic = %t, "created topic"),
+            Err((t, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
+                tracing::debug!(topic = %t, "topic already exists")
+            }
+            Err((t, e)) => bail!("creating topic {t}: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// What `run` shares with the HTTP endpoints.
+#[derive(Clone, Default)]
+pub struct Health {
+    pub ready: Arc<AtomicBool>,
+}
+
+/// Runs the daemon until `shutdown` is cancelled, then stops within `shutdown.timeout`:
+/// no more fetching, in-flight work finished, positions committed, the producer flushed.
+pub async fn run(
+    settings: Settings,
+    pseudonymizer: Option<Pseudonymizer>,
+    health: Health,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    ensure_topics(&settings).await?;
+    let producer: FutureProducer = producer_config(&settings)
+        .create()
+        .context("creating the Kafka producer")?;
+    let sink = output::Sink {
+        producer: producer.clone(),
+        output_topic: settings.kafka.output_topic.as_str().into(),
+        dlq_topic: settings.kafka.dlq_topic.as_str().into(),
+        audit_topic: settings
+            .audit
+            .enabled
+            .then(|| settings.audit.topic.as_str().into()),
+        encoding: settings.output.encoding,
+    };
+    let engine_settings = settings.clone();
+    let shared = partition::Shared {
+        sink,
+        default_encoding: settings.input.default_encoding,
+        max_event_bytes: settings.input.max_event_bytes,
+        idle_timeout: settings.time.idle_timeout.0,
+        engine: Arc::new(move || Engine::from_settings(&engine_settings, pseudonymizer.clone())),
+    };
+    let router = consumer::Router::new(
+        tokio::runtime::Handle::current(),
+        shared,
+        settings
+            .kafka
+            .drain_timeout
+            .0
+            .min(settings.shutdown.timeout.0),
+        Arc::clone(&health.ready),
+    );
+    let consumer: BaseConsumer<consumer::Ctx> = consumer_config(&settings)
+        .create_with_context(consumer::Ctx {
+            router: Mutex::new(Some(router)),
+        })
+        .context("creating the Kafka consumer")?;
+    let topics: Vec<&str> = settings
+        .kafka
+        .input_topics
+        .iter()
+        .map(String::as_str)
+        .collect();
+    consumer
+        .subscribe(&topics)
+        .context("subscribing to the input topics")?;
+    tracing::info!(topics = ?topics, group = %settings.kafka.group_id, "consuming");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let thread = {
+        let stop = Arc::clone(&stop);
+        let interval = settings.kafka.commit_interval.0;
+        let producer = producer.clone();
+        std::thread::Builder::new()
+            .name("momentd-consumer".into())
+            .spawn(move || {
+                consumer::consume(consumer, stop, interval, producer);
+                let _ = done_tx.send(());
+            })
+            .context("starting the consumer thread")?
+    };
+    let mut done_rx = done_rx;
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = &mut done_rx => bail!("the consumer thread ended unexpectedly"),
+    }
+    let started = tokio::time::Instant::now();
+    let budget = settings.shutdown.timeout.0;
+    stop.store(true, Ordering::Release);
+    health.ready.store(false, Ordering::Release);
+    crate::metrics::ready(false);
+    // The consumer thread drains (bounded by the drain timeout, itself within the budget).
+    if tokio::time::timeout(budget, &mut done_rx).await.is_err() {
+        tracing::warn!("the consumer did not finish within shutdown.timeout");
+    } else {
+        let _ = thread.join();
+    }
+    let left = budget.saturating_sub(started.elapsed());
+    if let Err(e) = producer.flush(left) {
+        tracing::warn!(error = %e, "producer flush did not finish");
+    }
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
+    Ok(())
+}

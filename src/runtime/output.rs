@@ -1,0 +1,212 @@
+//! What the runtime produces — triggers, audit records, dead letters — and how each is
+//! delivered: enqueued (a full queue is waited out, never dropped) and retried until the
+//! broker acknowledges it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use crate::engine::Output;
+use crate::event::{Encoding, Reject};
+use crate::metrics;
+
+/// What a record is, for the metrics recorded when the broker acknowledges it.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Trigger {
+        rule: String,
+        severity: &'static str,
+        escalation: u32,
+    },
+    Audit {
+        rule: String,
+        decision: &'static str,
+    },
+    DeadLetter,
+}
+
+impl Kind {
+    fn label(&self) -> &'static str {
+        match self {
+            Kind::Trigger { .. } => "triggers",
+            Kind::Audit { .. } => "audit",
+            Kind::DeadLetter => "dead_letters",
+        }
+    }
+}
+
+/// One record to produce, owned, so a failed delivery can be sent again.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub topic: Arc<str>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(&'static str, Vec<u8>)>,
+    pub kind: Kind,
+}
+
+/// Where outputs go and how they are encoded.
+#[derive(Clone)]
+pub struct Sink {
+    pub producer: FutureProducer,
+    pub output_topic: Arc<str>,
+    pub dlq_topic: Arc<str>,
+    pub audit_topic: Option<Arc<str>>,
+    pub encoding: Encoding,
+}
+
+impl Sink {
+    /// The record for an engine output (`None` for an audit record when auditing is off).
+    pub fn record(&self, out: Output) -> Option<Record> {
+        match out {
+            Output::Trigger(t) => {
+                let payload = match self.encoding {
+                    Encoding::Json => t.to_json().into_bytes(),
+                    Encoding::Protobuf => t.to_protobuf(),
+                };
+                Some(Record {
+                    topic: Arc::clone(&self.output_topic),
+                    key: Some(t.subject.clone().into_bytes()),
+                    payload,
+                    headers: vec![("content-type", self.encoding.content_type().into())],
+                    kind: Kind::Trigger {
+                        rule: t.rule,
+                        severity: t.severity.as_str(),
+                        escalation: t.escalation,
+                    },
+                })
+            }
+            Output::Audit(a) => {
+                let topic = self.audit_topic.as_ref()?;
+                Some(Record {
+                    topic: Arc::clone(topic),
+                    key: Some(a.subject.clone().into_bytes()),
+                    payload: serde_json::to_vec(&a).unwrap_or_default(),
+                    headers: vec![("content-type", b"application/json".to_vec())],
+                    kind: Kind::Audit {
+                        decision: decision_str(&a),
+                        rule: a.rule,
+                    },
+                })
+            }
+        }
+    }
+
+    /// The dead letter for a rejected input: its key and value as they were, with the
+    /// contract's headers (and the original content-type, if it had one).
+    pub fn dead_letter(
+        &self,
+        reject: &Reject,
+        source: (&str, i32, i64),
+        key: Option<Vec<u8>>,
+        payload: Vec<u8>,
+        content_type: Option<Vec<u8>>,
+    ) -> Record {
+        let (topic, partition, offset) = source;
+        let mut headers = vec![
+            ("momentd-error", reject.code.as_str().as_bytes().to_vec()),
+            ("momentd-error-detail", reject.detail.clone().into_bytes()),
+            ("momentd-source-topic", topic.as_bytes().to_vec()),
+            (
+                "momentd-source-partition",
+                partition.to_string().into_bytes(),
+            ),
+            ("momentd-source-offset", offset.to_string().into_bytes()),
+        ];
+        if let Some(ct) = content_type {
+            headers.push(("content-type", ct));
+        }
+        Record {
+            topic: Arc::clone(&self.dlq_topic),
+            key,
+            payload,
+            headers,
+            kind: Kind::DeadLetter,
+        }
+    }
+}
+
+fn decision_str(a: &crate::engine::AuditRecord) -> &'static str {
+    use crate::engine::Decision::*;
+    match a.decision {
+        Fired => "fired",
+        SuppressedCooldown => "suppressed_cooldown",
+        SuppressedConsent => "suppressed_consent",
+        HeldOut => "held_out",
+    }
+}
+
+/// Produces `rec` until the broker acknowledges it. A full local queue is waited out; a failed
+/// delivery (after librdkafka's own retries) is counted, logged and sent again with backoff —
+/// the input offset that caused it is not committed meanwhile, so nothing is lost.
+pub async fn deliver(producer: &FutureProducer, rec: &Record) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut headers = OwnedHeaders::new_with_capacity(rec.headers.len());
+        for (k, v) in &rec.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_slice()),
+            });
+        }
+        let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&rec.topic)
+            .payload(rec.payload.as_slice())
+            .headers(headers);
+        if let Some(k) = &rec.key {
+            fr = fr.key(k.as_slice());
+        }
+        let fut = loop {
+            match producer.send_result(fr) {
+                Ok(f) => break Some(f),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    fr = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => {
+                    metrics::produce_error(rec.kind.label());
+                    tracing::warn!(topic = %rec.topic, error = %e, "could not enqueue a record; retrying");
+                    break None;
+                }
+            }
+        };
+        match fut {
+            Some(f) => match f.await {
+                Ok(Ok(_)) => {
+                    acknowledged(&rec.kind);
+                    return;
+                }
+                Ok(Err((e, _))) => {
+                    metrics::produce_error(rec.kind.label());
+                    tracing::warn!(topic = %rec.topic, error = %e, "delivery failed; retrying");
+                }
+                Err(_) => {
+                    metrics::produce_error(rec.kind.label());
+                    tracing::warn!(topic = %rec.topic, "delivery outcome lost; retrying");
+                }
+            },
+            None => {}
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn acknowledged(kind: &Kind) {
+    match kind {
+        Kind::Trigger {
+            rule,
+            severity,
+            escalation,
+        } => metrics::trigger_acked(rule, severity, *escalation),
+        Kind::Audit { rule, decision } => metrics::audit_acked(rule, decision),
+        Kind::DeadLetter => {}
+    }
+}
+
+/// The producer's queue depth, for the gauge.
+pub fn queue_depth(p: &FutureProducer) -> i32 {
+    p.in_flight_count()
+}

@@ -97,7 +97,7 @@ fn describe() {
     );
     describe_counter!(
         COMMITS,
-        "Offset commits, by result (ok, error) and mode (async, sync)"
+        "Offset commits, by result (ok, error) and occasion (periodic; revoke, which also covers shutdown)"
     );
     describe_counter!(
         REBALANCES,
@@ -183,8 +183,8 @@ pub fn produce_error(kind: &'static str) {
     counter!(PRODUCE_ERRORS, "kind" => kind).increment(1);
 }
 
-pub fn commit(result: &'static str, mode: &'static str) {
-    counter!(COMMITS, "result" => result, "mode" => mode).increment(1);
+pub fn commit(result: &'static str, occasion: &'static str) {
+    counter!(COMMITS, "result" => result, "occasion" => occasion).increment(1);
 }
 
 pub fn rebalance(kind: &'static str) {

@@ -131,17 +131,18 @@ impl Router {
         }
         if tpl.count() > 0 {
             match consumer.commit(&tpl, CommitMode::Sync) {
-                Ok(()) => metrics::commit("ok", "sync"),
+                Ok(()) => metrics::commit("ok", "revoke"),
                 Err(e) => {
-                    metrics::commit("error", "sync");
+                    metrics::commit("error", "revoke");
                     tracing::warn!(error = %e, "synchronous commit failed");
                 }
             }
         }
     }
 
-    /// Commits every position that moved since the last commit (asynchronously; the result is
-    /// counted by the commit callback).
+    /// Commits every position that moved since the last commit. Synchronously: once a second a
+    /// round trip to the coordinator is cheap, and the result is known here (and counted) —
+    /// librdkafka does not reliably report asynchronous commit results to this consumer.
     fn commit_positions(&mut self, consumer: &BaseConsumer<Ctx>) {
         let mut tpl = TopicPartitionList::new();
         for (tp, task) in self.tasks.iter_mut() {
@@ -152,9 +153,18 @@ impl Router {
             }
         }
         if tpl.count() > 0 {
-            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-                metrics::commit("error", "async");
-                tracing::warn!(error = %e, "commit failed");
+            match consumer.commit(&tpl, CommitMode::Sync) {
+                Ok(()) => metrics::commit("ok", "periodic"),
+                Err(e) => {
+                    metrics::commit("error", "periodic");
+                    tracing::warn!(error = %e, "commit failed; retried at the next interval");
+                    // Try these positions again next time.
+                    for (tp, task) in self.tasks.iter_mut() {
+                        if tpl.find_partition(&tp.0, tp.1).is_some() {
+                            task.committed = -1;
+                        }
+                    }
+                }
             }
         }
     }
@@ -241,13 +251,8 @@ impl ConsumerContext for Ctx {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => metrics::commit("ok", "async"),
-            Err(e) => {
-                metrics::commit("error", "async");
-                tracing::warn!(error = %e, "commit failed");
-            }
-        }
+        // Commits are synchronous and counted where they are made.
+        tracing::debug!(result = ?result, "commit callback");
     }
 }
 

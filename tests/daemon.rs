@@ -1,0 +1,515 @@
+//! `momentd run` against two independent Kafka-protocol brokers on loopback, each started here:
+//! librdkafka's mock cluster (in its own process) and tansu with SQLite storage.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sample-events.jsonl");
+
+fn sample_lines() -> Vec<String> {
+    std::fs::read_to_string(SAMPLE)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Triggers keyed by id; panics if one id ever comes with two different contents.
+fn by_id(triggers: &[serde_json::Value]) -> BTreeMap<String, serde_json::Value> {
+    let mut m = BTreeMap::new();
+    for t in triggers {
+        let id = t["trigger_id"].as_str().expect("trigger_id").to_string();
+        if let Some(prev) = m.insert(id.clone(), t.clone()) {
+            assert_eq!(prev, *t, "trigger {id} redelivered with different content");
+        }
+    }
+    m
+}
+
+/// Every metric the daemon issue lists, by name.
+const METRICS: &[&str] = &[
+    "momentd_events_consumed_total",
+    "momentd_dead_letters_total",
+    "momentd_duplicate_events_total",
+    "momentd_triggers_total",
+    "momentd_processing_latency_seconds_bucket",
+    "momentd_event_time_lag_seconds",
+    "momentd_watermark_timestamp_seconds",
+    "momentd_consumer_lag_messages",
+    "momentd_commits_total",
+    "momentd_rebalances_total",
+    "momentd_tracked_employees",
+    "momentd_state_bytes",
+    "momentd_producer_queue_depth",
+    "momentd_assigned_partitions",
+    "momentd_ready",
+];
+
+fn sample_gives_the_same_triggers_as_replay(kind: Kind) {
+    let _g = serial();
+    let lines = sample_lines();
+    let b = Broker::start(kind, &[(INPUT, 1), (OUTPUT, 1), (DLQ, 1)]);
+    let mut d = Daemon::start(&b.bootstrap, "g-sample", &[]);
+    assert_eq!(
+        d.wait_live(Duration::from_secs(30)),
+        503,
+        "/readyz answers 503 before partitions are assigned"
+    );
+    d.wait_ready(Duration::from_secs(60));
+
+    // An independent client (Python confluent-kafka) produces the input.
+    let produced = python_client(&["produce", &b.bootstrap, INPUT, SAMPLE]);
+    assert_eq!(produced.trim(), lines.len().to_string());
+
+    let want = replay(&lines);
+    assert!(want.len() >= 5, "the sample shows several rules");
+    let got = read(&b.bootstrap, OUTPUT, want.len(), Duration::from_secs(30));
+    let extra = read(&b.bootstrap, OUTPUT, want.len() + 1, Duration::from_secs(2));
+    assert_eq!(extra.len(), want.len(), "no trigger beyond replay's");
+    for r in &got {
+        let t = r.json();
+        assert_eq!(
+            r.key.as_deref(),
+            t["subject"].as_str().map(str::as_bytes),
+            "keyed by subject"
+        );
+        assert_eq!(
+            r.headers.get("content-type").map(String::as_str),
+            Some("application/json")
+        );
+    }
+    let got_json: Vec<serde_json::Value> = got.iter().map(Rec::json).collect();
+    assert_eq!(
+        by_id(&got_json),
+        by_id(&want),
+        "same ids, same content as replay"
+    );
+
+    // The sample's three bad lines are on the dead-letter topic, as they were, with headers.
+    let dlq = read(&b.bootstrap, DLQ, 3, Duration::from_secs(10));
+    assert_eq!(dlq.len(), 3);
+    for r in &dlq {
+        let off: usize = r.headers["momentd-source-offset"].parse().unwrap();
+        assert_eq!(r.value, lines[off].as_bytes(), "the original value");
+        assert_eq!(r.headers["momentd-source-topic"], INPUT);
+        assert_eq!(r.headers["momentd-source-partition"], "0");
+        assert!(!r.headers["momentd-error-detail"].is_empty());
+    }
+    let mut reasons: Vec<&str> = dlq
+        .iter()
+        .map(|r| r.headers["momentd-error"].as_str())
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        ["malformed_json", "schema_violation", "unknown_type"]
+    );
+
+    // Metrics: counted, and every listed metric present (consumer lag comes with librdkafka's
+    // statistics, every 5 s).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = d.get("/metrics").unwrap();
+        let missing: Vec<&&str> = METRICS
+            .iter()
+            .filter(|m| !body.lines().any(|l| l.starts_with(**m)))
+            .collect();
+        if missing.is_empty() {
+            assert_eq!(parse_metric(&body, "momentd_dead_letters_total", &[]), 3.0);
+            assert_eq!(
+                parse_metric(&body, "momentd_triggers_total", &[]),
+                want.len() as f64
+            );
+            assert!(
+                !body.contains("emp-"),
+                "no employee id anywhere in the metrics"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "metrics missing: {missing:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    d.signal("TERM");
+    let status = d
+        .wait_exit(Duration::from_secs(15))
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
+    assert_eq!(
+        committed(&b.bootstrap, "g-sample", INPUT, 1).get(&0),
+        Some(&(lines.len() as i64)),
+        "every input committed"
+    );
+}
+
+#[test]
+fn sample_gives_the_same_triggers_as_replay_on_the_mock_cluster() {
+    sample_gives_the_same_triggers_as_replay(Kind::Mock);
+}
+
+#[test]
+fn sample_gives_the_same_triggers_as_replay_on_tansu() {
+    sample_gives_the_same_triggers_as_replay(Kind::Tansu);
+}
+
+fn poison_messages_go_to_the_dead_letter_topic(kind: Kind) {
+    let _g = serial();
+    let b = Broker::start(kind, &[(INPUT, 1), (OUTPUT, 1), (DLQ, 1)]);
+    let mut d = Daemon::start(
+        &b.bootstrap,
+        "g-poison",
+        &[("MOMENTD__INPUT__MAX_EVENT_BYTES", "2048")],
+    );
+    d.wait_ready(Duration::from_secs(60));
+    let event = |emp: &str, ty: &str, at: &str, attrs: serde_json::Value| {
+        serde_json::json!({"event_id": format!("{emp}-1"), "employee_id": emp, "occurred_at": at,
+            "type": ty, "attrs": attrs})
+        .to_string()
+        .into_bytes()
+    };
+    let abandoned =
+        serde_json::json!({"module_id": "m-9", "progress_pct": 90, "before_assessment": true});
+    let k = |s: &str| Some(s.as_bytes().to_vec());
+    let pb = vec![("content-type", b"application/x-protobuf".to_vec())];
+    let inputs: Vec<Input> = vec![
+        (
+            k("emp-p1"),
+            b"{\"event_id\": \"x\", not json".to_vec(),
+            vec![],
+        ),
+        (k("emp-p2"), vec![0xff, 0xff, 0xff, 0x01], pb),
+        (
+            k("emp-p3"),
+            event(
+                "emp-p3",
+                "hr.no_such_type",
+                "2026-03-01T10:00:00Z",
+                serde_json::json!({}),
+            ),
+            vec![],
+        ),
+        (
+            k("emp-other"),
+            event(
+                "emp-p4",
+                "learning.module_abandoned",
+                "2026-03-01T10:00:00Z",
+                abandoned.clone(),
+            ),
+            vec![],
+        ),
+        (
+            k("emp-p5"),
+            event(
+                "emp-p5",
+                "feedback.comment",
+                "2026-03-01T10:00:00Z",
+                serde_json::json!({"text": "long ".repeat(1000)}),
+            ),
+            vec![],
+        ),
+        (
+            k("emp-p6"),
+            event(
+                "emp-p6",
+                "learning.module_abandoned",
+                "1999-12-31T23:00:00Z",
+                abandoned.clone(),
+            ),
+            vec![],
+        ),
+        (
+            k("emp-ok"),
+            event(
+                "emp-ok",
+                "learning.module_abandoned",
+                "2026-03-01T11:00:00Z",
+                abandoned,
+            ),
+            vec![],
+        ),
+    ];
+    produce(&b.bootstrap, INPUT, &inputs);
+
+    let dlq = read(&b.bootstrap, DLQ, 6, Duration::from_secs(30));
+    let mut dlq = dlq;
+    dlq.sort_by_key(|r| r.headers["momentd-source-offset"].parse::<i64>().unwrap());
+    let reasons: Vec<&str> = dlq
+        .iter()
+        .map(|r| r.headers["momentd-error"].as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "malformed_json",
+            "malformed_protobuf",
+            "unknown_type",
+            "key_mismatch",
+            "too_large",
+            "timestamp_out_of_range"
+        ]
+    );
+    for (i, r) in dlq.iter().enumerate() {
+        assert_eq!(r.headers["momentd-source-offset"], i.to_string());
+        assert_eq!(r.value, inputs[i].1, "the original value");
+        assert_eq!(r.key, inputs[i].0, "the original key");
+        assert!(!r.headers["momentd-error-detail"].is_empty());
+    }
+    assert_eq!(
+        dlq[1].headers.get("content-type").map(String::as_str),
+        Some("application/x-protobuf"),
+        "the original content-type stays"
+    );
+    // The daemon moved past them: the good event after them made its trigger.
+    let out = read(&b.bootstrap, OUTPUT, 1, Duration::from_secs(30));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].json()["subject"], "emp-ok");
+    for reason in reasons {
+        assert_eq!(
+            d.metric(
+                "momentd_dead_letters_total",
+                &[&format!("reason=\"{reason}\"")]
+            ),
+            1.0,
+            "{reason} counted"
+        );
+    }
+    d.signal("TERM");
+    assert!(d
+        .wait_exit(Duration::from_secs(15))
+        .is_some_and(|s| s.success()));
+    assert_eq!(
+        committed(&b.bootstrap, "g-poison", INPUT, 1).get(&0),
+        Some(&7),
+        "dead letters are committed like any other input"
+    );
+}
+
+#[test]
+fn poison_messages_go_to_the_dead_letter_topic_on_the_mock_cluster() {
+    poison_messages_go_to_the_dead_letter_topic(Kind::Mock);
+}
+
+#[test]
+fn poison_messages_go_to_the_dead_letter_topic_on_tansu() {
+    poison_messages_go_to_the_dead_letter_topic(Kind::Tansu);
+}
+
+/// Produces `lines` over about `secs` seconds from a thread (so a daemon can be stopped while
+/// input still arrives).
+fn produce_slowly(bootstrap: &str, lines: Vec<String>, secs: f64) -> std::thread::JoinHandle<()> {
+    let bootstrap = bootstrap.to_string();
+    std::thread::spawn(move || {
+        let chunks = 20;
+        let size = lines.len().div_ceil(chunks);
+        for chunk in lines.chunks(size) {
+            produce(&bootstrap, INPUT, &json_inputs(chunk));
+            std::thread::sleep(Duration::from_secs_f64(secs / chunks as f64));
+        }
+    })
+}
+
+/// Reads the output until it holds a trigger for each of `n` subjects.
+fn read_until_subjects(bootstrap: &str, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let all: Vec<serde_json::Value> =
+            read(bootstrap, OUTPUT, usize::MAX, Duration::from_secs(2))
+                .iter()
+                .map(Rec::json)
+                .collect();
+        let subjects: HashSet<&str> = all.iter().filter_map(|t| t["subject"].as_str()).collect();
+        if subjects.len() >= n {
+            return all;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} subjects have their trigger",
+            subjects.len()
+        );
+    }
+}
+
+fn stop_mid_stream_then_restart(kind: Kind, graceful: bool) {
+    let _g = serial();
+    let n = if kind == Kind::Mock { 30_000 } else { 8_000 };
+    let group = if graceful { "g-term" } else { "g-kill" };
+    let lines = one_trigger_each(n, group);
+    let b = Broker::start(kind, &[(INPUT, 2), (OUTPUT, 1), (DLQ, 1)]);
+    let mut d = Daemon::start(&b.bootstrap, group, &[]);
+    d.wait_ready(Duration::from_secs(60));
+    let producer = produce_slowly(&b.bootstrap, lines, 4.0);
+    d.wait_metric(
+        "momentd_triggers_total",
+        &[],
+        (n / 10) as f64,
+        Duration::from_secs(60),
+    );
+    let stopped = Instant::now();
+    if graceful {
+        d.signal("TERM");
+        let status = d
+            .wait_exit(Duration::from_secs(15))
+            .expect("exits after SIGTERM");
+        assert!(status.success(), "exit 0: {status:?}\n{}", d.logs());
+        assert!(
+            stopped.elapsed() < Duration::from_secs(11),
+            "within shutdown.timeout (10 s): {:?}",
+            stopped.elapsed()
+        );
+    } else {
+        // Crash after at least one periodic commit, with more input in flight.
+        d.wait_metric(
+            "momentd_commits_total",
+            &["result=\"ok\""],
+            1.0,
+            Duration::from_secs(30),
+        );
+        d.kill9();
+    }
+    producer.join().unwrap();
+    let first: Vec<serde_json::Value> =
+        read(&b.bootstrap, OUTPUT, usize::MAX, Duration::from_secs(3))
+            .iter()
+            .map(Rec::json)
+            .collect();
+    let first_subjects: HashSet<String> = first
+        .iter()
+        .map(|t| t["subject"].as_str().unwrap().to_string())
+        .collect();
+    let pos = committed(&b.bootstrap, group, INPUT, 2);
+    let inputs = read(&b.bootstrap, INPUT, n, Duration::from_secs(10));
+    assert_eq!(inputs.len(), n);
+    let done: i64 = pos.values().sum();
+    assert!(
+        done > 0 && done < n as i64,
+        "stopped mid-stream: {done} of {n} committed"
+    );
+    for r in &inputs {
+        let subject = String::from_utf8(r.key.clone().unwrap()).unwrap();
+        let is_committed = pos.get(&r.partition).is_some_and(|&c| r.offset < c);
+        if is_committed {
+            assert!(
+                first_subjects.contains(&subject),
+                "input {}:{} is committed but its trigger was not published",
+                r.partition,
+                r.offset
+            );
+        } else if graceful {
+            assert!(
+                !first_subjects.contains(&subject),
+                "input {}:{} was processed and published but not committed",
+                r.partition,
+                r.offset
+            );
+        }
+    }
+
+    let d2 = Daemon::start(&b.bootstrap, group, &[]);
+    d2.wait_ready(Duration::from_secs(60));
+    let all = read_until_subjects(&b.bootstrap, n, Duration::from_secs(120));
+    let ids = by_id(&all);
+    assert_eq!(ids.len(), n, "one trigger id per input");
+    if graceful {
+        assert_eq!(
+            all.len(),
+            n,
+            "after a graceful stop, nothing is published twice"
+        );
+    } else {
+        eprintln!(
+            "kill -9: {} triggers redelivered, each with its original id and content",
+            all.len() - n
+        );
+    }
+    drop(d2);
+}
+
+#[test]
+fn sigterm_mid_stream_commits_exactly_what_was_published_on_the_mock_cluster() {
+    stop_mid_stream_then_restart(Kind::Mock, true);
+}
+
+#[test]
+fn sigterm_mid_stream_commits_exactly_what_was_published_on_tansu() {
+    stop_mid_stream_then_restart(Kind::Tansu, true);
+}
+
+#[test]
+fn kill_9_mid_stream_loses_nothing_and_duplicates_keep_their_ids_on_the_mock_cluster() {
+    stop_mid_stream_then_restart(Kind::Mock, false);
+}
+
+#[test]
+fn kill_9_mid_stream_loses_nothing_and_duplicates_keep_their_ids_on_tansu() {
+    stop_mid_stream_then_restart(Kind::Tansu, false);
+}
+
+fn two_instances_split_and_hand_over(kind: Kind) {
+    let _g = serial();
+    let n = if kind == Kind::Mock { 20_000 } else { 6_000 };
+    let lines = one_trigger_each(n, "two");
+    let b = Broker::start(kind, &[(INPUT, 4), (OUTPUT, 1), (DLQ, 1)]);
+    let mut a = Daemon::start(&b.bootstrap, "g-two", &[]);
+    a.wait_ready(Duration::from_secs(60));
+    let c = Daemon::start(&b.bootstrap, "g-two", &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(a.metric("momentd_assigned_partitions", &[]) == 2.0
+        && c.metric("momentd_assigned_partitions", &[]) == 2.0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the two instances did not split the 4 partitions: {} and {}",
+            a.metric("momentd_assigned_partitions", &[]),
+            c.metric("momentd_assigned_partitions", &[])
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let producer = produce_slowly(&b.bootstrap, lines, 4.0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while a.metric("momentd_triggers_total", &[]) + c.metric("momentd_triggers_total", &[])
+        < (n / 5) as f64
+    {
+        assert!(Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        a.metric("momentd_triggers_total", &[]) > 0.0,
+        "both instances work"
+    );
+    a.signal("TERM");
+    assert!(a
+        .wait_exit(Duration::from_secs(15))
+        .is_some_and(|s| s.success()));
+    c.wait_metric(
+        "momentd_assigned_partitions",
+        &[],
+        4.0,
+        Duration::from_secs(60),
+    );
+    producer.join().unwrap();
+    let all = read_until_subjects(&b.bootstrap, n, Duration::from_secs(120));
+    assert_eq!(by_id(&all).len(), n, "no input skipped, one id each");
+    let mut per_subject: HashMap<&str, usize> = HashMap::new();
+    for t in &all {
+        *per_subject
+            .entry(t["subject"].as_str().unwrap())
+            .or_default() += 1;
+    }
+    assert_eq!(per_subject.len(), n);
+}
+
+#[test]
+fn two_instances_split_the_partitions_and_hand_over_on_the_mock_cluster() {
+    two_instances_split_and_hand_over(Kind::Mock);
+}
+
+#[test]
+fn two_instances_split_the_partitions_and_hand_over_on_tansu() {
+    two_instances_split_and_hand_over(Kind::Tansu);
+}

@@ -15,4 +15,18 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}"
 fi
 command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (rustup) first" >&2; exit 1; }
+
+# The integration tests' second broker: tansu with SQLite storage (../shared/BROKERS.md). Its
+# default build has no storage engine. Building it takes 15-20 minutes on 2 cores, once.
+TANSU_VERSION=0.6.0
+if ! tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+  echo "setup: building tansu $TANSU_VERSION (15-20 min, once)"
+  cargo install tansu --locked --version "$TANSU_VERSION" --features libsql,dynostore --quiet
+fi
+
+# The independent Kafka client of the integration tests: Python confluent-kafka from PyPI.
+if ! python3 -c "import confluent_kafka" 2>/dev/null; then
+  echo "setup: installing confluent-kafka (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check "confluent-kafka==2.16.1"
+fi
 echo "setup: ok"

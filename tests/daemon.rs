@@ -513,3 +513,82 @@ fn two_instances_split_the_partitions_and_hand_over_on_the_mock_cluster() {
 fn two_instances_split_the_partitions_and_hand_over_on_tansu() {
     two_instances_split_and_hand_over(Kind::Tansu);
 }
+
+/// CONTRACT §3: a quiet partition's watermark moves on with the wall clock once it has been
+/// idle for `time.idle_timeout` — so an absence rule fires on a quiet stream — but never jumps
+/// to "now".
+#[test]
+fn an_idle_partition_fires_absence_timers_at_wall_clock_pace() {
+    let _g = serial();
+    let b = Broker::start(Kind::Mock, &[(INPUT, 1), (OUTPUT, 1), (DLQ, 1)]);
+    let d = Daemon::start(
+        &b.bootstrap,
+        "g-idle",
+        &[("MOMENTD__TIME__IDLE_TIMEOUT", "1s")],
+    );
+    d.wait_ready(Duration::from_secs(60));
+    let t = |s: &str| momentd::time::parse_rfc3339(s).unwrap();
+    let f = momentd::time::format_rfc3339;
+    let last = t("2026-03-10T12:00:00Z");
+    let h = momentd::time::HOUR;
+    let ev = |emp: &str, n: u32, ty: &str, at: i64, attrs: serde_json::Value| {
+        serde_json::json!({"event_id": format!("{emp}-{n}"), "employee_id": emp,
+            "occurred_at": f(at), "type": ty, "attrs": attrs})
+        .to_string()
+    };
+    let lines = vec![
+        // emp-soon: one check-in skipped, the next one's 72 h grace ends 3 s after the last
+        // event: only the idle clock can get there.
+        ev(
+            "emp-soon",
+            1,
+            "checkin.skipped",
+            last - 48 * h,
+            serde_json::json!({"checkin_id": "c1"}),
+        ),
+        ev(
+            "emp-soon",
+            2,
+            "checkin.scheduled",
+            last - 10 * h,
+            serde_json::json!({"checkin_id": "c2", "due_at": f(last - 72 * h + 3_000)}),
+        ),
+        // emp-later: the same, but its grace ends an hour after the last event.
+        ev(
+            "emp-later",
+            1,
+            "checkin.skipped",
+            last - 48 * h,
+            serde_json::json!({"checkin_id": "c1"}),
+        ),
+        ev(
+            "emp-later",
+            2,
+            "checkin.scheduled",
+            last - 10 * h,
+            serde_json::json!({"checkin_id": "c2", "due_at": f(last - 71 * h)}),
+        ),
+        ev(
+            "emp-x",
+            1,
+            "collab.activity",
+            last,
+            serde_json::json!({"messages": 1, "meetings": 0}),
+        ),
+    ];
+    produce(&b.bootstrap, INPUT, &json_inputs(&lines));
+    let out = read(&b.bootstrap, OUTPUT, 1, Duration::from_secs(20));
+    assert_eq!(out.len(), 1, "the idle clock fired the near timer");
+    let t0 = out[0].json();
+    assert_eq!(t0["subject"], "emp-soon");
+    assert_eq!(t0["rule"], "checkin_lapse");
+    // Several more idle seconds: the timer an hour of event time away must not fire.
+    std::thread::sleep(Duration::from_secs(4));
+    let again = read(&b.bootstrap, OUTPUT, 2, Duration::from_secs(1));
+    assert_eq!(again.len(), 1, "the watermark did not jump to now");
+    let wm = d.metric("momentd_watermark_timestamp_seconds", &[]);
+    assert!(
+        wm > (last / 1000) as f64 + 3.0 && wm < (last / 1000) as f64 + 600.0,
+        "the watermark moved on at wall-clock pace: {wm}"
+    );
+}

@@ -261,3 +261,58 @@ pub async fn run(
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::consumer::BaseConsumer;
+
+    /// CONTRACT §6: `kafka.client.*` reaches librdkafka, which (built with TLS) accepts
+    /// SASL_SSL with SCRAM — creating the clients validates every property.
+    #[test]
+    fn clients_accept_sasl_ssl_settings_passed_through() {
+        let s = crate::config::from_toml_str(
+            r#"
+            [kafka]
+            brokers = "broker-1.example:9093"
+            [kafka.client]
+            "security.protocol" = "SASL_SSL"
+            "sasl.mechanism" = "SCRAM-SHA-512"
+            "sasl.username" = "momentd"
+            "ssl.endpoint.identification.algorithm" = "https"
+            "#,
+        )
+        .expect("settings");
+        let mut with_secret = s.clone();
+        with_secret
+            .kafka
+            .client
+            .insert("sasl.password".into(), "from-the-environment".into());
+        let p = producer_config(&with_secret);
+        assert_eq!(p.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(p.get("enable.idempotence"), Some("true"));
+        p.create::<FutureProducer>()
+            .expect("the producer accepts SASL_SSL");
+        let c = consumer_config(&with_secret);
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        c.create::<BaseConsumer>()
+            .expect("the consumer accepts SASL_SSL");
+        // A typo is refused by librdkafka, not silently ignored.
+        let mut bad = with_secret.clone();
+        bad.kafka
+            .client
+            .insert("security.protocool".into(), "SSL".into());
+        assert!(producer_config(&bad).create::<FutureProducer>().is_err());
+    }
+
+    #[test]
+    fn at_least_once_settings_cannot_be_overridden() {
+        let mut s = Settings::default();
+        s.kafka
+            .client
+            .insert("enable.auto.commit".into(), "true".into());
+        let c = consumer_config(&s);
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
+    }
+}

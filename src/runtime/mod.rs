@@ -291,8 +291,7 @@ mod tests {
         let p = producer_config(&with_secret);
         assert_eq!(p.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(p.get("enable.idempotence"), Some("true"));
-        p.create::<FutureProducer>()
-            .expect("the producer accepts SASL_SSL");
+        let _producer: FutureProducer = p.create().expect("the producer accepts SASL_SSL");
         let c = consumer_config(&with_secret);
         assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
         c.create::<BaseConsumer>()

@@ -1,0 +1,322 @@
+//! `momentd run` through a broker on loopback (the mock cluster in its own process), measured
+//! against a baseline in the same run:
+//!
+//! 1. Throughput: a plain rdkafka consumer that only counts the messages of the input topic,
+//!    then `momentd run` over the same messages (decode, engine, triggers produced, offsets
+//!    committed). Both rates are taken from the first message consumed to the last.
+//! 2. Latency at a steady 20,000 events/s: the everyday stream, with probe events (each causes
+//!    one trigger) mixed in; event -> trigger latency is the time from producing a probe to
+//!    reading its trigger from the output topic. The daemon's own histogram (receipt -> trigger
+//!    acknowledged) is reported beside it.
+//!
+//! Run: `cargo bench --bench daemon` (EMPLOYEES, DAYS, RATE, SECS change the load).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+const INPUT: &str = "hr.interactions";
+const OUTPUT: &str = "hr.triggers";
+const PARTITIONS: i32 = 4;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn producer(bootstrap: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap()
+}
+
+fn send(p: &BaseProducer, key: &str, value: &str) {
+    let mut rec = Some(BaseRecord::to(INPUT).key(key).payload(value));
+    while let Some(r) = rec.take() {
+        if let Err((_, back)) = p.send(r) {
+            rec = Some(back);
+            p.poll(Duration::from_millis(1));
+        }
+    }
+}
+
+fn metric(http: &str, name: &str) -> f64 {
+    let Ok(mut s) = TcpStream::connect(http) else {
+        return 0.0;
+    };
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
+    );
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+fn buckets(http: &str, name: &str) -> Vec<(f64, f64)> {
+    let Ok(mut s) = TcpStream::connect(http) else {
+        return vec![];
+    };
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
+    );
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    let prefix = format!("{name}_bucket{{le=\"");
+    body.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (le, v) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The upper bound of the bucket holding quantile `q` (as Prometheus would interpolate, the
+/// bound is the conservative answer).
+fn bucket_quantile(b: &[(f64, f64)], q: f64) -> f64 {
+    let total = b.last().map_or(0.0, |x| x.1);
+    b.iter()
+        .find(|(_, c)| *c >= q * total)
+        .map_or(f64::NAN, |x| x.0)
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing else to parse.
+    let employees = env_num("EMPLOYEES", 20_000) as u32;
+    let days = env_num("DAYS", 21) as u32;
+    let rate = env_num("RATE", 20_000);
+    let secs = env_num("SECS", 20);
+
+    let mut broker = Command::new(env!("CARGO_BIN_EXE_momentd-mock-broker"))
+        .args([
+            format!("{INPUT}:{PARTITIONS}"),
+            format!("{OUTPUT}:{PARTITIONS}"),
+            "hr.interactions.dlq:1".into(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mock broker");
+    let mut line = String::new();
+    BufReader::new(broker.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let bootstrap = line.trim().trim_start_matches("bootstrap=").to_string();
+    let _broker = Proc(broker);
+
+    // The stream: the everyday behaviour of `employees` over `days`, in event-time order.
+    let events = momentd::synth::everyday(employees, days, 42);
+    let lines: Vec<(String, String)> = events
+        .iter()
+        .map(|e| (e.employee_id.to_string(), momentd::event::encode_json(e)))
+        .collect();
+    let n = lines.len();
+    let p = producer(&bootstrap);
+    for (k, v) in &lines {
+        send(&p, k, v);
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+    eprintln!("bench: {n} events of {employees} employees over {days} days in {INPUT} ({PARTITIONS} partitions)");
+
+    // 1a. The baseline: a plain consumer that counts.
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "bench-count")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for part in 0..PARTITIONS {
+        tpl.add_partition_offset(INPUT, part, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut count = 0usize;
+    let mut bytes = 0usize;
+    let mut first = None;
+    while count < n {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            first.get_or_insert_with(Instant::now);
+            count += 1;
+            bytes += m.payload().map_or(0, <[u8]>::len);
+        }
+    }
+    let base_secs = first.unwrap().elapsed().as_secs_f64();
+    drop(c);
+    let base_rate = n as f64 / base_secs;
+    eprintln!("bench: plain consumer counting: {base_rate:.0} msg/s ({bytes} bytes)");
+
+    // 1b. momentd run over the same topic.
+    let http = format!("127.0.0.1:{}", {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    });
+    let daemon = Command::new(env!("CARGO_BIN_EXE_momentd"))
+        .args(["run", "--config", "config/momentd.toml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("MOMENTD__KAFKA__BROKERS", &bootstrap)
+        .env("MOMENTD__KAFKA__GROUP_ID", "bench-run")
+        .env("MOMENTD__HTTP__LISTEN", &http)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("momentd run");
+    let _daemon = Proc(daemon);
+    let consumed = |h: &str| metric(h, "momentd_events_consumed_total");
+    let mut first = None;
+    let mut last_seen = 0.0;
+    loop {
+        let c = consumed(&http);
+        if c > 0.0 && first.is_none() {
+            first = Some(Instant::now());
+        }
+        if c >= n as f64 {
+            break;
+        }
+        if c > last_seen {
+            last_seen = c;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let run_secs = first.unwrap().elapsed().as_secs_f64();
+    let run_rate = n as f64 / run_secs;
+    let triggers = metric(&http, "momentd_triggers_total");
+    eprintln!(
+        "bench: momentd run: {run_rate:.0} events/s ({triggers} triggers) = {:.2} x the plain consumer",
+        run_rate / base_rate
+    );
+
+    // 2. Latency at a steady rate: everyday events (later days) with probes mixed in.
+    let later = momentd::synth::everyday(employees, days + 30, 43);
+    let start = momentd::synth::EPOCH + days as i64 * momentd::time::DAY;
+    let steady: Vec<(String, String)> = later
+        .iter()
+        .filter(|e| e.occurred_at >= start)
+        .map(|e| (e.employee_id.to_string(), momentd::event::encode_json(e)))
+        .collect();
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let reader = {
+        let sent = Arc::clone(&sent);
+        let bootstrap = bootstrap.clone();
+        std::thread::spawn(move || {
+            let c: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", "bench-latency")
+                .set("fetch.wait.max.ms", "5")
+                .create()
+                .unwrap();
+            let mut tpl = TopicPartitionList::new();
+            for part in 0..PARTITIONS {
+                tpl.add_partition_offset(OUTPUT, part, Offset::End).unwrap();
+            }
+            c.assign(&tpl).unwrap();
+            let mut lat = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(secs + 15);
+            while Instant::now() < deadline {
+                if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
+                    let now = Instant::now();
+                    let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                    if let Some(t) = sent.lock().unwrap().remove(&key) {
+                        lat.push(now.duration_since(t).as_secs_f64() * 1000.0);
+                    }
+                }
+            }
+            lat
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let before = consumed(&http);
+    let b0 = buckets(&http, "momentd_processing_latency_seconds");
+    let p = producer(&bootstrap);
+    let tick = Duration::from_millis(10);
+    let per_tick = (rate as f64 * tick.as_secs_f64()) as usize;
+    let began = Instant::now();
+    let mut i = 0usize;
+    let mut probes = 0usize;
+    let probe_time = momentd::time::format_rfc3339(start + 40 * momentd::time::DAY);
+    while began.elapsed() < Duration::from_secs(secs) {
+        let due = began + tick * (i / per_tick.max(1)) as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let (k, v) = &steady[i % steady.len()];
+        send(&p, k, v);
+        if i % 100 == 0 {
+            // A probe: its own employee, one trigger.
+            let emp = format!("probe-{probes}");
+            let ev = serde_json::json!({"event_id": format!("{emp}-1"), "employee_id": emp,
+                "occurred_at": probe_time, "type": "learning.module_abandoned",
+                "attrs": {"module_id": "m", "progress_pct": 90, "before_assessment": true}})
+            .to_string();
+            sent.lock().unwrap().insert(emp.clone(), Instant::now());
+            send(&p, &emp, &ev);
+            probes += 1;
+        }
+        p.poll(Duration::ZERO);
+        i += 1;
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+    let achieved = i as f64 / began.elapsed().as_secs_f64();
+    let mut lat = reader.join().unwrap();
+    lat.sort_by(f64::total_cmp);
+    let processed = consumed(&http) - before;
+    // The steady phase's own histogram: the buckets now minus those before it.
+    let b: Vec<(f64, f64)> = buckets(&http, "momentd_processing_latency_seconds")
+        .into_iter()
+        .map(|(le, c)| (le, c - b0.iter().find(|x| x.0 == le).map_or(0.0, |x| x.1)))
+        .collect();
+    eprintln!(
+        "bench: steady load: {achieved:.0} events/s offered for {secs} s ({processed} consumed), {probes} probes, {} triggers read",
+        lat.len()
+    );
+    eprintln!(
+        "bench: event -> trigger latency (produce probe -> read trigger): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        quantile(&lat, 0.5),
+        quantile(&lat, 0.99),
+        lat.last().copied().unwrap_or(f64::NAN)
+    );
+    eprintln!(
+        "bench: daemon histogram (receipt -> trigger acknowledged), bucket bounds: p50 <= {} s, p99 <= {} s",
+        bucket_quantile(&b, 0.5),
+        bucket_quantile(&b, 0.99)
+    );
+}

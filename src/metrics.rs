@@ -151,6 +151,47 @@ impl PartitionLabels {
     }
 }
 
+/// The per-event counters of one input topic, with their handles kept: looking a labelled
+/// counter up in the registry costs more than the rest of an event's bookkeeping.
+pub struct EventCounters {
+    topic: String,
+    events: std::collections::HashMap<(&'static str, &'static str), metrics::Counter>,
+    dead_letters: std::collections::HashMap<&'static str, metrics::Counter>,
+    duplicates: metrics::Counter,
+}
+
+impl EventCounters {
+    pub fn new(topic: &str) -> EventCounters {
+        EventCounters {
+            topic: topic.to_string(),
+            events: Default::default(),
+            dead_letters: Default::default(),
+            duplicates: counter!(DUPLICATES, "topic" => topic.to_string()),
+        }
+    }
+
+    pub fn event(&mut self, kind: &'static str, outcome: &'static str) {
+        let topic = &self.topic;
+        self.events
+            .entry((kind, outcome))
+            .or_insert_with(
+                || counter!(EVENTS, "topic" => topic.clone(), "type" => kind, "outcome" => outcome),
+            )
+            .increment(1);
+        if outcome == "duplicate" {
+            self.duplicates.increment(1);
+        }
+    }
+
+    pub fn dead_letter(&mut self, reason: &'static str) {
+        self.event("unknown", "dead_letter");
+        self.dead_letters
+            .entry(reason)
+            .or_insert_with(|| counter!(DEAD_LETTERS, "reason" => reason))
+            .increment(1);
+    }
+}
+
 pub fn event(topic: &str, kind: &'static str, outcome: &'static str) {
     counter!(EVENTS, "topic" => topic.to_string(), "type" => kind, "outcome" => outcome)
         .increment(1);

@@ -522,7 +522,7 @@ impl std::hash::Hasher for PassThrough {
 
 /// Events per prefetch pass of [`Engine::apply_batch`]: enough to overlap many misses, few
 /// enough that what they bring in stays in the L1/L2 cache until it is used.
-const PREFETCH_BATCH: usize = 32;
+pub const PREFETCH_BATCH: usize = 32;
 
 /// Asks the CPU to bring the cache lines of `len` bytes at `p` closer (a hint: no fault, no
 /// effect on results).
@@ -652,7 +652,7 @@ impl Engine {
         outcomes: &mut Vec<Outcome>,
     ) {
         for chunk in events.chunks(PREFETCH_BATCH) {
-            self.prefetch(chunk);
+            self.prefetch(chunk.iter());
             for ev in chunk {
                 let o = self.apply(ev, out);
                 outcomes.push(o);
@@ -660,22 +660,24 @@ impl Engine {
         }
     }
 
-    /// Hints the CPU to load what applying `events` will read: the index entries, then the
-    /// slots, then the state behind the slots' pointers. Each pass has independent iterations,
-    /// so the loads overlap.
-    fn prefetch(&self, events: &[Event<'_>]) {
+    /// Hints the CPU to load what applying the (up to [`PREFETCH_BATCH`]) `events` will read:
+    /// the index entries, then the slots, then the state behind the slots' pointers. Each pass
+    /// has independent iterations, so the loads overlap. Call it just before applying them.
+    pub fn prefetch<'a, 'b: 'a>(&self, events: impl Iterator<Item = &'a Event<'b>>) {
         let mut slots = [u32::MAX; PREFETCH_BATCH];
+        let mut n = 0;
         for (s, ev) in slots.iter_mut().zip(events) {
-            if let Some(&n) = self.index.get(&employee_key(&ev.employee_id)) {
-                *s = n;
+            if let Some(&i) = self.index.get(&employee_key(&ev.employee_id)) {
+                *s = i;
             }
+            n += 1;
         }
-        for &s in slots.iter().take(events.len()) {
+        for &s in slots.iter().take(n) {
             if let Some(sl) = self.slots.get(s as usize) {
                 prefetch_lines(sl as *const Slot as *const u8, std::mem::size_of::<Slot>());
             }
         }
-        for &s in slots.iter().take(events.len()) {
+        for &s in slots.iter().take(n) {
             if let Some(sl) = self.slots.get(s as usize) {
                 sl.state.prefetch();
             }

@@ -31,7 +31,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for KeySeed {
         impl<'de> Visitor<'de> for K {
             type Value = Cow<'de, str>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an attribute name")
+                f.write_str("a string")
             }
             fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
                 Ok(Cow::Borrowed(v))
@@ -122,21 +122,43 @@ impl<'de: 'a, 'a> Deserialize<'de> for JsonAttrs<'a> {
     }
 }
 
+/// An optional string, borrowed from the input unless it has escapes: serde's `borrow` does not
+/// reach a `Cow` inside an `Option`, which would copy every field of every event.
+fn opt_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct O;
+    impl<'de> Visitor<'de> for O {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            serde::de::DeserializeSeed::deserialize(KeySeed, d).map(Some)
+        }
+    }
+    d.deserialize_option(O)
+}
+
 #[derive(Deserialize)]
 struct JsonEvent<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     event_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     employee_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     occurred_at: Option<Cow<'a, str>>,
-    #[serde(borrow, default, rename = "type")]
+    #[serde(borrow, default, rename = "type", deserialize_with = "opt_str")]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     team_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     cohort_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     manager_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     attrs: Option<JsonAttrs<'a>>,

@@ -342,3 +342,19 @@ proptest! {
         let _ = decode_protobuf(&p, &limits());
     }
 }
+
+#[test]
+fn json_strings_without_escapes_are_borrowed_not_copied() {
+    use std::borrow::Cow;
+    let line = br#"{"event_id":"e-1","employee_id":"emp-1","occurred_at":"2026-03-01T10:00:00Z","type":"learning.module_started","team_id":"t-1","attrs":{"module_id":"m-1"}}"#;
+    let ev = decode_json(line, &Limits::default()).unwrap();
+    assert!(matches!(ev.event_id, Cow::Borrowed(_)));
+    assert!(matches!(ev.employee_id, Cow::Borrowed(_)));
+    assert!(matches!(ev.team_id, Some(Cow::Borrowed(_))));
+    let escaped = br#"{"event_id":"e-\u0031","employee_id":"emp-1","occurred_at":"2026-03-01T10:00:00Z","type":"learning.module_started","attrs":{"module_id":"m-1"}}"#;
+    let ev = decode_json(escaped, &Limits::default()).unwrap();
+    assert_eq!(
+        ev.event_id, "e-1",
+        "an escaped string is decoded (and owned)"
+    );
+}

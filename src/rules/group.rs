@@ -139,7 +139,7 @@ pub struct GroupFire {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Members(HashMap<u64, i32>);
+struct Members(HashMap<u64, i32, ahash::RandomState>);
 
 impl Members {
     fn saw(&mut self, emp: u64, day: i64) {

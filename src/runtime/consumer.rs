@@ -19,8 +19,9 @@ use super::lifecycle::{Action, Input, Lifecycle, Tp};
 use super::partition::{Cmd, InMsg, PartitionTask, Shared};
 use crate::metrics;
 
-/// Messages queued per partition task before the consumer thread waits.
-const TASK_QUEUE: usize = 1024;
+/// Batches queued per partition task before the consumer thread waits (each at most
+/// [`MAX_BATCH`] messages).
+const TASK_QUEUE: usize = 16;
 
 struct Task {
     tx: mpsc::Sender<Cmd>,
@@ -36,6 +37,8 @@ pub struct Router {
     shared: Shared,
     drain_timeout: Duration,
     ready: Arc<AtomicBool>,
+    /// Messages polled but not yet handed to their tasks.
+    batches: Batches,
 }
 
 impl Router {
@@ -52,6 +55,7 @@ impl Router {
             shared,
             drain_timeout,
             ready,
+            batches: Vec::new(),
         }
     }
 
@@ -95,6 +99,9 @@ impl Router {
     /// their positions synchronously, and drops their tasks.
     fn drain(&mut self, consumer: &BaseConsumer<Ctx>, tps: Vec<Tp>) {
         let deadline = Instant::now() + self.drain_timeout;
+        // Messages of these partitions polled in this round but not handed over are dropped:
+        // they are not committed, so the partitions' next owner reads them again.
+        self.batches.retain(|(tp, _)| !tps.contains(tp));
         let mut waiting = Vec::new();
         for tp in tps {
             let Some(task) = self.tasks.remove(&tp) else {
@@ -169,11 +176,24 @@ impl Router {
         }
     }
 
+    /// Adds a message to its partition's batch (sent by [`Router::flush`]).
     fn route(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) {
-        let tp = (m.topic().to_string(), m.partition());
-        let Some(task) = self.tasks.get(&tp) else {
-            // Not (or no longer) ours: its new owner reads it from the committed offset.
-            return;
+        let (topic, partition) = (m.topic(), m.partition());
+        let batch = match self
+            .batches
+            .iter()
+            .position(|b| b.0 .1 == partition && b.0 .0 == topic)
+        {
+            Some(i) => i,
+            None => {
+                let tp = (topic.to_string(), partition);
+                if !self.tasks.contains_key(&tp) {
+                    // Not (or no longer) ours: its new owner reads it from the committed offset.
+                    return;
+                }
+                self.batches.push((tp, Vec::new()));
+                self.batches.len() - 1
+            }
         };
         let content_type = m.headers().and_then(|h| {
             h.iter()
@@ -187,12 +207,29 @@ impl Router {
             content_type,
             received: Instant::now(),
         };
-        // Waits while the task's queue is full (backpressure); fails only if the task is gone.
-        if task.tx.blocking_send(Cmd::Msg(msg)).is_err() {
-            tracing::error!(topic = %tp.0, partition = tp.1, "partition task ended unexpectedly");
+        self.batches[batch].1.push(msg);
+    }
+
+    /// Hands each partition its batch. Waits while a task's queue is full (backpressure).
+    fn flush(&mut self) {
+        for (tp, msgs) in std::mem::take(&mut self.batches) {
+            let Some(task) = self.tasks.get(&tp) else {
+                continue;
+            };
+            if task.tx.blocking_send(Cmd::Batch(msgs)).is_err() {
+                tracing::error!(topic = %tp.0, partition = tp.1, "partition task ended unexpectedly");
+            }
         }
     }
 }
+
+/// Messages polled in one round, by partition, in offset order.
+type Batches = Vec<(Tp, Vec<InMsg>)>;
+
+/// At most this many messages are gathered before they are handed to the tasks.
+const MAX_BATCH: usize = 512;
+
+impl Router {}
 
 /// The consumer's context: librdkafka calls it on the consumer thread, during `poll`.
 pub struct Ctx {
@@ -272,11 +309,20 @@ pub fn consume(
         }
     };
     while !stop.load(Ordering::Acquire) {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => with(&mut |r| r.route(&m)),
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-            None => {}
+        // One round: wait for a message, then take what else is already there (up to a
+        // batch), and hand each partition its share at once.
+        let mut timeout = Duration::from_millis(100);
+        let mut n = 0;
+        while n < MAX_BATCH {
+            match consumer.poll(timeout) {
+                Some(Ok(m)) => with(&mut |r| r.route(&m)),
+                Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                None => break,
+            }
+            timeout = Duration::ZERO;
+            n += 1;
         }
+        with(&mut |r| r.flush());
         if last_commit.elapsed() >= commit_interval {
             with(&mut |r| r.commit_positions(&consumer));
             metrics::producer_queue(super::output::queue_depth(&producer));

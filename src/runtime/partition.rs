@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::offsets::OffsetTracker;
 use super::output::{deliver, Record, Sink};
 use crate::engine::{Engine, Output};
-use crate::event::{decode, Encoding};
+use crate::event::{decode, Encoding, Event, Reject};
 use crate::metrics::{self, PartitionLabels};
 use crate::time::Ts;
 
@@ -28,7 +28,8 @@ pub struct InMsg {
 
 #[derive(Debug)]
 pub enum Cmd {
-    Msg(InMsg),
+    /// Messages of this partition, in offset order (what one poll round brought).
+    Batch(Vec<InMsg>),
     /// Finish: await every output until the deadline, then answer with the offset to commit.
     Drain {
         deadline: Instant,
@@ -73,6 +74,7 @@ pub struct PartitionTask {
     watermark_at_last_input: Option<Ts>,
     outputs: Vec<Output>,
     last_state_bytes: Option<Instant>,
+    counters: metrics::EventCounters,
 }
 
 impl PartitionTask {
@@ -90,6 +92,7 @@ impl PartitionTask {
             watermark_at_last_input: None,
             outputs: Vec::new(),
             last_state_bytes: None,
+            counters: metrics::EventCounters::new(topic),
         }
     }
 
@@ -102,7 +105,7 @@ impl PartitionTask {
                 // Acknowledgements first, so memory cannot grow without bound.
                 Some(()) = self.pending.next(), if !self.pending.is_empty() => self.acked(),
                 cmd = rx.recv(), if self.pending.len() < MAX_IN_FLIGHT => match cmd {
-                    Some(Cmd::Msg(m)) => self.process(m),
+                    Some(Cmd::Batch(msgs)) => self.process_batch(msgs),
                     Some(Cmd::Drain { deadline, reply }) => {
                         self.drain(deadline).await;
                         let _ = reply.send(self.tracker.committable());
@@ -146,23 +149,49 @@ impl PartitionTask {
         }
     }
 
-    fn process(&mut self, m: InMsg) {
-        let encoding = m
-            .content_type
-            .as_deref()
-            .and_then(Encoding::from_content_type)
-            .unwrap_or(self.shared.default_encoding);
-        let payload = m.payload.unwrap_or_default();
+    /// One poll round's messages: decoded first, then applied in offset order, a prefetch
+    /// chunk at a time (the engine fetches the state a chunk touches before applying it).
+    fn process_batch(&mut self, msgs: Vec<InMsg>) {
         let limits = crate::event::Limits {
             max_event_bytes: self.shared.max_event_bytes,
             now: Some(super::now_ms()),
             max_future: crate::time::DAY,
         };
+        let default = self.shared.default_encoding;
+        let decoded: Vec<Result<Event<'_>, Reject>> = msgs
+            .iter()
+            .map(|m| {
+                let encoding = m
+                    .content_type
+                    .as_deref()
+                    .and_then(Encoding::from_content_type)
+                    .unwrap_or(default);
+                decode(
+                    m.payload.as_deref().unwrap_or_default(),
+                    encoding,
+                    m.key.as_deref(),
+                    &limits,
+                )
+            })
+            .collect();
+        for (ms, evs) in msgs
+            .chunks(crate::engine::PREFETCH_BATCH)
+            .zip(decoded.chunks(crate::engine::PREFETCH_BATCH))
+        {
+            self.engine
+                .prefetch(evs.iter().filter_map(|r| r.as_ref().ok()));
+            for (m, r) in ms.iter().zip(evs) {
+                self.process(m, r);
+            }
+        }
+    }
+
+    fn process(&mut self, m: &InMsg, decoded: &Result<Event<'_>, Reject>) {
         let mut records: Vec<Record> = Vec::new();
-        match decode(&payload, encoding, m.key.as_deref(), &limits) {
+        match decoded {
             Ok(ev) => {
-                let outcome = self.engine.apply(&ev, &mut self.outputs);
-                metrics::event(&self.topic, ev.kind.type_name(), outcome.as_str());
+                let outcome = self.engine.apply(ev, &mut self.outputs);
+                self.counters.event(ev.kind.type_name(), outcome.as_str());
                 records.extend(
                     self.outputs
                         .drain(..)
@@ -172,16 +201,19 @@ impl PartitionTask {
                 self.watermark_at_last_input = self.engine.watermark();
             }
             Err(reject) => {
-                metrics::dead_letter(&self.topic, reject.code.as_str());
+                self.counters.dead_letter(reject.code.as_str());
                 tracing::debug!(
                     topic = %self.topic, partition = self.partition, offset = m.offset,
                     reason = reject.code.as_str(), "dead letter"
                 );
                 let source = (self.topic.as_str(), self.partition, m.offset);
-                let rec =
-                    self.shared
-                        .sink
-                        .dead_letter(&reject, source, m.key, payload, m.content_type);
+                let rec = self.shared.sink.dead_letter(
+                    reject,
+                    source,
+                    m.key.clone(),
+                    m.payload.clone().unwrap_or_default(),
+                    m.content_type.clone(),
+                );
                 records.push(rec);
             }
         }

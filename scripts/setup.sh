@@ -4,7 +4,8 @@
 set -euo pipefail
 
 need_pkgs=()
-for p in pkg-config libssl-dev zlib1g-dev build-essential python3; do
+# prometheus: promtool for the alert rules and a real server for the scrape test.
+for p in pkg-config libssl-dev zlib1g-dev build-essential python3 prometheus; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -28,5 +29,17 @@ fi
 if ! python3 -c "import confluent_kafka" 2>/dev/null; then
   echo "setup: installing confluent-kafka (PyPI)"
   python3 -m pip install --quiet --disable-pip-version-check "confluent-kafka==2.16.1"
+fi
+# The manifests are rendered with kubectl's kustomize and validated against the Kubernetes schemas.
+if ! command -v kubectl >/dev/null; then
+  echo "setup: installing kubectl (Debian kubernetes-client)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kubernetes-client
+fi
+if ! python3 -c "import kubernetes_validate" 2>/dev/null; then
+  echo "setup: installing kubernetes-validate (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check "kubernetes-validate==1.37.0"
 fi
 echo "setup: ok"

@@ -26,6 +26,7 @@ pub const PRODUCER_QUEUE: &str = "momentd_producer_queue_depth";
 pub const PRODUCE_ERRORS: &str = "momentd_produce_errors_total";
 pub const IN_FLIGHT: &str = "momentd_in_flight_messages";
 pub const BUILD_INFO: &str = "momentd_build_info";
+pub const RESTORE: &str = "momentd_partition_restore_seconds";
 
 /// Buckets of the processing latency histogram, in seconds (a p99 SLO of 50 ms sits between
 /// two of them).
@@ -33,16 +34,38 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Buckets of the partition restore histogram, in seconds.
+const RESTORE_BUCKETS: &[f64] = &[
+    0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0,
+];
+
 /// Installs the Prometheus recorder and describes every metric. The handle renders
 /// `/metrics`; [`upkeep`] must run now and then.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(LATENCY.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(RESTORE.into()), RESTORE_BUCKETS)?
         .install_recorder()?;
     describe();
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     gauge!(READY).set(0.0);
     gauge!(ASSIGNED).set(0.0);
+    // Counters that alerts and panels take rates of start at 0, so a first occurrence is an
+    // increase rather than a new series.
+    for reason in crate::event::ErrorCode::ALL {
+        counter!(DEAD_LETTERS, "reason" => reason.as_str()).increment(0);
+    }
+    for kind in ["triggers", "audit", "dead_letters"] {
+        counter!(PRODUCE_ERRORS, "kind" => kind).increment(0);
+    }
+    for result in ["ok", "error"] {
+        for occasion in ["periodic", "revoke"] {
+            counter!(COMMITS, "result" => result, "occasion" => occasion).increment(0);
+        }
+    }
+    for kind in ["assign", "revoke", "error"] {
+        counter!(REBALANCES, "kind" => kind).increment(0);
+    }
     Ok(handle)
 }
 
@@ -132,6 +155,11 @@ fn describe() {
     describe_gauge!(
         BUILD_INFO,
         "Always 1; the version label says which build runs"
+    );
+    describe_histogram!(
+        RESTORE,
+        metrics::Unit::Seconds,
+        "From a partition's assignment to its task being ready with its state (state is rebuilt from the input today; a changelog restore will be measured here)"
     );
 }
 
@@ -230,6 +258,10 @@ pub fn commit(result: &'static str, occasion: &'static str) {
 
 pub fn rebalance(kind: &'static str) {
     counter!(REBALANCES, "kind" => kind).increment(1);
+}
+
+pub fn restored(d: Duration) {
+    histogram!(RESTORE).record(d.as_secs_f64());
 }
 
 pub fn assigned(n: usize) {

@@ -80,10 +80,11 @@ impl Router {
     }
 
     fn start(&mut self, tp: Tp) {
+        let assigned = Instant::now();
         let (tx, rx) = mpsc::channel(TASK_QUEUE);
         let position = Arc::new(AtomicI64::new(-1));
         let task = PartitionTask::new(&tp.0, tp.1, self.shared.clone(), Arc::clone(&position));
-        self.runtime.spawn(task.run(rx));
+        self.runtime.spawn(task.run(rx, assigned));
         tracing::info!(topic = %tp.0, partition = tp.1, "partition assigned");
         self.tasks.insert(
             tp,

@@ -96,7 +96,10 @@ impl PartitionTask {
         }
     }
 
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+    /// Runs the partition until it is drained or its channel closes; `assigned` is when the
+    /// partition was assigned (its restore time ends as the task starts taking input).
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Cmd>, assigned: Instant) {
+        metrics::restored(assigned.elapsed());
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -1,4 +1,4 @@
-//! Profiling aid for the engine bench: `profile_decode [serde|decode|apply|both] [employees]`
+//! Profiling aid for the engine bench: `profile_decode [serde|decode|apply|batch|both|both_batch|memory] [employees] [days]`
 //! builds the bench's stream (week one applied untimed into a warm engine), prints `ready` on
 //! stderr, then runs one part of the JSON path over week two — a `perf record -D` target.
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -54,8 +54,12 @@ fn main() {
         .nth(2)
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let all = momentd::synth::everyday(n, 14, 42);
-    let split = momentd::synth::EPOCH + 7 * momentd::time::DAY;
+    let days: u32 = std::env::args()
+        .nth(3)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7);
+    let all = momentd::synth::everyday(n, 2 * days, 42);
+    let split = momentd::synth::EPOCH + days as i64 * momentd::time::DAY;
     let (warmup, events): (Vec<_>, Vec<_>) = all.into_iter().partition(|e| e.occurred_at < split);
     let json: Vec<String> = events.iter().map(momentd::event::encode_json).collect();
     let rules = Arc::new(momentd::rules::RuleSet::compile(
@@ -71,7 +75,7 @@ fn main() {
         out.clear();
     }
     eprintln!(
-        "engine after week one: {} employees, {:.0} heap bytes and {:.1} blocks per employee",
+        "engine after the warm-up ({days} days): {} employees, {:.0} heap bytes and {:.1} blocks per employee",
         e.employees(),
         (LIVE.load(Relaxed) - live0) as f64 / e.employees() as f64,
         (BLOCKS.load(Relaxed) - blocks0) as f64 / e.employees() as f64,

@@ -205,3 +205,85 @@ async fn print_triggers(settings: Settings, token: CancellationToken) {
         }
     }
 }
+
+/// Produces simulation records to the first input topic at `rate` records per second until
+/// they run out or `duration` passes, with a progress line on stderr; returns how many were
+/// acknowledged.
+pub async fn produce_records(
+    settings: &Settings,
+    records: &[crate::sim::Record],
+    rate: u64,
+    duration: Duration,
+) -> anyhow::Result<usize> {
+    let producer: FutureProducer = runtime::client_config(settings)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .context("creating the producer")?;
+    let topic = &settings.kafka.input_topics[0];
+    let start = std::time::Instant::now();
+    let tick = Duration::from_millis(10);
+    let per_tick = (rate as f64 * tick.as_secs_f64()).max(1.0);
+    let mut acks = futures::stream::FuturesUnordered::new();
+    let mut sent = 0usize;
+    let mut acked = 0usize;
+    let mut last_report = start;
+    use futures::StreamExt;
+    for r in records {
+        if start.elapsed() >= duration {
+            break;
+        }
+        // Pace: record i is due at i / rate seconds.
+        let due = start + tick.mul_f64(sent as f64 / per_tick);
+        if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        let (key, value) = crate::sim::key_and_value(r);
+        let mut rec = FutureRecord::to(topic).payload(value.as_bytes());
+        if let Some(k) = &key {
+            rec = rec.key(k.as_bytes());
+        }
+        loop {
+            match producer.send_result(rec) {
+                Ok(f) => {
+                    acks.push(f);
+                    break;
+                }
+                Err((_, back)) => {
+                    rec = back;
+                    if let Some(Ok(Ok(_))) = acks.next().await {
+                        acked += 1;
+                    }
+                }
+            }
+        }
+        sent += 1;
+        while let Some(Some(r)) = futures::FutureExt::now_or_never(acks.next()) {
+            if matches!(r, Ok(Ok(_))) {
+                acked += 1;
+            }
+        }
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            let secs = start.elapsed().as_secs_f64();
+            eprint!(
+                "\rsimulate: {sent}/{} records, {:.0}/s, {:.0}s of {}s   ",
+                records.len(),
+                sent as f64 / secs,
+                secs,
+                duration.as_secs()
+            );
+            last_report = std::time::Instant::now();
+        }
+    }
+    while let Some(r) = acks.next().await {
+        if matches!(r, Ok(Ok(_))) {
+            acked += 1;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "\rsimulate: {acked} records acknowledged in {secs:.1} s = {:.0} records/s (target {rate}/s)",
+        acked as f64 / secs
+    );
+    Ok(acked)
+}

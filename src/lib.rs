@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod replay;
 pub mod rules;
 pub mod runtime;
+pub mod sim;
 pub mod synth;
 pub mod time;
 pub mod trigger;

@@ -64,6 +64,52 @@ enum Command {
         #[arg(long, default_value = "examples/sample-events.jsonl")]
         input: PathBuf,
     },
+    /// A seeded synthetic workforce with injected patterns: events and ground truth to a
+    /// directory, or produced straight to Kafka at a rate.
+    Simulate {
+        #[arg(long, default_value_t = 2000)]
+        employees: u32,
+        #[arg(long, default_value_t = 180)]
+        days: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Directory for events.jsonl (or events.pb) and truth.json.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// `json` (JSON Lines) or `protobuf` (length-delimited momentd.v1.InteractionEvent).
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Share of ordinary teams with one patterned employee.
+        #[arg(long, default_value_t = 0.6)]
+        pattern_share: f64,
+        #[arg(long, default_value_t = 0.001)]
+        malformed_share: f64,
+        #[arg(long, default_value_t = 0.01)]
+        duplicate_share: f64,
+        /// Produce to these brokers instead (keyed by employee id), to the first input topic of
+        /// the configuration.
+        #[arg(long)]
+        kafka: Option<String>,
+        /// Target events per second when producing.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        /// Stop producing after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Per rule recall, precision and detection delay of triggers against a simulation's truth.
+    Evaluate {
+        #[arg(long)]
+        truth: PathBuf,
+        /// Triggers as JSON Lines (what `replay` writes, or what was read from the topic).
+        #[arg(long)]
+        triggers: PathBuf,
+        /// Print `{"rules": [...]}` instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Load and check the configuration, print the effective rules.
     ValidateConfig {
         #[arg(long)]
@@ -188,6 +234,102 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tokio_main(|token| async move {
                 momentd::daemon::dev(settings, &input, pseudo, token).await
             })
+        }
+        Command::Simulate {
+            employees,
+            days,
+            seed,
+            out,
+            format,
+            pattern_share,
+            malformed_share,
+            duplicate_share,
+            kafka,
+            rate,
+            duration,
+            config,
+        } => {
+            let opts = momentd::sim::SimOptions {
+                employees,
+                days,
+                seed,
+                pattern_share,
+                malformed_share,
+                duplicate_share,
+            };
+            let sim = momentd::sim::simulate(&opts);
+            if let Some(dir) = &out {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                let truth = dir.join("truth.json");
+                std::fs::write(&truth, serde_json::to_string_pretty(&sim.truth)? + "\n")
+                    .with_context(|| format!("writing {}", truth.display()))?;
+            }
+            if let Some(brokers) = kafka {
+                let mut settings = config::load(config.as_deref())?;
+                settings.kafka.brokers = brokers;
+                let rt = tokio::runtime::Runtime::new()?;
+                let sent = rt.block_on(momentd::daemon::produce_records(
+                    &settings,
+                    &sim.records,
+                    rate,
+                    std::time::Duration::from_secs(duration),
+                ))?;
+                eprintln!("simulate: produced {sent} of {} records", sim.records.len());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let dir = out.context("--out DIR (or --kafka BROKERS) is needed")?;
+            let (name, bytes) = match format.as_str() {
+                "json" => ("events.jsonl", momentd::sim::to_json_lines(&sim.records)),
+                "protobuf" => ("events.pb", momentd::sim::to_protobuf(&sim.records)),
+                f => anyhow::bail!("--format {f:?}: json or protobuf"),
+            };
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+            let expected = sim.truth.expectations.iter().filter(|e| e.fire).count();
+            eprintln!(
+                "simulate: {} records ({} employees, {} days, seed {}) -> {}; {} expected detections, {} must-not windows -> {}",
+                sim.records.len(),
+                employees,
+                days,
+                seed,
+                path.display(),
+                expected,
+                sim.truth.expectations.len() - expected,
+                dir.join("truth.json").display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Evaluate {
+            truth,
+            triggers,
+            json,
+        } => {
+            let t: momentd::sim::Truth = serde_json::from_str(
+                &std::fs::read_to_string(&truth)
+                    .with_context(|| format!("reading {}", truth.display()))?,
+            )
+            .with_context(|| format!("{} is not a truth file", truth.display()))?;
+            let text = std::fs::read_to_string(&triggers)
+                .with_context(|| format!("reading {}", triggers.display()))?;
+            let mut ts = Vec::new();
+            for (i, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                ts.push(
+                    serde_json::from_str::<serde_json::Value>(line).with_context(|| {
+                        format!("{} line {}: not a JSON trigger", triggers.display(), i + 1)
+                    })?,
+                );
+            }
+            let scores = momentd::sim::evaluate(&t, &ts);
+            if json {
+                println!("{}", serde_json::json!({ "rules": scores }));
+            } else {
+                print!("{}", momentd::sim::table(&scores));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::ValidateConfig { config } => {
             let settings = config::load(config.as_deref())?;

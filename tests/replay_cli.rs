@@ -57,13 +57,33 @@ fn replay_of_the_sample_finds_each_rule_with_every_contract_field() {
     found.sort();
     assert_eq!(
         found,
-        vec![
-            ("checkin_lapse".into(), "emp-dee".into()),
-            ("checkin_lapse".into(), "emp-eli".into()),
-            ("collaboration_decline".into(), "emp-ana".into()),
-            ("learning_abandonment".into(), "emp-hal".into()),
-            ("learning_abandonment".into(), "emp-jo".into()),
+        [
+            ("attrition_risk", "emp-sol"),
+            ("checkin_lapse", "emp-dee"),
+            ("checkin_lapse", "emp-eli"),
+            ("checkin_lapse", "emp-sol"),
+            ("cohort_onboarding_stall", "cohort-feb"),
+            ("collaboration_decline", "emp-ana"),
+            ("feedback_unacknowledged", "emp-nia"),
+            ("learning_abandonment", "emp-hal"),
+            ("learning_abandonment", "emp-jo"),
+            ("learning_confusion", "emp-kim"),
+            ("mobility_frustration", "emp-lu"),
+            ("mobility_frustration", "emp-sol"),
+            ("onboarding_friction", "emp-c5"),
+            ("onboarding_friction", "emp-c6"),
+            ("onboarding_friction", "emp-rio"),
+            ("passive_goals", "emp-max"),
+            ("performance_dip", "emp-oz"),
+            ("performance_dip", "emp-sol"),
+            ("pulse_shortening", "emp-pia"),
+            ("recognition_withdrawal", "emp-quin"),
+            ("team_sentiment_shift", "team-ops"),
+            ("team_training_completion_low", "team-data"),
         ]
+        .map(|(r, s)| (r.to_string(), s.to_string()))
+        .to_vec(),
+        "the sample shows 15 of the 16 rules"
     );
     for t in &ts {
         for f in [
@@ -82,8 +102,12 @@ fn replay_of_the_sample_finds_each_rule_with_every_contract_field() {
         ] {
             assert!(t.get(f).is_some(), "missing {f} in {t}");
         }
-        assert_eq!(t["scope"], "employee");
-        assert!(t["action"]["max_minutes"].as_u64().unwrap() <= 7);
+        let group = t["rule"].as_str().unwrap().starts_with("team_")
+            || t["rule"].as_str().unwrap().starts_with("cohort_");
+        assert_eq!(t["scope"] != "employee", group, "{t}");
+        if t["action"]["audience"] == "employee" {
+            assert!(t["action"]["max_minutes"].as_u64().unwrap() <= 7);
+        }
         let r = &t["reasons"][0];
         assert!(r["signal"].is_string() && r["observed"].is_number() && r["threshold"].is_number());
     }

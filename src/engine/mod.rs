@@ -10,7 +10,7 @@
 pub mod state;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
@@ -202,8 +202,6 @@ pub fn trigger_id(
 
 #[derive(Debug)]
 struct Slot {
-    /// The index key: a 128-bit fingerprint of `id`.
-    key: u128,
     id: Box<str>,
     due: Option<Ts>,
     state: EmployeeState,
@@ -494,6 +492,34 @@ impl Ctx {
     }
 }
 
+/// The index keys are already uniform hashes: use their low bits as they are.
+#[derive(Debug, Clone, Copy, Default)]
+struct FingerprintHasher;
+
+impl std::hash::BuildHasher for FingerprintHasher {
+    type Hasher = PassThrough;
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
+}
+
+#[derive(Debug)]
+struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ *b as u64;
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
 /// Events per prefetch pass of [`Engine::apply_batch`]: enough to overlap many misses, few
 /// enough that what they bring in stays in the L1/L2 cache until it is used.
 pub const PREFETCH_BATCH: usize = 32;
@@ -528,9 +554,8 @@ pub struct Engine {
     ctx: Ctx,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    /// Slot numbers, found by a 128-bit fingerprint of the employee id (kept in the slot): 4
-    /// bytes a bucket, and the key compared is in the slot a lookup reads anyway.
-    index: hashbrown::HashTable<u32>,
+    /// By a 128-bit fingerprint of the employee id: looked up without touching the id itself.
+    index: HashMap<u128, u32, FingerprintHasher>,
     /// (due, slot), earliest first, for each employee with a pending deadline: a min-heap with
     /// lazy deletion. When a deadline moves, the new entry is pushed and the old one stays
     /// until it surfaces, when it is skipped because the slot's `due` no longer matches. (A
@@ -554,7 +579,7 @@ impl Engine {
             ctx: Ctx { rules, opts },
             slots: Vec::new(),
             free: Vec::new(),
-            index: hashbrown::HashTable::new(),
+            index: HashMap::default(),
             timers: BinaryHeap::new(),
             pending: 0,
             erased: HashSet::default(),
@@ -601,23 +626,15 @@ impl Engine {
     }
 
     pub fn state_of(&self, employee_id: &str) -> Option<&EmployeeState> {
-        self.lookup(employee_key(employee_id))
-            .map(|s| &self.slots[s as usize].state)
-    }
-
-    /// The slot of the employee with this key.
-    #[inline]
-    fn lookup(&self, key: u128) -> Option<u32> {
-        let slots = &self.slots;
         self.index
-            .find(key as u64, |&i| slots[i as usize].key == key)
-            .copied()
+            .get(&employee_key(employee_id))
+            .map(|&s| &self.slots[s as usize].state)
     }
 
     /// Serialized bytes of every employee's state, added up (the `state bytes` figure).
     pub fn state_bytes(&self) -> usize {
         self.index
-            .iter()
+            .values()
             .map(|&s| self.slots[s as usize].state.to_bytes().len())
             .sum()
     }
@@ -650,7 +667,7 @@ impl Engine {
         let mut slots = [u32::MAX; PREFETCH_BATCH];
         let mut n = 0;
         for (s, ev) in slots.iter_mut().zip(events) {
-            if let Some(i) = self.lookup(employee_key(&ev.employee_id)) {
+            if let Some(&i) = self.index.get(&employee_key(&ev.employee_id)) {
                 *s = i;
             }
             n += 1;
@@ -680,8 +697,8 @@ impl Engine {
             return Outcome::Erased;
         }
         let key = employee_key(&ev.employee_id);
-        let slot = match self.lookup(key) {
-            Some(s) => s,
+        let slot = match self.index.get(&key) {
+            Some(&s) => s,
             None => {
                 if matches!(ev.kind, Kind::Erased) {
                     self.erased.insert(employee_fp());
@@ -893,7 +910,6 @@ impl Engine {
 
     fn alloc(&mut self, key: u128, employee_id: &str) -> u32 {
         let slot = Slot {
-            key,
             id: employee_id.into(),
             due: None,
             state: EmployeeState::default(),
@@ -908,9 +924,7 @@ impl Engine {
                 (self.slots.len() - 1) as u32
             }
         };
-        let slots = &self.slots;
-        self.index
-            .insert_unique(key as u64, n, |&i| slots[i as usize].key as u64);
+        self.index.insert(key, n);
         n
     }
 
@@ -922,10 +936,7 @@ impl Engine {
         }
         let id = std::mem::take(&mut sl.id);
         sl.state = EmployeeState::default();
-        let key = std::mem::take(&mut sl.key);
-        if let Ok(e) = self.index.find_entry(key as u64, |&i| i == slot) {
-            e.remove();
-        }
+        self.index.remove(&employee_key(&id));
         self.groups.erase(fingerprint(&id));
         self.free.push(slot);
     }

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Installs what building and testing momentd needs on a fresh Debian machine with a Rust
-# toolchain. Idempotent: skips what is already there.
+# Installs what building momentd needs on a fresh Debian machine with a Rust toolchain; with
+# --test, also what the tests need (the tansu broker, Prometheus, Python clients, kubectl).
+# Idempotent: skips what is already there.
 set -euo pipefail
+tests=false
+[ "${1:-}" = "--test" ] && tests=true
 
 need_pkgs=()
+pkgs=(pkg-config libssl-dev zlib1g-dev build-essential python3)
 # prometheus: promtool for the alert rules and a real server for the scrape test.
-for p in pkg-config libssl-dev zlib1g-dev build-essential python3 prometheus; do
+$tests && pkgs+=(prometheus)
+for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -16,6 +21,10 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}"
 fi
 command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (rustup) first" >&2; exit 1; }
+if ! $tests; then
+  echo "setup: ok (add --test for what the tests need)"
+  exit 0
+fi
 
 # The integration tests' second broker: tansu with SQLite storage (../shared/BROKERS.md). Its
 # default build has no storage engine. Building it takes 15-20 minutes on 2 cores, once.

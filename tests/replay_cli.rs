@@ -85,6 +85,13 @@ fn replay_of_the_sample_finds_each_rule_with_every_contract_field() {
         .to_vec(),
         "the sample shows 15 of the 16 rules"
     );
+    // Employee and group timers fire one deadline at a time, in time order (the sample has no
+    // event that arrives within the allowed lateness after a deadline it could precede).
+    let times: Vec<&str> = ts
+        .iter()
+        .map(|t| t["detected_at"].as_str().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
     for t in &ts {
         for f in [
             "trigger_id",

@@ -813,10 +813,12 @@ impl Engine {
                     self.pending -= 1;
                     self.fire_slot(slot, out);
                 }
-                _ => {
+                (_, g) => {
+                    // One group deadline at a time (not everything up to the watermark), so
+                    // employee and group timers fire in time order.
+                    let upto = g.unwrap_or(self.watermark);
                     let mut gf = std::mem::take(&mut self.group_fires);
-                    self.groups
-                        .on_timer(&self.ctx.rules.groups, self.watermark, &mut gf);
+                    self.groups.on_timer(&self.ctx.rules.groups, upto, &mut gf);
                     for g in gf.drain(..) {
                         self.ctx.finalize_group(g, out);
                     }

@@ -112,6 +112,39 @@ pub struct Settings {
     pub http: Http,
     pub log: Log,
     pub shutdown: Shutdown,
+    /// A/B experiments over rules' triggers (CONTRACT §7); none by default.
+    pub experiments: Vec<Experiment>,
+}
+
+/// An experiment: for the rules it covers, each subject is assigned an arm — a pure function
+/// of (experiment id, subject) — and the control arm's triggers are held out (audited as
+/// `held_out`, not published).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    pub id: String,
+    /// Rule ids it covers.
+    pub rules: Vec<String>,
+    /// Share of subjects held out as the control (0 to below 1).
+    #[serde(default)]
+    pub control_share: f64,
+    pub arms: Vec<Arm>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Arm {
+    pub name: String,
+    /// Relative weight among the arms (the control share is taken first).
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Replaces the rule's action for subjects in this arm.
+    #[serde(default)]
+    pub action: Option<ActionCfg>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -590,6 +623,74 @@ impl Settings {
             ));
         }
         self.rules.validate()?;
+        self.validate_experiments()?;
+        Ok(())
+    }
+
+    fn validate_experiments(&self) -> Result<(), ConfigError> {
+        let mut ids = std::collections::BTreeSet::new();
+        for (i, e) in self.experiments.iter().enumerate() {
+            let k = format!("experiments[{i}]");
+            if e.id.trim().is_empty() || !ids.insert(e.id.clone()) {
+                return Err(invalid(format!("{k}.id"), "must be non-empty and unique"));
+            }
+            if e.rules.is_empty() {
+                return Err(invalid(format!("{k}.rules"), "names no rule"));
+            }
+            for r in &e.rules {
+                let Some(id) = crate::rules::RuleId::ALL.iter().find(|x| x.as_str() == r) else {
+                    return Err(invalid(
+                        format!("{k}.rules"),
+                        format!("{r:?} is not a rule id"),
+                    ));
+                };
+                if self.experiments[..i]
+                    .iter()
+                    .any(|o| o.rules.iter().any(|x| x == id.as_str()))
+                {
+                    return Err(invalid(
+                        format!("{k}.rules"),
+                        format!("{r} is already covered by another experiment"),
+                    ));
+                }
+                for (j, a) in e.arms.iter().enumerate() {
+                    if let Some(action) = &a.action {
+                        let key = format!("{k}.arms[{j}].action");
+                        action.validate(&key)?;
+                        if matches!(
+                            id,
+                            crate::rules::RuleId::LearningAbandonment
+                                | crate::rules::RuleId::LearningConfusion
+                        ) && (action.kind == ActionKind::ManagerCoaching
+                            || action.audience == Audience::Manager)
+                        {
+                            return Err(invalid(key, "a learning rule's first action goes to the employee, never straight to a manager"));
+                        }
+                    }
+                }
+            }
+            if !(0.0..1.0).contains(&e.control_share) {
+                return Err(invalid(
+                    format!("{k}.control_share"),
+                    format!("{} is not in [0, 1)", e.control_share),
+                ));
+            }
+            if e.arms.is_empty() || e.arms.iter().any(|a| a.weight == 0) {
+                return Err(invalid(
+                    format!("{k}.arms"),
+                    "needs at least one arm, each with a weight of at least 1",
+                ));
+            }
+            let mut names = std::collections::BTreeSet::new();
+            for (j, a) in e.arms.iter().enumerate() {
+                if a.name.trim().is_empty() || a.name == "control" || !names.insert(&a.name) {
+                    return Err(invalid(
+                        format!("{k}.arms[{j}].name"),
+                        "must be non-empty, unique, and not \"control\"",
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -600,6 +701,28 @@ impl Settings {
         for r in rules.describe() {
             out.push_str(&r);
             out.push('\n');
+        }
+        for e in &self.experiments {
+            let arms: Vec<String> = e
+                .arms
+                .iter()
+                .map(|a| match &a.action {
+                    Some(act) => format!(
+                        "{} (weight {}, action {})",
+                        a.name,
+                        a.weight,
+                        act.kind.as_str()
+                    ),
+                    None => format!("{} (weight {})", a.name, a.weight),
+                })
+                .collect();
+            out.push_str(&format!(
+                "experiment {}: rules {:?}, control {:.0} %, arms {}\n",
+                e.id,
+                e.rules,
+                e.control_share * 100.0,
+                arms.join(", ")
+            ));
         }
         out
     }

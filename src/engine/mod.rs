@@ -23,7 +23,7 @@ use crate::event::{Event, Kind};
 use crate::rules::group::{GroupFire, Groups};
 use crate::rules::{self as rules_mod, fingerprint, ladder, Fire, RuleId, RuleSet};
 use crate::time::{format_rfc3339, Ts};
-use crate::trigger::{Action, Reason, Scope, Severity, Trigger};
+use crate::trigger::{Action, ExperimentArm, Reason, Scope, Severity, Trigger};
 pub use state::EmployeeState;
 
 use state::{CONSENT_WITHDRAWN, EXITED};
@@ -178,6 +178,19 @@ fn decide(
     }
 }
 
+/// The `experiment` field of a trigger in an experiment's (non-control) arm.
+fn experiment_arm(
+    assigned: Option<(&rules_mod::Experiment, Option<(&str, Option<&ActionCfg>)>)>,
+) -> Option<ExperimentArm> {
+    let (e, Some((arm, _))) = assigned? else {
+        return None;
+    };
+    Some(ExperimentArm {
+        id: e.id.clone(),
+        arm: arm.to_string(),
+    })
+}
+
 /// The deterministic trigger id (CONTRACT §5).
 pub fn trigger_id(
     rule: &str,
@@ -238,8 +251,34 @@ impl Ctx {
             self.audit(decision, f.rule, &subject, &f.reasons, f.at, None, out);
             return false;
         }
+        // An experiment covering the rule: the control arm's detection counts (cooldown, the
+        // risk score) but is held out; the other arms are published with their arm.
+        let assigned = self
+            .rules
+            .experiment(f.rule)
+            .map(|e| (e, e.assign(employee_id)));
+        if let Some((_, None)) = assigned {
+            if f.escalation == 0 {
+                st.set_fired(f.rule, f.at);
+            }
+            self.audit(
+                Decision::HeldOut,
+                f.rule,
+                &subject,
+                &f.reasons,
+                f.at,
+                None,
+                out,
+            );
+            if f.escalation == 0 && f.rule != RuleId::AttritionRisk {
+                self.attrition(employee_id, st, f.at, out);
+            }
+            return false;
+        }
+        let experiment = experiment_arm(assigned);
+        let arm_action = assigned.and_then(|(_, a)| a.and_then(|(_, act)| act));
         let (action, severity, risk) = match f.escalation {
-            0 => (&m.action, m.severity, m.weight as f64),
+            0 => (arm_action.unwrap_or(&m.action), m.severity, m.weight as f64),
             1 => (&self.rules.office_hours, m.severity, m.weight as f64),
             _ => (&self.rules.manager_follow_up, m.severity, m.weight as f64),
         };
@@ -264,6 +303,7 @@ impl Ctx {
             f.reasons.clone(),
             action,
             content,
+            experiment,
             out,
         );
         self.audit(
@@ -341,6 +381,25 @@ impl Ctx {
             return;
         }
         st.set_fired(RuleId::AttritionRisk, at);
+        let assigned = self
+            .rules
+            .experiment(RuleId::AttritionRisk)
+            .map(|e| (e, e.assign(employee_id)));
+        if let Some((_, None)) = assigned {
+            self.audit(
+                Decision::HeldOut,
+                RuleId::AttritionRisk,
+                &subject,
+                &reasons,
+                at,
+                None,
+                out,
+            );
+            return;
+        }
+        let action = assigned
+            .and_then(|(_, a)| a.and_then(|(_, act)| act))
+            .unwrap_or(action);
         let severity = if score >= a.high_from {
             Severity::High
         } else {
@@ -364,6 +423,7 @@ impl Ctx {
             reasons.clone(),
             action,
             action.content_id.clone(),
+            experiment_arm(assigned),
             out,
         );
         self.audit(
@@ -389,6 +449,22 @@ impl Ctx {
     /// A team or cohort rule's verdict (cooldown already applied by the group state).
     fn finalize_group(&self, g: GroupFire, out: &mut Vec<Output>) {
         let m = self.rules.meta(g.rule);
+        let assigned = self
+            .rules
+            .experiment(g.rule)
+            .map(|e| (e, e.assign(&g.subject)));
+        if !g.suppressed && matches!(assigned, Some((_, None))) {
+            self.audit(
+                Decision::HeldOut,
+                g.rule,
+                &g.subject,
+                &g.reasons,
+                g.at,
+                None,
+                out,
+            );
+            return;
+        }
         if g.suppressed {
             self.audit(
                 Decision::SuppressedCooldown,
@@ -411,8 +487,15 @@ impl Ctx {
             m.severity,
             m.weight as f64,
             g.reasons.clone(),
-            &m.action,
-            m.action.content_id.clone(),
+            assigned
+                .and_then(|(_, a)| a.and_then(|(_, act)| act))
+                .unwrap_or(&m.action),
+            assigned
+                .and_then(|(_, a)| a.and_then(|(_, act)| act))
+                .unwrap_or(&m.action)
+                .content_id
+                .clone(),
+            experiment_arm(assigned),
             out,
         );
         self.audit(
@@ -440,6 +523,7 @@ impl Ctx {
         reasons: Vec<Reason>,
         action: &ActionCfg,
         content_id: Option<String>,
+        experiment: Option<ExperimentArm>,
         out: &mut Vec<Output>,
     ) -> String {
         let m = self.rules.meta(rule);
@@ -461,7 +545,7 @@ impl Ctx {
                 audience: action.audience.as_str().to_string(),
             },
             escalation: escalation as u32,
-            experiment: None,
+            experiment,
             rule_version: m.version.clone(),
         }));
         id

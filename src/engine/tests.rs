@@ -620,3 +620,127 @@ fn typical_employee_state_is_compact() {
     assert!(per > 50, "the state holds the windows: {per}");
     assert!(per <= 512, "{per} bytes per employee");
 }
+
+fn experiment_settings(control_share: f64) -> Settings {
+    crate::config::from_toml_str(&format!(
+        r#"
+        [rules.follow_up]
+        enabled = false
+        [[experiments]]
+        id = "remediation-2026q1"
+        rules = ["learning_abandonment"]
+        control_share = {control_share}
+        [[experiments.arms]]
+        name = "lesson"
+        [[experiments.arms]]
+        name = "mentor"
+        weight = 1
+        action = {{ kind = "micro_mentoring_invite", content_id = "peer-mentor", max_minutes = 5, audience = "employee" }}
+        "#
+    ))
+    .expect("settings with an experiment")
+}
+
+fn abandon_all(h: &mut H, n: usize) {
+    for i in 0..n {
+        h.send(
+            &format!("emp-{i}"),
+            day(1) + i as i64 * 1000,
+            Kind::ModuleAbandoned {
+                module_id: s("m-1"),
+                progress_pct: 90.0,
+                before_assessment: true,
+            },
+        );
+    }
+}
+
+#[test]
+fn experiment_holds_out_the_control_and_labels_the_arms() {
+    let mut h = H::with(experiment_settings(0.3), None);
+    abandon_all(&mut h, 400);
+    let published = h.fired("learning_abandonment");
+    let decisions = h.decisions("learning_abandonment");
+    let held = decisions
+        .iter()
+        .filter(|d| **d == Decision::HeldOut)
+        .count();
+    assert_eq!(
+        published.len() + held,
+        400,
+        "each detection is published or held out"
+    );
+    assert!((80..=160).contains(&held), "about 30 % held out: {held}");
+    let mut arms = std::collections::BTreeMap::new();
+    for t in &published {
+        let e = t
+            .experiment
+            .as_ref()
+            .expect("published triggers carry their arm");
+        assert_eq!(e.id, "remediation-2026q1");
+        *arms.entry(e.arm.clone()).or_insert(0) += 1;
+        match e.arm.as_str() {
+            "mentor" => {
+                assert_eq!(t.action.kind, "micro_mentoring_invite", "the arm's action");
+                assert_eq!(t.action.content_id.as_deref(), Some("peer-mentor"));
+            }
+            "lesson" => assert_eq!(t.action.kind, "micro_lesson", "the rule's own action"),
+            other => panic!("unexpected arm {other}"),
+        }
+    }
+    assert!(arms["lesson"] > 80 && arms["mentor"] > 80, "{arms:?}");
+    // The arm is a pure function of (experiment, employee): another engine agrees.
+    let mut again = H::with(experiment_settings(0.3), None);
+    abandon_all(&mut again, 400);
+    let ids = |h: &H| {
+        h.fired("learning_abandonment")
+            .iter()
+            .map(|t| (t.subject.clone(), t.experiment.clone().unwrap().arm))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&h), ids(&again));
+}
+
+#[test]
+fn an_experiment_leaves_other_rules_alone_and_no_control_publishes_all() {
+    let mut h = H::with(experiment_settings(0.0), None);
+    abandon_all(&mut h, 50);
+    assert_eq!(h.fired("learning_abandonment").len(), 50);
+    assert!(!h
+        .decisions("learning_abandonment")
+        .contains(&Decision::HeldOut));
+    h.send(
+        "emp-x",
+        day(2),
+        Kind::CheckinSkipped {
+            checkin_id: s("c1"),
+        },
+    );
+    h.send(
+        "emp-x",
+        day(16),
+        Kind::CheckinSkipped {
+            checkin_id: s("c2"),
+        },
+    );
+    let lapse = h.fired("checkin_lapse");
+    assert_eq!(lapse.len(), 1);
+    assert!(
+        lapse[0].experiment.is_none(),
+        "not covered by the experiment"
+    );
+}
+
+#[test]
+fn experiments_are_validated_naming_the_key() {
+    let bad = |t: &str| crate::config::from_toml_str(t).unwrap_err().to_string();
+    let e = bad("[[experiments]]\nid = \"x\"\nrules = [\"no_such_rule\"]\n[[experiments.arms]]\nname = \"a\"\n");
+    assert!(
+        e.contains("experiments[0].rules") && e.contains("no_such_rule"),
+        "{e}"
+    );
+    let e = bad("[[experiments]]\nid = \"x\"\nrules = [\"checkin_lapse\"]\ncontrol_share = 1.0\n[[experiments.arms]]\nname = \"a\"\n");
+    assert!(e.contains("experiments[0].control_share"), "{e}");
+    let e = bad("[[experiments]]\nid = \"x\"\nrules = [\"learning_confusion\"]\n[[experiments.arms]]\nname = \"a\"\naction = { kind = \"manager_coaching\", max_minutes = 5, audience = \"manager\" }\n");
+    assert!(e.contains("experiments[0].arms[0].action"), "{e}");
+}

@@ -211,6 +211,44 @@ pub struct RuleSet {
     pub deliver_within: Ts,
     pub allowed_lateness: Ts,
     pub dedup_horizon: Ts,
+    /// The experiment covering each rule, by rule index.
+    pub experiments: Vec<Option<std::sync::Arc<Experiment>>>,
+}
+
+/// A compiled experiment (CONTRACT §7).
+#[derive(Debug)]
+pub struct Experiment {
+    pub id: String,
+    pub control_share: f64,
+    /// (arm name, cumulative weight, action override)
+    pub arms: Vec<(String, u32, Option<ActionCfg>)>,
+}
+
+impl Experiment {
+    /// The arm of `subject`: a pure function of (experiment id, subject), the same on every
+    /// instance and after every restart; `None` is the control (held out).
+    pub fn assign(&self, subject: &str) -> Option<(&str, Option<&ActionCfg>)> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [self.id.as_bytes(), subject.as_bytes()] {
+            h.update((part.len() as u32).to_be_bytes());
+            h.update(part);
+        }
+        let d = h.finalize();
+        let x = (u64::from_be_bytes(d[..8].try_into().unwrap_or([0; 8])) >> 11) as f64
+            / (1u64 << 53) as f64;
+        if x < self.control_share {
+            return None;
+        }
+        let total = self.arms.last().map_or(1, |a| a.1) as f64;
+        let y = (x - self.control_share) / (1.0 - self.control_share) * total;
+        let arm = self
+            .arms
+            .iter()
+            .find(|a| y < a.1 as f64)
+            .or(self.arms.last())?;
+        Some((arm.0.as_str(), arm.2.as_ref()))
+    }
 }
 
 fn severity_for(weight: u32, s: &Settings) -> Severity {
@@ -344,7 +382,36 @@ impl RuleSet {
             deliver_within: s.actions.deliver_within.ms(),
             allowed_lateness: s.time.allowed_lateness.ms(),
             dedup_horizon: s.time.dedup_horizon.ms(),
+            experiments: {
+                let mut v: Vec<Option<std::sync::Arc<Experiment>>> = vec![None; RuleId::COUNT];
+                for e in &s.experiments {
+                    let mut cum = 0;
+                    let c = std::sync::Arc::new(Experiment {
+                        id: e.id.clone(),
+                        control_share: e.control_share,
+                        arms: e
+                            .arms
+                            .iter()
+                            .map(|a| {
+                                cum += a.weight;
+                                (a.name.clone(), cum, a.action.clone())
+                            })
+                            .collect(),
+                    });
+                    for r in RuleId::ALL
+                        .iter()
+                        .filter(|r| e.rules.iter().any(|x| x == r.as_str()))
+                    {
+                        v[r.index()] = Some(std::sync::Arc::clone(&c));
+                    }
+                }
+                v
+            },
         }
+    }
+
+    pub fn experiment(&self, id: RuleId) -> Option<&Experiment> {
+        self.experiments[id.index()].as_deref()
     }
 
     pub fn meta(&self, id: RuleId) -> &RuleMeta {

@@ -4,7 +4,10 @@
 //! 1. Throughput: a plain rdkafka consumer that only counts the messages of the input topic,
 //!    then `momentd run` over the same messages (decode, engine, triggers produced, offsets
 //!    committed). Both rates are taken from the first message consumed to the last.
-//! 2. Latency at a steady 20,000 events/s: the everyday stream, with probe events (each causes
+//! The streams come from `momentd simulate` (everyday behaviour, patterns, duplicates and
+//! malformed records).
+//!
+//! 2. Latency at a steady 20,000 events/s: the simulated stream, with probe events (each causes
 //!    one trigger) mixed in; event -> trigger latency is the time from producing a probe to
 //!    reading its trigger from the output topic. The daemon's own histogram (receipt -> trigger
 //!    acknowledged) is reported beside it.
@@ -197,7 +200,7 @@ fn run_momentd(bootstrap: &str, n: usize, round: usize) -> (Proc, String, f64, f
 
 fn main() {
     // `cargo bench` passes --bench; nothing else to parse.
-    let employees = env_num("EMPLOYEES", 5_000) as u32;
+    let employees = env_num("EMPLOYEES", 3_000) as u32;
     let days = env_num("DAYS", 21) as u32;
     let rate = env_num("RATE", 20_000);
     let secs = env_num("SECS", 20);
@@ -219,12 +222,21 @@ fn main() {
     let bootstrap = line.trim().trim_start_matches("bootstrap=").to_string();
     let _broker = Proc(broker);
 
-    // The stream: the everyday behaviour of `employees` over `days`, in event-time order.
-    let events = momentd::synth::everyday(employees, days, 42);
-    let lines: Vec<(String, String)> = events
-        .iter()
-        .map(|e| (e.employee_id.to_string(), momentd::event::encode_json(e)))
-        .collect();
+    // The stream: `momentd simulate`'s workforce over `days` (everyday behaviour, injected
+    // patterns, duplicates, malformed records), in event-time order.
+    let sim = |days: u32, seed: u64| {
+        momentd::sim::simulate(&momentd::sim::SimOptions {
+            employees,
+            days,
+            seed,
+            ..Default::default()
+        })
+    };
+    let keyed = |r: &momentd::sim::Record| {
+        let (k, v) = momentd::sim::key_and_value(r);
+        (k.unwrap_or_else(|| "malformed".into()), v)
+    };
+    let lines: Vec<(String, String)> = sim(days, 42).records.iter().map(keyed).collect();
     let n = lines.len();
     let p = producer(&bootstrap);
     for (k, v) in &lines {
@@ -261,12 +273,15 @@ fn main() {
     let consumed = |h: &str| metric(h, "momentd_events_consumed_total");
 
     // 2. Latency at a steady rate: everyday events (later days) with probes mixed in.
-    let later = momentd::synth::everyday(employees, days + 30, 43);
     let start = momentd::synth::EPOCH + days as i64 * momentd::time::DAY;
-    let steady: Vec<(String, String)> = later
+    let steady: Vec<(String, String)> = sim(days + 30, 43)
+        .records
         .iter()
-        .filter(|e| e.occurred_at >= start)
-        .map(|e| (e.employee_id.to_string(), momentd::event::encode_json(e)))
+        .filter(|r| match r {
+            momentd::sim::Record::Event(e) => e.occurred_at >= start,
+            momentd::sim::Record::Malformed(_) => true,
+        })
+        .map(keyed)
         .collect();
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let reader = {

@@ -4,13 +4,13 @@
 //! 1. Throughput: a plain rdkafka consumer that only counts the messages of the input topic,
 //!    then `momentd run` over the same messages (decode, engine, triggers produced, offsets
 //!    committed). Both rates are taken from the first message consumed to the last.
-//! The streams come from `momentd simulate` (everyday behaviour, patterns, duplicates and
-//! malformed records).
-//!
 //! 2. Latency at a steady 20,000 events/s: the simulated stream, with probe events (each causes
 //!    one trigger) mixed in; event -> trigger latency is the time from producing a probe to
 //!    reading its trigger from the output topic. The daemon's own histogram (receipt -> trigger
 //!    acknowledged) is reported beside it.
+//!
+//! The streams come from `momentd simulate` (everyday behaviour, patterns, duplicates and
+//! malformed records).
 //!
 //! Run: `cargo bench --bench daemon` (EMPLOYEES, DAYS, RATE, SECS change the load).
 

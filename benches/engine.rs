@@ -16,41 +16,17 @@
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput};
-use serde::Deserialize;
 
 use momentd::config::Settings;
 use momentd::event::{decode_json, decode_protobuf, encode_json, encode_protobuf, Limits};
 use momentd::rules::RuleSet;
 use momentd::{Engine, EngineOptions, Event};
 
-#[allow(dead_code)]
-#[derive(Deserialize)]
-struct BaselineAttrs {
-    task_id: Option<String>,
-    module_id: Option<String>,
-    checkin_id: Option<String>,
-    due_at: Option<String>,
-    messages: Option<u64>,
-    meetings: Option<u64>,
-    completed: Option<u64>,
-    planned: Option<u64>,
-    progress_pct: Option<f64>,
-    before_assessment: Option<bool>,
-}
-
-#[allow(dead_code)]
-#[derive(Deserialize)]
-struct Baseline {
-    event_id: String,
-    employee_id: String,
-    occurred_at: String,
-    #[serde(rename = "type")]
-    kind: String,
-    team_id: Option<String>,
-    cohort_id: Option<String>,
-    manager_id: Option<String>,
-    attrs: Option<BaselineAttrs>,
-}
+/// The baseline: the typed struct serde_json parses the same lines into (shared with
+/// `examples/profile_decode.rs`, so both measure against the same thing).
+#[path = "support/baseline.rs"]
+mod baseline;
+use baseline::Baseline;
 
 fn env_u32(name: &str, default: u32) -> u32 {
     std::env::var(name)

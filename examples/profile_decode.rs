@@ -36,17 +36,10 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static A: Counting = Counting;
 
-#[allow(dead_code)]
-#[derive(serde::Deserialize)]
-struct Baseline {
-    event_id: String,
-    employee_id: String,
-    occurred_at: String,
-    #[serde(rename = "type")]
-    kind: String,
-    team_id: Option<String>,
-    attrs: Option<std::collections::BTreeMap<String, serde_json::Value>>,
-}
+/// The engine bench's baseline, the same struct.
+#[path = "../benches/support/baseline.rs"]
+mod baseline;
+use baseline::Baseline;
 
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "both".into());

@@ -220,20 +220,6 @@ impl EventCounters {
     }
 }
 
-pub fn event(topic: &str, kind: &'static str, outcome: &'static str) {
-    counter!(EVENTS, "topic" => topic.to_string(), "type" => kind, "outcome" => outcome)
-        .increment(1);
-    if outcome == "duplicate" {
-        counter!(DUPLICATES, "topic" => topic.to_string()).increment(1);
-    }
-}
-
-pub fn dead_letter(topic: &str, reason: &'static str) {
-    counter!(EVENTS, "topic" => topic.to_string(), "type" => "unknown", "outcome" => "dead_letter")
-        .increment(1);
-    counter!(DEAD_LETTERS, "reason" => reason).increment(1);
-}
-
 pub fn trigger_acked(rule: &str, severity: &str, escalation: u32) {
     counter!(TRIGGERS, "rule" => rule.to_string(), "severity" => severity.to_string(),
         "escalation" => escalation.to_string())

@@ -44,6 +44,18 @@ pub enum Decision {
     HeldOut,
 }
 
+impl Decision {
+    /// The name on the audit topic and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Fired => "fired",
+            Decision::SuppressedCooldown => "suppressed_cooldown",
+            Decision::SuppressedConsent => "suppressed_consent",
+            Decision::HeldOut => "held_out",
+        }
+    }
+}
+
 /// One decision, for the audit topic (CONTRACT §7). Never holds free text from the input.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditRecord {
@@ -178,17 +190,12 @@ fn decide(
     }
 }
 
-/// The `experiment` field of a trigger in an experiment's (non-control) arm.
-fn experiment_arm(
-    assigned: Option<(&rules_mod::Experiment, Option<(&str, Option<&ActionCfg>)>)>,
-) -> Option<ExperimentArm> {
-    let (e, Some((arm, _))) = assigned? else {
-        return None;
-    };
-    Some(ExperimentArm {
-        id: e.id.clone(),
-        arm: arm.to_string(),
-    })
+/// Where a subject stands in the experiment covering a rule (CONTRACT §7).
+enum Assignment<'a> {
+    /// The control arm: the detection is audited as held out, not published.
+    Control,
+    /// Published: with its arm and the arm's action, if an experiment covers the rule.
+    Published(Option<ExperimentArm>, Option<&'a ActionCfg>),
 }
 
 /// The deterministic trigger id (CONTRACT §5).
@@ -228,6 +235,23 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// The arm of `subject` (the raw employee id, or the team or cohort id) for `rule`.
+    fn assign(&self, rule: RuleId, subject: &str) -> Assignment<'_> {
+        let Some(e) = self.rules.experiment(rule) else {
+            return Assignment::Published(None, None);
+        };
+        match e.assign(subject) {
+            None => Assignment::Control,
+            Some((arm, action)) => Assignment::Published(
+                Some(ExperimentArm {
+                    id: e.id.clone(),
+                    arm: arm.to_string(),
+                }),
+                action,
+            ),
+        }
+    }
+
     fn subject(&self, employee_id: &str) -> String {
         match &self.opts.pseudonymizer {
             Some(p) => p.pseudonym(employee_id),
@@ -253,30 +277,29 @@ impl Ctx {
         }
         // An experiment covering the rule: the control arm's detection counts (cooldown, the
         // risk score) but is held out; the other arms are published with their arm.
-        let assigned = self
-            .rules
-            .experiment(f.rule)
-            .map(|e| (e, e.assign(employee_id)));
-        if let Some((_, None)) = assigned {
-            if f.escalation == 0 {
-                st.set_fired(f.rule, f.at);
+        // An experiment covering the rule: the control arm's detection counts (cooldown, the
+        // risk score) but is held out; the other arms are published with their arm.
+        let (experiment, arm_action) = match self.assign(f.rule, employee_id) {
+            Assignment::Published(e, a) => (e, a),
+            Assignment::Control => {
+                if f.escalation == 0 {
+                    st.set_fired(f.rule, f.at);
+                }
+                self.audit(
+                    Decision::HeldOut,
+                    f.rule,
+                    &subject,
+                    &f.reasons,
+                    f.at,
+                    None,
+                    out,
+                );
+                if f.escalation == 0 && f.rule != RuleId::AttritionRisk {
+                    self.attrition(employee_id, st, f.at, out);
+                }
+                return false;
             }
-            self.audit(
-                Decision::HeldOut,
-                f.rule,
-                &subject,
-                &f.reasons,
-                f.at,
-                None,
-                out,
-            );
-            if f.escalation == 0 && f.rule != RuleId::AttritionRisk {
-                self.attrition(employee_id, st, f.at, out);
-            }
-            return false;
-        }
-        let experiment = experiment_arm(assigned);
-        let arm_action = assigned.and_then(|(_, a)| a.and_then(|(_, act)| act));
+        };
         let (action, severity, risk) = match f.escalation {
             0 => (arm_action.unwrap_or(&m.action), m.severity, m.weight as f64),
             1 => (&self.rules.office_hours, m.severity, m.weight as f64),
@@ -381,25 +404,22 @@ impl Ctx {
             return;
         }
         st.set_fired(RuleId::AttritionRisk, at);
-        let assigned = self
-            .rules
-            .experiment(RuleId::AttritionRisk)
-            .map(|e| (e, e.assign(employee_id)));
-        if let Some((_, None)) = assigned {
-            self.audit(
-                Decision::HeldOut,
-                RuleId::AttritionRisk,
-                &subject,
-                &reasons,
-                at,
-                None,
-                out,
-            );
-            return;
-        }
-        let action = assigned
-            .and_then(|(_, a)| a.and_then(|(_, act)| act))
-            .unwrap_or(action);
+        let (experiment, arm_action) = match self.assign(RuleId::AttritionRisk, employee_id) {
+            Assignment::Published(e, a) => (e, a),
+            Assignment::Control => {
+                self.audit(
+                    Decision::HeldOut,
+                    RuleId::AttritionRisk,
+                    &subject,
+                    &reasons,
+                    at,
+                    None,
+                    out,
+                );
+                return;
+            }
+        };
+        let action = arm_action.unwrap_or(action);
         let severity = if score >= a.high_from {
             Severity::High
         } else {
@@ -423,7 +443,7 @@ impl Ctx {
             reasons.clone(),
             action,
             action.content_id.clone(),
-            experiment_arm(assigned),
+            experiment,
             out,
         );
         self.audit(
@@ -449,22 +469,6 @@ impl Ctx {
     /// A team or cohort rule's verdict (cooldown already applied by the group state).
     fn finalize_group(&self, g: GroupFire, out: &mut Vec<Output>) {
         let m = self.rules.meta(g.rule);
-        let assigned = self
-            .rules
-            .experiment(g.rule)
-            .map(|e| (e, e.assign(&g.subject)));
-        if !g.suppressed && matches!(assigned, Some((_, None))) {
-            self.audit(
-                Decision::HeldOut,
-                g.rule,
-                &g.subject,
-                &g.reasons,
-                g.at,
-                None,
-                out,
-            );
-            return;
-        }
         if g.suppressed {
             self.audit(
                 Decision::SuppressedCooldown,
@@ -477,6 +481,22 @@ impl Ctx {
             );
             return;
         }
+        let (experiment, arm_action) = match self.assign(g.rule, &g.subject) {
+            Assignment::Published(e, a) => (e, a),
+            Assignment::Control => {
+                self.audit(
+                    Decision::HeldOut,
+                    g.rule,
+                    &g.subject,
+                    &g.reasons,
+                    g.at,
+                    None,
+                    out,
+                );
+                return;
+            }
+        };
+        let action = arm_action.unwrap_or(&m.action);
         let id = self.publish(
             g.rule,
             g.scope,
@@ -487,15 +507,9 @@ impl Ctx {
             m.severity,
             m.weight as f64,
             g.reasons.clone(),
-            assigned
-                .and_then(|(_, a)| a.and_then(|(_, act)| act))
-                .unwrap_or(&m.action),
-            assigned
-                .and_then(|(_, a)| a.and_then(|(_, act)| act))
-                .unwrap_or(&m.action)
-                .content_id
-                .clone(),
-            experiment_arm(assigned),
+            action,
+            action.content_id.clone(),
+            experiment,
             out,
         );
         self.audit(

@@ -137,15 +137,7 @@ impl Router {
             }
             tracing::info!(topic = %tp.0, partition = tp.1, position = ?pos, "partition drained");
         }
-        if tpl.count() > 0 {
-            match consumer.commit(&tpl, CommitMode::Sync) {
-                Ok(()) => metrics::commit("ok", "revoke"),
-                Err(e) => {
-                    metrics::commit("error", "revoke");
-                    tracing::warn!(error = %e, "synchronous commit failed");
-                }
-            }
-        }
+        commit_sync(consumer, &tpl, "revoke");
     }
 
     /// Commits every position that moved since the last commit. Synchronously: once a second a
@@ -160,18 +152,11 @@ impl Router {
                 task.committed = p;
             }
         }
-        if tpl.count() > 0 {
-            match consumer.commit(&tpl, CommitMode::Sync) {
-                Ok(()) => metrics::commit("ok", "periodic"),
-                Err(e) => {
-                    metrics::commit("error", "periodic");
-                    tracing::warn!(error = %e, "commit failed; retried at the next interval");
-                    // Try these positions again next time.
-                    for (tp, task) in self.tasks.iter_mut() {
-                        if tpl.find_partition(&tp.0, tp.1).is_some() {
-                            task.committed = -1;
-                        }
-                    }
+        if !commit_sync(consumer, &tpl, "periodic") {
+            // Try these positions again at the next interval.
+            for (tp, task) in self.tasks.iter_mut() {
+                if tpl.find_partition(&tp.0, tp.1).is_some() {
+                    task.committed = -1;
                 }
             }
         }
@@ -220,6 +205,29 @@ impl Router {
             if task.tx.blocking_send(Cmd::Batch(msgs)).is_err() {
                 tracing::error!(topic = %tp.0, partition = tp.1, "partition task ended unexpectedly");
             }
+        }
+    }
+}
+
+/// Commits `tpl` (if it holds anything) synchronously, counting the result by `occasion`;
+/// false when the commit failed.
+fn commit_sync(
+    consumer: &BaseConsumer<Ctx>,
+    tpl: &TopicPartitionList,
+    occasion: &'static str,
+) -> bool {
+    if tpl.count() == 0 {
+        return true;
+    }
+    match consumer.commit(tpl, CommitMode::Sync) {
+        Ok(()) => {
+            metrics::commit("ok", occasion);
+            true
+        }
+        Err(e) => {
+            metrics::commit("error", occasion);
+            tracing::warn!(error = %e, occasion, "commit failed");
+            false
         }
     }
 }
@@ -302,13 +310,7 @@ pub fn consume(
     producer: rdkafka::producer::FutureProducer,
 ) {
     let mut last_commit = Instant::now();
-    let with = |f: &mut dyn FnMut(&mut Router)| {
-        if let Ok(mut g) = consumer.context().router.lock() {
-            if let Some(r) = g.as_mut() {
-                f(r);
-            }
-        }
-    };
+    let with = |f: &mut dyn FnMut(&mut Router)| consumer.context().with_router(f);
     while !stop.load(Ordering::Acquire) {
         // One round: wait for a message, then take what else is already there (up to a
         // batch), and hand each partition its share at once.

@@ -87,7 +87,7 @@ impl Sink {
                     payload: serde_json::to_vec(&a).unwrap_or_default(),
                     headers: vec![("content-type", b"application/json".to_vec())],
                     kind: Kind::Audit {
-                        decision: decision_str(&a),
+                        decision: a.decision.as_str(),
                         rule: a.rule,
                     },
                 })
@@ -129,16 +129,6 @@ impl Sink {
     }
 }
 
-fn decision_str(a: &crate::engine::AuditRecord) -> &'static str {
-    use crate::engine::Decision::*;
-    match a.decision {
-        Fired => "fired",
-        SuppressedCooldown => "suppressed_cooldown",
-        SuppressedConsent => "suppressed_consent",
-        HeldOut => "held_out",
-    }
-}
-
 /// Produces `rec` until the broker acknowledges it. A full local queue is waited out; a failed
 /// delivery (after librdkafka's own retries) is counted, logged and sent again with backoff —
 /// the input offset that caused it is not committed meanwhile, so nothing is lost.
@@ -172,8 +162,8 @@ pub async fn deliver(producer: &FutureProducer, rec: &Record) {
                 }
             }
         };
-        match fut {
-            Some(f) => match f.await {
+        if let Some(f) = fut {
+            match f.await {
                 Ok(Ok(_)) => {
                     acknowledged(&rec.kind);
                     return;
@@ -186,8 +176,7 @@ pub async fn deliver(producer: &FutureProducer, rec: &Record) {
                     metrics::produce_error(rec.kind.label());
                     tracing::warn!(topic = %rec.topic, "delivery outcome lost; retrying");
                 }
-            },
-            None => {}
+            }
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));

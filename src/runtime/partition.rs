@@ -187,6 +187,11 @@ impl PartitionTask {
                 self.process(m, r);
             }
         }
+        if decoded.iter().any(Result::is_ok) {
+            // The idle clock counts from the last event (one poll round is one instant).
+            self.last_input = Instant::now();
+            self.watermark_at_last_input = self.engine.watermark();
+        }
     }
 
     fn process(&mut self, m: &InMsg, decoded: &Result<Event<'_>, Reject>) {
@@ -200,8 +205,6 @@ impl PartitionTask {
                         .drain(..)
                         .filter_map(|o| self.shared.sink.record(o)),
                 );
-                self.last_input = Instant::now();
-                self.watermark_at_last_input = self.engine.watermark();
             }
             Err(reject) => {
                 self.counters.dead_letter(reject.code.as_str());

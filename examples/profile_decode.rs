@@ -91,6 +91,13 @@ fn main() {
     }
     let start = std::time::Instant::now();
     eprintln!("ready");
+    // `perf record -D -1 --control fifo:$PERF_CTL` starts recording here.
+    if let Ok(path) = std::env::var("PERF_CTL") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(path) {
+            let _ = f.write_all(b"enable\n");
+        }
+    }
     let mut sink = 0usize;
     match mode.as_str() {
         "decode" => json.iter().for_each(|l| {

@@ -9,14 +9,32 @@ use std::sync::Arc;
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 static BLOCKS: AtomicIsize = AtomicIsize::new(0);
+/// Allocations made (not live): calls to alloc and realloc.
+static ALLOCS: AtomicIsize = AtomicIsize::new(0);
 static BY_SIZE: [AtomicIsize; 1025] = [const { AtomicIsize::new(0) }; 1025];
 fn class(n: usize) -> usize {
     n.min(1024)
 }
+static TRACE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+thread_local!(static IN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+fn trace() {
+    if TRACE.load(Relaxed) && ALLOCS.load(Relaxed) % 997 == 0 && !IN.with(|c| c.replace(true)) {
+        let bt = std::backtrace::Backtrace::force_capture().to_string();
+        let frames: Vec<&str> = bt
+            .lines()
+            .filter(|l| l.contains("momentd::") && !l.contains("at "))
+            .take(4)
+            .collect();
+        eprintln!("ALLOC {}", frames.join(" <- "));
+        IN.with(|c| c.set(false));
+    }
+}
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        trace();
         LIVE.fetch_add(l.size() as isize, Relaxed);
         BLOCKS.fetch_add(1, Relaxed);
+        ALLOCS.fetch_add(1, Relaxed);
         BY_SIZE[class(l.size())].fetch_add(1, Relaxed);
         unsafe { System.alloc(l) }
     }
@@ -27,7 +45,9 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        trace();
         LIVE.fetch_add(n as isize - l.size() as isize, Relaxed);
+        ALLOCS.fetch_add(1, Relaxed);
         BY_SIZE[class(l.size())].fetch_sub(1, Relaxed);
         BY_SIZE[class(n)].fetch_add(1, Relaxed);
         unsafe { System.realloc(p, l, n) }
@@ -89,8 +109,10 @@ fn main() {
             );
         }
     }
+    let allocs0 = ALLOCS.load(Relaxed);
     let start = std::time::Instant::now();
     eprintln!("ready");
+    TRACE.store(std::env::var("ALLOC_TRACE").is_ok(), Relaxed);
     // `perf record -D -1 --control fifo:$PERF_CTL` starts recording here.
     if let Ok(path) = std::env::var("PERF_CTL") {
         use std::io::Write;
@@ -139,9 +161,10 @@ fn main() {
         }),
     }
     eprintln!(
-        "{mode}: {:.0} ns/event over {} events ({sink})",
+        "{mode}: {:.0} ns/event over {} events, {:.2} allocations per event ({sink})",
         start.elapsed().as_nanos() as f64 / json.len() as f64,
-        json.len()
+        json.len(),
+        (ALLOCS.load(Relaxed) - allocs0) as f64 / json.len() as f64
     );
     // Skip dropping the stream and the engine: not part of what is profiled.
     std::process::exit(0);

@@ -146,28 +146,6 @@ macro_rules! for_each_employee_rule {
     };
 }
 
-/// Whether an event of this kind can move a deadline of some rule (the others skip the
-/// rescheduling work).
-fn touches_timers(kind: &Kind<'_>) -> bool {
-    !matches!(
-        kind,
-        Kind::ClarificationRequested
-            | Kind::ContentSearched { .. }
-            | Kind::ContentReplayed { .. }
-            | Kind::GoalUpdated { .. }
-            | Kind::PostingViewed { .. }
-            | Kind::Applied { .. }
-            | Kind::RoleChanged { .. }
-            | Kind::PlanAbandoned { .. }
-            | Kind::SkillsAssessmentAbandoned { .. }
-            | Kind::SprintClosed { .. }
-            | Kind::PulseResponse { .. }
-            | Kind::FeedbackComment { .. }
-            | Kind::AssessmentCompleted { .. }
-            | Kind::InterventionDelivered { .. }
-    )
-}
-
 /// Consent first, then (for detections) the rule's cooldown, symmetric in event time: the same
 /// decision for every employee rule and for the attrition risk.
 fn decide(
@@ -223,8 +201,55 @@ pub fn trigger_id(
 #[derive(Debug)]
 struct Slot {
     id: Box<str>,
+    /// The earliest of `dues`, clamped by the last firing: the entry in the timer heap.
     due: Option<Ts>,
+    /// Each rule's next deadline, as its `next_due` gives for the state (derived, not part of
+    /// the state): an event recomputes only its rule's, a firing only the due rules'.
+    dues: Dues,
     state: EmployeeState,
+}
+
+/// Where the follow-up ladder's deadline sits in [`Dues`] (the employee rules use their
+/// [`RuleId`] index, which is below it).
+const LADDER: usize = RuleId::AttritionRisk as usize;
+
+/// Per-rule deadlines of one employee, `Ts::MAX` for none.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Dues([Ts; LADDER + 1]);
+
+impl Default for Dues {
+    fn default() -> Dues {
+        Dues([Ts::MAX; LADDER + 1])
+    }
+}
+
+impl Dues {
+    fn set(&mut self, i: usize, due: Option<Ts>) {
+        self.0[i] = due.unwrap_or(Ts::MAX);
+    }
+    fn due(&self, i: usize, now: Ts) -> bool {
+        self.0[i] <= now
+    }
+    fn min(&self) -> Option<Ts> {
+        let m = self.0.iter().copied().min().unwrap_or(Ts::MAX);
+        (m != Ts::MAX).then_some(m)
+    }
+    /// Every rule's deadline, recomputed from the state.
+    fn of(rules: &RuleSet, st: &EmployeeState) -> Dues {
+        let mut d = Dues::default();
+        macro_rules! next_due {
+            ($($id:ident => $module:ident, $params:ident;)*) => {$(
+                if rules.enabled(RuleId::$id) {
+                    d.set(RuleId::$id as usize, rules_mod::$module::next_due(&rules.$params, &st.$params));
+                }
+            )*};
+        }
+        for_each_employee_rule!(next_due);
+        if let Some(lp) = &rules.ladder {
+            d.set(LADDER, ladder::next_due(lp, &st.ladder));
+        }
+        d
+    }
 }
 
 /// The parts of the engine that turning a [`Fire`] into outputs needs.
@@ -762,9 +787,14 @@ impl Engine {
     /// the index entries, then the slots, then the state behind the slots' pointers. Each pass
     /// has independent iterations, so the loads overlap. Call it just before applying them.
     pub fn prefetch<'a, 'b: 'a>(&self, events: impl Iterator<Item = &'a Event<'b>>) {
+        let mut evs: [Option<&Event<'_>>; PREFETCH_BATCH] = [None; PREFETCH_BATCH];
+        for (e, ev) in evs.iter_mut().zip(events) {
+            *e = Some(ev);
+        }
+        let events = evs.iter().map_while(|e| *e);
         let mut slots = [u32::MAX; PREFETCH_BATCH];
         let mut n = 0;
-        for (s, ev) in slots.iter_mut().zip(events) {
+        for (s, ev) in slots.iter_mut().zip(events.clone()) {
             if let Some(&i) = self.index.get(&employee_key(&ev.employee_id)) {
                 *s = i;
             }
@@ -775,10 +805,18 @@ impl Engine {
                 prefetch_lines(sl as *const Slot as *const u8, std::mem::size_of::<Slot>());
             }
         }
+        let groups = &self.ctx.rules.groups;
+        let mut teams = [u32::MAX; PREFETCH_BATCH];
+        for (t, ev) in teams.iter_mut().zip(events) {
+            *t = self.groups.prefetch_team(groups, ev).unwrap_or(u32::MAX);
+        }
         for &s in slots.iter().take(n) {
             if let Some(sl) = self.slots.get(s as usize) {
                 sl.state.prefetch();
             }
+        }
+        for &t in teams.iter().take(n) {
+            self.groups.prefetch_members(t);
         }
     }
 
@@ -835,6 +873,8 @@ impl Engine {
                 st.flags |= EXITED;
                 st.clear_rules();
                 st.dedup = Default::default();
+                sl.dues = Dues::default();
+                self.reschedule(slot, None);
             }
             _ => {
                 let day = crate::time::day_of(t) as i32;
@@ -845,16 +885,24 @@ impl Engine {
                     self.groups.on_event(&rules.groups, emp, ev, new_day);
                 }
                 let mut fires = std::mem::take(&mut self.fires);
+                let dues = &mut sl.dues;
+                let mut moved = false;
                 macro_rules! on_event {
                     ($($id:ident => $module:ident, $params:ident;)*) => {$(
-                        if rules.enabled(RuleId::$id) {
+                        if rules.enabled(RuleId::$id) && rules_mod::$module::handles(&ev.kind) {
                             rules_mod::$module::on_event(&rules.$params, &mut st.$params, ev, &mut fires);
+                            dues.set(RuleId::$id as usize, rules_mod::$module::next_due(&rules.$params, &st.$params));
+                            moved = true;
                         }
                     )*};
                 }
                 for_each_employee_rule!(on_event);
                 if let Some(lp) = &rules.ladder {
-                    ladder::on_event(lp, &mut st.ladder, ev, &mut fires);
+                    if ladder::handles(&ev.kind) {
+                        ladder::on_event(lp, &mut st.ladder, ev, &mut fires);
+                        dues.set(LADDER, ladder::next_due(lp, &st.ladder));
+                        moved = true;
+                    }
                 }
                 let mut published = false;
                 for f in fires.drain(..) {
@@ -862,13 +910,15 @@ impl Engine {
                 }
                 self.fires = fires;
                 if published {
+                    // Publishing can open a follow-up or feed the attrition score.
+                    sl.dues = Dues::of(rules, st);
+                }
+                if moved || published {
                     self.reschedule(slot, None);
                 }
             }
         }
-        if touches_timers(&ev.kind) {
-            self.reschedule(slot, None);
-        }
+        self.debug_check_dues(slot);
         self.fire_due(out);
         Outcome::Applied
     }
@@ -932,52 +982,58 @@ impl Engine {
         let sl = &mut self.slots[slot as usize];
         let st = &mut sl.state;
         let mut fires = std::mem::take(&mut self.fires);
+        let dues = &mut sl.dues;
+        // Only the rules whose deadline has come: the others' state is not touched.
         macro_rules! on_timer {
             ($($id:ident => $module:ident, $params:ident;)*) => {$(
-                if rules.enabled(RuleId::$id) {
+                if rules.enabled(RuleId::$id) && dues.due(RuleId::$id as usize, now) {
                     rules_mod::$module::on_timer(&rules.$params, &mut st.$params, now, &mut fires);
+                    dues.set(RuleId::$id as usize, rules_mod::$module::next_due(&rules.$params, &st.$params));
                 }
             )*};
         }
         for_each_employee_rule!(on_timer);
         if let Some(lp) = &rules.ladder {
-            ladder::on_timer(lp, &mut st.ladder, now, &mut fires);
+            if dues.due(LADDER, now) {
+                ladder::on_timer(lp, &mut st.ladder, now, &mut fires);
+                dues.set(LADDER, ladder::next_due(lp, &st.ladder));
+            }
         }
         // Rules hand their fires over in deadline order within each rule; across rules, order
         // by time so cooldown and the risk score see them as they happened.
         fires.sort_by_key(|f| (f.at, f.rule, f.escalation));
+        let mut published = false;
         for f in fires.drain(..) {
-            self.ctx.finalize(&sl.id, st, f, out);
+            published |= self.ctx.finalize(&sl.id, st, f, out);
         }
         self.fires = fires;
+        if published {
+            sl.dues = Dues::of(rules, st);
+        }
         // Every deadline at or before `now` was handled; never schedule one there again.
         self.reschedule(slot, Some(now.saturating_add(1)));
+        self.debug_check_dues(slot);
     }
 
-    fn next_due(rules: &RuleSet, st: &EmployeeState) -> Option<Ts> {
-        let mut due: Option<Ts> = None;
-        let mut take = |d: Option<Ts>| {
-            if let Some(d) = d {
-                due = Some(due.map_or(d, |x| x.min(d)));
-            }
-        };
-        macro_rules! next_due {
-            ($($id:ident => $module:ident, $params:ident;)*) => {$(
-                if rules.enabled(RuleId::$id) {
-                    take(rules_mod::$module::next_due(&rules.$params, &st.$params));
+    /// Tests and debug builds check that each rule's cached deadline is the one its state
+    /// gives: a rule whose `handles` misses a kind it reads would show here.
+    fn debug_check_dues(&self, slot: u32) {
+        if cfg!(debug_assertions) {
+            if let Some(sl) = self.slots.get(slot as usize) {
+                if !sl.id.is_empty() {
+                    assert_eq!(
+                        sl.dues,
+                        Dues::of(&self.ctx.rules, &sl.state),
+                        "cached deadlines differ from the state's"
+                    );
                 }
-            )*};
+            }
         }
-        for_each_employee_rule!(next_due);
-        if let Some(lp) = &rules.ladder {
-            take(ladder::next_due(lp, &st.ladder));
-        }
-        due
     }
 
     fn reschedule(&mut self, slot: u32, not_before: Option<Ts>) {
         let sl = &mut self.slots[slot as usize];
-        let mut due = Self::next_due(&self.ctx.rules, &sl.state);
+        let mut due = sl.dues.min();
         if let (Some(d), Some(nb)) = (due, not_before) {
             due = Some(d.max(nb));
         }
@@ -1012,6 +1068,7 @@ impl Engine {
         let slot = Slot {
             id: employee_id.into(),
             due: None,
+            dues: Dues::default(),
             state: EmployeeState::default(),
         };
         let n = match self.free.pop() {
@@ -1036,6 +1093,7 @@ impl Engine {
         }
         let id = std::mem::take(&mut sl.id);
         sl.state = EmployeeState::default();
+        sl.dues = Dues::default();
         self.index.remove(&employee_key(&id));
         self.groups.erase(fingerprint(&id));
         self.free.push(slot);

@@ -91,6 +91,15 @@ fn record_miss(p: &Params, s: &mut State, miss: Miss, out: &mut Vec<Fire>) {
     }
 }
 
+/// The event kinds [`on_event`] reads: the engine calls it, and recomputes this rule's
+/// deadline, only for these.
+pub fn handles(kind: &Kind<'_>) -> bool {
+    matches!(
+        kind,
+        Kind::CheckinScheduled { .. } | Kind::CheckinCompleted { .. } | Kind::CheckinSkipped { .. }
+    )
+}
+
 pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &mut Vec<Fire>) {
     match &ev.kind {
         Kind::CheckinScheduled { checkin_id, due_at } => {

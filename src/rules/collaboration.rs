@@ -71,6 +71,12 @@ pub struct State {
     counts: DayRing,
 }
 
+/// The event kinds [`on_event`] reads: the engine calls it, and recomputes this rule's
+/// deadline, only for these.
+pub fn handles(kind: &Kind<'_>) -> bool {
+    matches!(kind, Kind::CollabActivity { .. })
+}
+
 pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, _out: &mut Vec<Fire>) {
     if let Kind::CollabActivity { messages, meetings } = ev.kind {
         let day = day_of(ev.occurred_at);

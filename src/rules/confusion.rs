@@ -36,6 +36,15 @@ pub struct State {
     replays: Vec<(u64, Ts)>,
 }
 
+/// The event kinds [`on_event`] reads: the engine calls it, and recomputes this rule's
+/// deadline, only for these.
+pub fn handles(kind: &Kind<'_>) -> bool {
+    matches!(
+        kind,
+        Kind::ContentSearched { .. } | Kind::ContentReplayed { .. }
+    )
+}
+
 pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &mut Vec<Fire>) {
     let t = ev.occurred_at;
     match &ev.kind {

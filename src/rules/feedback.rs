@@ -37,6 +37,15 @@ pub struct State {
     unacked: Vec<Ts>,
 }
 
+/// The event kinds [`on_event`] reads: the engine calls it, and recomputes this rule's
+/// deadline, only for these.
+pub fn handles(kind: &Kind<'_>) -> bool {
+    matches!(
+        kind,
+        Kind::FeedbackReceived { .. } | Kind::FeedbackAcknowledged { .. }
+    )
+}
+
 pub fn on_event(_p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, _out: &mut Vec<Fire>) {
     match &ev.kind {
         Kind::FeedbackReceived { feedback_id } => {

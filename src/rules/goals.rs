@@ -30,6 +30,12 @@ pub struct State {
     updates: Vec<(Ts, i8)>,
 }
 
+/// The event kinds [`on_event`] reads: the engine calls it, and recomputes this rule's
+/// deadline, only for these.
+pub fn handles(kind: &Kind<'_>) -> bool {
+    matches!(kind, Kind::GoalUpdated { .. })
+}
+
 pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &mut Vec<Fire>) {
     let Kind::GoalUpdated {
         progress_delta_pct, ..

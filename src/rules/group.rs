@@ -138,22 +138,38 @@ pub struct GroupFire {
     pub suppressed: bool,
 }
 
+/// Distinct members by fingerprint, with the last day each was seen: a vector sorted by
+/// fingerprint (a team's members sit in a cache line or two, found by binary search; a new
+/// member, the rare case, shifts the tail).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Members(HashMap<u64, i32, ahash::RandomState>);
+struct Members(Vec<(u64, i32)>);
 
 impl Members {
     fn saw(&mut self, emp: u64, day: i64) {
-        let e = self.0.entry(emp).or_insert(day as i32);
-        *e = (*e).max(day as i32);
+        match self.0.binary_search_by_key(&emp, |&(e, _)| e) {
+            Ok(i) => self.0[i].1 = self.0[i].1.max(day as i32),
+            Err(i) => self.0.insert(i, (emp, day as i32)),
+        }
+    }
+    fn remove(&mut self, emp: u64) {
+        if let Ok(i) = self.0.binary_search_by_key(&emp, |&(e, _)| e) {
+            self.0.remove(i);
+        }
     }
     fn count(&self, day: i64) -> usize {
         self.0
-            .values()
-            .filter(|&&d| d as i64 > day - MEMBER_DAYS)
+            .iter()
+            .filter(|&&(_, d)| d as i64 > day - MEMBER_DAYS)
             .count()
     }
     fn prune(&mut self, day: i64) {
-        self.0.retain(|_, d| *d as i64 > day - MEMBER_DAYS);
+        self.0.retain(|&(_, d)| d as i64 > day - MEMBER_DAYS);
+    }
+    fn prefetch(&self) {
+        crate::engine::prefetch_lines(
+            self.0.as_ptr() as *const u8,
+            std::mem::size_of_val(self.0.as_slice()),
+        );
     }
 }
 
@@ -257,6 +273,25 @@ impl Groups {
             }
         };
         &mut self.teams[n as usize]
+    }
+
+    /// The team an event will update, looked up and its record hinted to the CPU (see
+    /// `Engine::prefetch`); `None` when the event has no team or no team rule is on.
+    pub fn prefetch_team(&self, p: &Params, ev: &Event<'_>) -> Option<u32> {
+        if !p.any_team_rule() {
+            return None;
+        }
+        let n = *self.team_index.get(&group_key(ev.team_id.as_deref()?))?;
+        let t = self.teams.get(n as usize)?;
+        crate::engine::prefetch_lines(t as *const Team as *const u8, std::mem::size_of::<Team>());
+        Some(n)
+    }
+
+    /// Hints the members of a team found by [`Groups::prefetch_team`].
+    pub fn prefetch_members(&self, team: u32) {
+        if let Some(t) = self.teams.get(team as usize) {
+            t.members.prefetch();
+        }
     }
 
     fn cohort(&mut self, id: &str) -> (u32, &mut Cohort) {
@@ -365,10 +400,10 @@ impl Groups {
     /// anonymous counts and stay.
     pub fn erase(&mut self, emp: u64) {
         for t in &mut self.teams {
-            t.members.0.remove(&emp);
+            t.members.remove(emp);
         }
         for c in &mut self.cohorts {
-            c.members.0.remove(&emp);
+            c.members.remove(emp);
             for starts in c.tasks.values_mut() {
                 starts.retain(|s| s.emp != emp);
             }

@@ -70,6 +70,15 @@ fn follow_up(o: &Open, at: Ts, reason: Reason) -> Fire {
     f
 }
 
+/// The event kinds [`on_event`] reads: the engine calls it, and recomputes this rule's
+/// deadline, only for these.
+pub fn handles(kind: &Kind<'_>) -> bool {
+    matches!(
+        kind,
+        Kind::InterventionCompleted { .. } | Kind::InterventionIgnored { .. }
+    )
+}
+
 pub fn on_event(_p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &mut Vec<Fire>) {
     let (tid, ignored) = match &ev.kind {
         Kind::InterventionIgnored { trigger_id } => (trigger_id, true),

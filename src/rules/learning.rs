@@ -48,6 +48,15 @@ fn close(st: &mut Option<Box<State>>, module_id: &str) {
     }
 }
 
+/// The event kinds [`on_event`] reads: the engine calls it, and recomputes this rule's
+/// deadline, only for these.
+pub fn handles(kind: &Kind<'_>) -> bool {
+    matches!(
+        kind,
+        Kind::ModuleStarted { .. } | Kind::ModuleCompleted { .. } | Kind::ModuleAbandoned { .. }
+    )
+}
+
 pub fn on_event(_p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &mut Vec<Fire>) {
     match &ev.kind {
         Kind::ModuleStarted { module_id } => {

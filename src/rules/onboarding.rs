@@ -45,6 +45,15 @@ fn in_window(p: &Params, s: &State, t: Ts) -> bool {
     t >= s.first && t <= s.first + p.window
 }
 
+/// The event kinds [`on_event`] reads: the engine calls it, and recomputes this rule's
+/// deadline, only for these.
+pub fn handles(kind: &Kind<'_>) -> bool {
+    matches!(
+        kind,
+        Kind::TaskStarted { .. } | Kind::TaskCompleted { .. } | Kind::ClarificationRequested { .. }
+    )
+}
+
 pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &mut Vec<Fire>) {
     let t = ev.occurred_at;
     if !matches!(

@@ -36,6 +36,15 @@ pub struct State {
     handled: Option<Ts>,
 }
 
+/// The event kinds [`on_event`] reads: the engine calls it, and recomputes this rule's
+/// deadline, only for these.
+pub fn handles(kind: &Kind<'_>) -> bool {
+    matches!(
+        kind,
+        Kind::RecognitionGiven { .. } | Kind::RecognitionReceived { .. }
+    )
+}
+
 pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, _out: &mut Vec<Fire>) {
     if matches!(ev.kind, Kind::RecognitionGiven | Kind::RecognitionReceived) {
         let s = st.get_or_insert_with(Default::default);

@@ -7,10 +7,11 @@
 //! (absence rules) fire when the watermark passes their due time. The I/O shell may also advance
 //! the watermark itself (idle partitions, end of a replay).
 
+pub(crate) mod index;
 pub mod state;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashSet};
 use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
@@ -24,6 +25,7 @@ use crate::rules::group::{GroupFire, Groups};
 use crate::rules::{self as rules_mod, fingerprint, ladder, Fire, RuleId, RuleSet};
 use crate::time::{format_rfc3339, Ts};
 use crate::trigger::{Action, ExperimentArm, Reason, Scope, Severity, Trigger};
+use index::Index;
 pub use state::EmployeeState;
 
 use state::{CONSENT_WITHDRAWN, EXITED};
@@ -615,34 +617,6 @@ impl Ctx {
     }
 }
 
-/// The index keys are already uniform hashes: use their low bits as they are.
-#[derive(Debug, Clone, Copy, Default)]
-struct FingerprintHasher;
-
-impl std::hash::BuildHasher for FingerprintHasher {
-    type Hasher = PassThrough;
-    fn build_hasher(&self) -> PassThrough {
-        PassThrough(0)
-    }
-}
-
-#[derive(Debug)]
-struct PassThrough(u64);
-
-impl std::hash::Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ *b as u64;
-        }
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64;
-    }
-}
-
 /// Events per prefetch pass of [`Engine::apply_batch`]: enough to overlap many misses, few
 /// enough that what they bring in stays in the L1/L2 cache until it is used.
 pub const PREFETCH_BATCH: usize = 32;
@@ -678,7 +652,7 @@ pub struct Engine {
     slots: Vec<Slot>,
     free: Vec<u32>,
     /// By a 128-bit fingerprint of the employee id: looked up without touching the id itself.
-    index: HashMap<u128, u32, FingerprintHasher>,
+    index: Index,
     /// (due, slot), earliest first, for each employee with a pending deadline: a min-heap with
     /// lazy deletion. When a deadline moves, the new entry is pushed and the old one stays
     /// until it surfaces, when it is skipped because the slot's `due` no longer matches. (A
@@ -702,7 +676,7 @@ impl Engine {
             ctx: Ctx { rules, opts },
             slots: Vec::new(),
             free: Vec::new(),
-            index: HashMap::default(),
+            index: Index::default(),
             timers: BinaryHeap::new(),
             pending: 0,
             erased: HashSet::default(),
@@ -750,15 +724,15 @@ impl Engine {
 
     pub fn state_of(&self, employee_id: &str) -> Option<&EmployeeState> {
         self.index
-            .get(&employee_key(employee_id))
-            .map(|&s| &self.slots[s as usize].state)
+            .get(employee_key(employee_id))
+            .map(|s| &self.slots[s as usize].state)
     }
 
     /// Serialized bytes of every employee's state, added up (the `state bytes` figure).
     pub fn state_bytes(&self) -> usize {
         self.index
-            .values()
-            .map(|&s| self.slots[s as usize].state.to_bytes().len())
+            .slots()
+            .map(|s| self.slots[s as usize].state.to_bytes().len())
             .sum()
     }
 
@@ -792,23 +766,35 @@ impl Engine {
             *e = Some(ev);
         }
         let events = evs.iter().map_while(|e| *e);
-        let mut slots = [u32::MAX; PREFETCH_BATCH];
+        // Each pass has independent iterations, so their cache misses overlap: hash and hint
+        // the index entries; look them up and hint the slots and team records; hint the state
+        // behind the slots and the teams' member lists.
+        let groups = &self.ctx.rules.groups;
+        let mut keys = [0u128; PREFETCH_BATCH];
+        let mut team_keys = [None; PREFETCH_BATCH];
         let mut n = 0;
-        for (s, ev) in slots.iter_mut().zip(events.clone()) {
-            if let Some(&i) = self.index.get(&employee_key(&ev.employee_id)) {
+        for ((k, tk), ev) in keys.iter_mut().zip(&mut team_keys).zip(events) {
+            *k = employee_key(&ev.employee_id);
+            self.index.prefetch(*k);
+            *tk = self.groups.prefetch_team_key(groups, ev);
+            n += 1;
+        }
+        let mut slots = [u32::MAX; PREFETCH_BATCH];
+        for (s, &k) in slots.iter_mut().zip(&keys[..n]) {
+            if let Some(i) = self.index.get(k) {
                 *s = i;
             }
-            n += 1;
         }
         for &s in slots.iter().take(n) {
             if let Some(sl) = self.slots.get(s as usize) {
                 prefetch_lines(sl as *const Slot as *const u8, std::mem::size_of::<Slot>());
             }
         }
-        let groups = &self.ctx.rules.groups;
         let mut teams = [u32::MAX; PREFETCH_BATCH];
-        for (t, ev) in teams.iter_mut().zip(events) {
-            *t = self.groups.prefetch_team(groups, ev).unwrap_or(u32::MAX);
+        for (t, tk) in teams.iter_mut().zip(&team_keys[..n]) {
+            if let Some(k) = tk {
+                *t = self.groups.prefetch_team(*k).unwrap_or(u32::MAX);
+            }
         }
         for &s in slots.iter().take(n) {
             if let Some(sl) = self.slots.get(s as usize) {
@@ -833,8 +819,8 @@ impl Engine {
             return Outcome::Erased;
         }
         let key = employee_key(&ev.employee_id);
-        let slot = match self.index.get(&key) {
-            Some(&s) => s,
+        let slot = match self.index.get(key) {
+            Some(s) => s,
             None => {
                 if matches!(ev.kind, Kind::Erased) {
                     self.erased.insert(employee_fp());
@@ -1094,7 +1080,7 @@ impl Engine {
         let id = std::mem::take(&mut sl.id);
         sl.state = EmployeeState::default();
         sl.dues = Dues::default();
-        self.index.remove(&employee_key(&id));
+        self.index.remove(employee_key(&id));
         self.groups.erase(fingerprint(&id));
         self.free.push(slot);
     }

@@ -12,6 +12,7 @@ use super::sentiment::{self, Lexicon};
 use super::window::DayRing;
 use super::RuleId;
 use crate::config::Settings;
+use crate::engine::index::Index;
 use crate::event::{Event, Kind};
 use crate::time::{day_of, day_start, Ts, DAY, HOUR};
 use crate::trigger::{round2, Reason, Scope};
@@ -223,9 +224,9 @@ fn cooled(
 pub struct Groups {
     teams: Vec<Team>,
     /// By a 128-bit fingerprint of the id (no string compare on the per-event path).
-    team_index: HashMap<u128, u32, ahash::RandomState>,
+    team_index: Index,
     cohorts: Vec<Cohort>,
-    cohort_index: HashMap<u128, u32, ahash::RandomState>,
+    cohort_index: Index,
     /// (due, cohort, task): a start whose `open_for` deadline is pending.
     stall_timers: BTreeSet<(Ts, u32, String)>,
     /// The last UTC day whose close the team rules have evaluated.
@@ -247,8 +248,8 @@ impl Groups {
 
     fn team(&mut self, p: &Params, id: &str, day: i64) -> &mut Team {
         let key = group_key(id);
-        let n = match self.team_index.get(&key) {
-            Some(&n) => n,
+        let n = match self.team_index.get(key) {
+            Some(n) => n,
             None => {
                 let ring = |d: i64| DayRing::new(d.max(1) as usize, day);
                 let (tw, cw, sw) = (
@@ -275,13 +276,20 @@ impl Groups {
         &mut self.teams[n as usize]
     }
 
-    /// The team an event will update, looked up and its record hinted to the CPU (see
+    /// The key of the team an event will update, its index entry hinted to the CPU (see
     /// `Engine::prefetch`); `None` when the event has no team or no team rule is on.
-    pub fn prefetch_team(&self, p: &Params, ev: &Event<'_>) -> Option<u32> {
+    pub fn prefetch_team_key(&self, p: &Params, ev: &Event<'_>) -> Option<u128> {
         if !p.any_team_rule() {
             return None;
         }
-        let n = *self.team_index.get(&group_key(ev.team_id.as_deref()?))?;
+        let key = group_key(ev.team_id.as_deref()?);
+        self.team_index.prefetch(key);
+        Some(key)
+    }
+
+    /// The team of a key from [`Groups::prefetch_team_key`], its record hinted to the CPU.
+    pub fn prefetch_team(&self, key: u128) -> Option<u32> {
+        let n = self.team_index.get(key)?;
         let t = self.teams.get(n as usize)?;
         crate::engine::prefetch_lines(t as *const Team as *const u8, std::mem::size_of::<Team>());
         Some(n)
@@ -296,8 +304,8 @@ impl Groups {
 
     fn cohort(&mut self, id: &str) -> (u32, &mut Cohort) {
         let key = group_key(id);
-        let n = match self.cohort_index.get(&key) {
-            Some(&n) => n,
+        let n = match self.cohort_index.get(key) {
+            Some(n) => n,
             None => {
                 self.cohorts.push(Cohort {
                     id: id.into(),

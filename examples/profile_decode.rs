@@ -17,8 +17,8 @@ fn class(n: usize) -> usize {
 }
 static TRACE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 thread_local!(static IN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
-fn trace() {
-    if TRACE.load(Relaxed) && ALLOCS.load(Relaxed) % 997 == 0 && !IN.with(|c| c.replace(true)) {
+fn trace(size: usize) {
+    if TRACE.load(Relaxed) && size >= 1024 && !IN.with(|c| c.replace(true)) {
         let bt = std::backtrace::Backtrace::force_capture().to_string();
         let frames: Vec<&str> = bt
             .lines()
@@ -31,7 +31,7 @@ fn trace() {
 }
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        trace();
+        trace(l.size());
         LIVE.fetch_add(l.size() as isize, Relaxed);
         BLOCKS.fetch_add(1, Relaxed);
         ALLOCS.fetch_add(1, Relaxed);
@@ -45,7 +45,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        trace();
+        trace(n);
         LIVE.fetch_add(n as isize - l.size() as isize, Relaxed);
         ALLOCS.fetch_add(1, Relaxed);
         BY_SIZE[class(l.size())].fetch_sub(1, Relaxed);

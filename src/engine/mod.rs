@@ -1039,14 +1039,18 @@ impl Engine {
         }
     }
 
-    /// Drops the heap's stale entries: rebuilt from the slots' deadlines.
+    /// Drops the heap's stale entries: rebuilt from the slots' deadlines, in the heap's own
+    /// allocation (a fresh one each time would be a large allocation, and fresh pages, per
+    /// compaction).
     fn compact_timers(&mut self) {
-        let live: Vec<_> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(n, s)| s.due.map(|d| Reverse((d, n as u32))))
-            .collect();
+        let mut live = std::mem::take(&mut self.timers).into_vec();
+        live.clear();
+        live.extend(
+            self.slots
+                .iter()
+                .enumerate()
+                .filter_map(|(n, s)| s.due.map(|d| Reverse((d, n as u32)))),
+        );
         self.timers = BinaryHeap::from(live);
     }
 

@@ -57,15 +57,16 @@ impl DayRing {
         }
     }
 
-    /// Makes room for `extra` more days, growing the allocation by doubling but never past
-    /// the window.
+    /// Makes room for `extra` more days: a week first, then the whole window (a ring that
+    /// outlives its first week is likely to fill it; one reallocation instead of several).
     fn grow(&mut self, extra: usize) {
         let need = (self.counts.len() + extra).min(self.len as usize);
         if need > self.counts.capacity() {
-            let target = (self.counts.capacity() * 2)
-                .max(8)
-                .min(self.len as usize)
-                .max(need);
+            let target = if self.counts.capacity() == 0 {
+                8.min(self.len as usize).max(need)
+            } else {
+                self.len as usize
+            };
             self.counts.reserve_exact(target - self.counts.len());
         }
     }

@@ -644,6 +644,20 @@ fn employee_key(id: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(id.as_bytes())
 }
 
+/// The 64-bit fingerprint the group rules and the erasure list know an employee by: half of the
+/// index key, so an event hashes its employee id once.
+fn employee_fp(key: u128) -> u64 {
+    key as u64
+}
+
+/// What an event is looked up by, hashed once (in the prefetch pass of a batch).
+#[derive(Debug, Clone, Copy, Default)]
+struct Keys {
+    employee: u128,
+    /// The team's key, when a team rule will read the event.
+    team: Option<u128>,
+}
+
 /// Per-employee state for the employees of one partition, that partition's watermark, and the
 /// timers derived from the state.
 #[derive(Debug)]
@@ -749,9 +763,9 @@ impl Engine {
         outcomes: &mut Vec<Outcome>,
     ) {
         for chunk in events.chunks(PREFETCH_BATCH) {
-            self.prefetch(chunk.iter());
-            for ev in chunk {
-                let o = self.apply(ev, out);
+            let keys = self.prefetch_keyed(chunk.iter());
+            for (ev, k) in chunk.iter().zip(keys) {
+                let o = self.apply_keyed(ev, k, out);
                 outcomes.push(o);
             }
         }
@@ -761,6 +775,14 @@ impl Engine {
     /// the index entries, then the slots, then the state behind the slots' pointers. Each pass
     /// has independent iterations, so the loads overlap. Call it just before applying them.
     pub fn prefetch<'a, 'b: 'a>(&self, events: impl Iterator<Item = &'a Event<'b>>) {
+        self.prefetch_keyed(events);
+    }
+
+    /// [`Engine::prefetch`], returning the events' keys (in order) for `apply_keyed`.
+    fn prefetch_keyed<'a, 'b: 'a>(
+        &self,
+        events: impl Iterator<Item = &'a Event<'b>>,
+    ) -> [Keys; PREFETCH_BATCH] {
         let mut evs: [Option<&Event<'_>>; PREFETCH_BATCH] = [None; PREFETCH_BATCH];
         for (e, ev) in evs.iter_mut().zip(events) {
             *e = Some(ev);
@@ -770,18 +792,22 @@ impl Engine {
         // the index entries; look them up and hint the slots and team records; hint the state
         // behind the slots and the teams' member lists.
         let groups = &self.ctx.rules.groups;
-        let mut keys = [0u128; PREFETCH_BATCH];
-        let mut team_keys = [None; PREFETCH_BATCH];
+        let mut keys = [Keys::default(); PREFETCH_BATCH];
         let mut n = 0;
-        for ((k, tk), ev) in keys.iter_mut().zip(&mut team_keys).zip(events) {
-            *k = employee_key(&ev.employee_id);
-            self.index.prefetch(*k);
-            *tk = self.groups.prefetch_team_key(groups, ev);
+        for (k, ev) in keys.iter_mut().zip(events) {
+            *k = Keys {
+                employee: employee_key(&ev.employee_id),
+                team: groups.team_key(ev),
+            };
+            self.index.prefetch(k.employee);
+            if let Some(t) = k.team {
+                self.groups.prefetch_team_entry(t);
+            }
             n += 1;
         }
         let mut slots = [u32::MAX; PREFETCH_BATCH];
-        for (s, &k) in slots.iter_mut().zip(&keys[..n]) {
-            if let Some(i) = self.index.get(k) {
+        for (s, k) in slots.iter_mut().zip(&keys[..n]) {
+            if let Some(i) = self.index.get(k.employee) {
                 *s = i;
             }
         }
@@ -791,9 +817,9 @@ impl Engine {
             }
         }
         let mut teams = [u32::MAX; PREFETCH_BATCH];
-        for (t, tk) in teams.iter_mut().zip(&team_keys[..n]) {
-            if let Some(k) = tk {
-                *t = self.groups.prefetch_team(*k).unwrap_or(u32::MAX);
+        for (t, k) in teams.iter_mut().zip(&keys[..n]) {
+            if let Some(k) = k.team {
+                *t = self.groups.prefetch_team(k).unwrap_or(u32::MAX);
             }
         }
         for &s in slots.iter().take(n) {
@@ -804,21 +830,30 @@ impl Engine {
         for &t in teams.iter().take(n) {
             self.groups.prefetch_members(t);
         }
+        keys
     }
 
     /// Applies one validated event; outputs go to `out`. Timers due before the event's time are
     /// fired first, so an absence that ended after its deadline still counts.
     pub fn apply(&mut self, ev: &Event<'_>, out: &mut Vec<Output>) -> Outcome {
+        let keys = Keys {
+            employee: employee_key(&ev.employee_id),
+            team: self.ctx.rules.groups.team_key(ev),
+        };
+        self.apply_keyed(ev, keys, out)
+    }
+
+    fn apply_keyed(&mut self, ev: &Event<'_>, keys: Keys, out: &mut Vec<Output>) -> Outcome {
         let t = ev.occurred_at;
         if self.max_event_time.is_none_or(|m| t > m) {
             self.max_event_time = Some(t);
             self.advance(t.saturating_sub(self.ctx.rules.allowed_lateness), out);
         }
-        let employee_fp = || fingerprint(&ev.employee_id);
+        let key = keys.employee;
+        let employee_fp = || employee_fp(key);
         if !self.erased.is_empty() && self.erased.contains(&employee_fp()) {
             return Outcome::Erased;
         }
-        let key = employee_key(&ev.employee_id);
         let slot = match self.index.get(key) {
             Some(s) => s,
             None => {
@@ -867,8 +902,8 @@ impl Engine {
                 let new_day = st.seen_day != day;
                 st.seen_day = day;
                 if !st.has(CONSENT_WITHDRAWN) && (ev.team_id.is_some() || ev.cohort_id.is_some()) {
-                    let emp = fingerprint(&ev.employee_id);
-                    self.groups.on_event(&rules.groups, emp, ev, new_day);
+                    self.groups
+                        .on_event(&rules.groups, employee_fp(), keys.team, ev, new_day);
                 }
                 let mut fires = std::mem::take(&mut self.fires);
                 let dues = &mut sl.dues;
@@ -1085,7 +1120,7 @@ impl Engine {
         sl.state = EmployeeState::default();
         sl.dues = Dues::default();
         self.index.remove(employee_key(&id));
-        self.groups.erase(fingerprint(&id));
+        self.groups.erase(employee_fp(employee_key(&id)));
         self.free.push(slot);
     }
 }

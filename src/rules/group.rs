@@ -121,6 +121,15 @@ impl Params {
         }
     }
 
+    /// The key of the team an event will update: `None` when the event has no team or no team
+    /// rule is on.
+    pub fn team_key(&self, ev: &Event<'_>) -> Option<u128> {
+        if !self.any_team_rule() {
+            return None;
+        }
+        Some(group_key(ev.team_id.as_deref()?))
+    }
+
     fn any_team_rule(&self) -> bool {
         self.training.is_some() || self.checkins.is_some() || self.sentiment.is_some()
     }
@@ -246,8 +255,7 @@ impl Groups {
         self.cohorts.len()
     }
 
-    fn team(&mut self, p: &Params, id: &str, day: i64) -> &mut Team {
-        let key = group_key(id);
+    fn team(&mut self, p: &Params, key: u128, id: &str, day: i64) -> &mut Team {
         let n = match self.team_index.get(key) {
             Some(n) => n,
             None => {
@@ -276,18 +284,12 @@ impl Groups {
         &mut self.teams[n as usize]
     }
 
-    /// The key of the team an event will update, its index entry hinted to the CPU (see
-    /// `Engine::prefetch`); `None` when the event has no team or no team rule is on.
-    pub fn prefetch_team_key(&self, p: &Params, ev: &Event<'_>) -> Option<u128> {
-        if !p.any_team_rule() {
-            return None;
-        }
-        let key = group_key(ev.team_id.as_deref()?);
+    /// Hints the CPU to load the index entry of a team key.
+    pub fn prefetch_team_entry(&self, key: u128) {
         self.team_index.prefetch(key);
-        Some(key)
     }
 
-    /// The team of a key from [`Groups::prefetch_team_key`], its record hinted to the CPU.
+    /// The team of a key, its record hinted to the CPU.
     pub fn prefetch_team(&self, key: u128) -> Option<u32> {
         let n = self.team_index.get(key)?;
         let t = self.teams.get(n as usize)?;
@@ -323,13 +325,21 @@ impl Groups {
 
     /// Feeds one event of an employee who allows processing. `new_day` says whether this is the
     /// employee's first event of its UTC day (membership is refreshed once a day).
-    pub fn on_event(&mut self, p: &Params, emp: u64, ev: &Event<'_>, new_day: bool) {
+    /// `team_key` is `p.team_key(ev)`, computed by the caller once per event.
+    pub fn on_event(
+        &mut self,
+        p: &Params,
+        emp: u64,
+        team_key: Option<u128>,
+        ev: &Event<'_>,
+        new_day: bool,
+    ) {
         let t = ev.occurred_at;
         let day = day_of(t);
         if self.evaluated_through.is_none() {
             self.evaluated_through = Some(day - 1);
         }
-        if let (Some(team), true) = (ev.team_id.as_deref(), p.any_team_rule()) {
+        if let (Some(team), Some(key)) = (ev.team_id.as_deref(), team_key) {
             let relevant = matches!(
                 ev.kind,
                 Kind::ModuleStarted { .. }
@@ -339,7 +349,7 @@ impl Groups {
             );
             if relevant || new_day {
                 let sentiment = p.sentiment.as_ref();
-                let tm = self.team(p, team, day);
+                let tm = self.team(p, key, team, day);
                 tm.first_day = tm.first_day.min(day as i32);
                 tm.members.saw(emp, day);
                 match &ev.kind {

@@ -14,6 +14,33 @@ use super::{AttrSource, AttrVal, ErrorCode, Event, Limits, RawEvent, Reject};
 #[derive(Default)]
 struct JsonAttrs<'a>(Vec<(Cow<'a, str>, AttrVal<'a>)>);
 
+/// A vector of attributes, empty: what [`JsonAttrs`] reuses between events.
+type Scratch = Vec<(Cow<'static, str>, AttrVal<'static>)>;
+
+thread_local! {
+    /// The attribute vector of the last event decoded on this thread, emptied and kept for the
+    /// next one, so a decode does not allocate (its contents borrowed from the input, it can
+    /// only be kept while empty).
+    static SCRATCH: std::cell::Cell<Scratch> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// An empty vector with room, from this thread's scratch when there is one.
+fn scratch<'a>() -> Vec<(Cow<'a, str>, AttrVal<'a>)> {
+    let mut v = SCRATCH.with(|c| c.take());
+    if v.capacity() == 0 {
+        v.reserve(4);
+    }
+    v
+}
+
+/// Returns a vector to this thread's scratch. Emptied first, it holds nothing borrowed; collecting
+/// its (no) elements into the `'static` element type reuses the allocation (same layout).
+fn recycle(mut v: Vec<(Cow<'_, str>, AttrVal<'_>)>) {
+    v.clear();
+    let v: Scratch = v.into_iter().map(|_| unreachable!("emptied")).collect();
+    SCRATCH.with(|c| c.set(v));
+}
+
 impl<'a> AttrSource<'a> for JsonAttrs<'a> {
     fn take(&mut self, name: &str) -> Option<AttrVal<'a>> {
         let i = self.0.iter().position(|(k, _)| k == name)?;
@@ -109,7 +136,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for JsonAttrs<'a> {
                 f.write_str("an object of attributes")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut v = Vec::with_capacity(4);
+                let mut v = scratch();
                 while let Some(k) = map.next_key_seed(KeySeed)? {
                     if let Some(val) = map.next_value_seed(ValueSeed)? {
                         v.push((k, val));
@@ -167,11 +194,23 @@ struct JsonEvent<'a> {
 /// Decodes one JSON event. Syntax errors are `malformed_json`; well-formed JSON of the wrong
 /// shape is a `schema_violation` whose detail names the field path.
 pub fn decode_json<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Event<'a>, Reject> {
-    let raw: JsonEvent<'a> = match serde_json::from_slice(bytes) {
+    // JSON text is UTF-8 (RFC 8259 §8.1): checked once for the whole record, so the parser
+    // need not check each string again.
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(Reject::new(
+                ErrorCode::MalformedJson,
+                format!("not UTF-8: invalid byte at offset {}", e.valid_up_to()),
+            ))
+        }
+    };
+    let raw: JsonEvent<'a> = match serde_json::from_str(text) {
         Ok(raw) => raw,
         Err(e) => return Err(classify(bytes, e)),
     };
-    RawEvent {
+    let mut attrs = raw.attrs.unwrap_or_default();
+    let ev = RawEvent {
         event_id: raw.event_id,
         employee_id: raw.employee_id,
         occurred_at: raw.occurred_at,
@@ -179,9 +218,11 @@ pub fn decode_json<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Event<'a>, Re
         team_id: raw.team_id,
         cohort_id: raw.cohort_id,
         manager_id: raw.manager_id,
-        attrs: raw.attrs.unwrap_or_default(),
+        attrs: &mut attrs,
     }
-    .validate(limits)
+    .validate(limits);
+    recycle(attrs.0);
+    ev
 }
 
 fn classify(bytes: &[u8], e: serde_json::Error) -> Reject {

@@ -399,6 +399,12 @@ pub(crate) trait AttrSource<'a> {
     fn take(&mut self, name: &str) -> Option<AttrVal<'a>>;
 }
 
+impl<'a, T: AttrSource<'a>> AttrSource<'a> for &mut T {
+    fn take(&mut self, name: &str) -> Option<AttrVal<'a>> {
+        (**self).take(name)
+    }
+}
+
 fn wrong_type(name: &str, expected: &str, v: &AttrVal<'_>) -> Reject {
     Reject::schema(format!(
         "attrs.{name}: expected {expected}, found {}",

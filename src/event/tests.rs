@@ -37,6 +37,32 @@ fn json_event_decodes_into_typed_event() {
 }
 
 #[test]
+fn invalid_utf8_anywhere_is_malformed_json_with_its_offset() {
+    // Even inside an attribute momentd ignores: JSON text is UTF-8.
+    let line = format!(
+        r#"{{{BASE},"type":"collab.activity","attrs":{{"messages":1,"meetings":0,"note":"caf"#
+    );
+    let mut bytes = line.into_bytes();
+    let at = bytes.len();
+    bytes.extend_from_slice(b"\xE9\"}}");
+    let r = decode_json(&bytes, &limits()).expect_err("should be rejected");
+    assert_eq!(r.code, ErrorCode::MalformedJson);
+    assert!(r.detail.contains(&format!("offset {at}")), "{}", r.detail);
+}
+
+#[test]
+fn attribute_vectors_are_reused_without_leaking_one_event_into_the_next() {
+    let a = format!(
+        r#"{{{BASE},"type":"collab.activity","attrs":{{"messages":5,"meetings":1,"x":1,"y":2,"z":3}}}}"#
+    );
+    let b = format!(r#"{{{BASE},"type":"collab.activity","attrs":{{"meetings":2}}}}"#);
+    assert!(decode_json(a.as_bytes(), &limits()).is_ok());
+    // `messages` of the first event must not be seen by the second.
+    let r = decode_json(b.as_bytes(), &limits()).expect_err("messages is missing");
+    assert_eq!(r.detail, "attrs.messages: required integer >= 0");
+}
+
+#[test]
 fn malformed_json_is_malformed_json() {
     assert_eq!(reject(r#"{"event_id": "#).code, ErrorCode::MalformedJson);
     assert_eq!(reject("not json").code, ErrorCode::MalformedJson);

@@ -18,7 +18,10 @@ fn class(n: usize) -> usize {
 static TRACE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 thread_local!(static IN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
 fn trace(size: usize) {
-    if TRACE.load(Relaxed) && size >= 1024 && !IN.with(|c| c.replace(true)) {
+    if TRACE.load(Relaxed)
+        && (size >= 1024 || ALLOCS.load(Relaxed) % 997 == 0)
+        && !IN.with(|c| c.replace(true))
+    {
         let bt = std::backtrace::Backtrace::force_capture().to_string();
         let frames: Vec<&str> = bt
             .lines()

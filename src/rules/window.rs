@@ -57,17 +57,15 @@ impl DayRing {
         }
     }
 
-    /// Makes room for `extra` more days: a week first, then the whole window (a ring that
-    /// outlives its first week is likely to fill it; one reallocation instead of several).
+    /// Makes room for `extra` more days: the first day stored reserves the whole window, so the
+    /// ring never reallocates. (What it holds, and its serialized form, still grow with the
+    /// history seen; resident memory is the steady state's from the first day — after a window
+    /// of history every ring is full anyway — which is also what a deployment must plan for.)
     fn grow(&mut self, extra: usize) {
         let need = (self.counts.len() + extra).min(self.len as usize);
         if need > self.counts.capacity() {
-            let target = if self.counts.capacity() == 0 {
-                8.min(self.len as usize).max(need)
-            } else {
-                self.len as usize
-            };
-            self.counts.reserve_exact(target - self.counts.len());
+            self.counts
+                .reserve_exact((self.len as usize).max(need) - self.counts.len());
         }
     }
 

@@ -30,8 +30,34 @@ use rdkafka::{Offset, TopicPartitionList};
 const INPUT: &str = "hr.interactions";
 const OUTPUT: &str = "hr.triggers";
 /// The mock cluster keeps at most about 5 MB (or 100,000 messages) per partition and deletes
-/// older segments: the stream is spread so that every message stays.
-const PARTITIONS: i32 = 8;
+/// older segments: the stream is spread over enough partitions that every message stays
+/// (PARTITIONS changes it).
+fn partitions() -> i32 {
+    env_num("PARTITIONS", 24) as i32
+}
+
+/// Busy and total CPU time of the whole machine so far (jiffies, from /proc/stat): how many of
+/// the cores a phase kept busy, broker included.
+fn cpu() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// Cores busy between two `cpu()` readings.
+fn cores_busy(a: (u64, u64), b: (u64, u64)) -> f64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    (b.0 - a.0) as f64 / (b.1 - a.1).max(1) as f64 * cores
+}
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -126,14 +152,14 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 /// A plain rdkafka consumer that only counts the input topic's messages: msg/s from the first
 /// message to the last.
-fn count_baseline(bootstrap: &str, n: usize, round: usize) -> f64 {
+fn count_baseline(bootstrap: &str, n: usize, round: usize) -> (f64, f64) {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("bench-count-{round}"))
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
-    for part in 0..PARTITIONS {
+    for part in 0..partitions() {
         tpl.add_partition_offset(INPUT, part, Offset::Beginning)
             .unwrap();
     }
@@ -141,6 +167,7 @@ fn count_baseline(bootstrap: &str, n: usize, round: usize) -> f64 {
     let mut count = 0usize;
     let mut bytes = 0usize;
     let mut first = None;
+    let mut cpu0 = cpu();
     let mut last = Instant::now();
     while count < n {
         assert!(
@@ -149,18 +176,22 @@ fn count_baseline(bootstrap: &str, n: usize, round: usize) -> f64 {
         );
         if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
             last = Instant::now();
-            first.get_or_insert_with(Instant::now);
+            if first.is_none() {
+                first = Some(Instant::now());
+                cpu0 = cpu();
+            }
             count += 1;
             bytes += m.payload().map_or(0, <[u8]>::len);
         }
     }
     std::hint::black_box(bytes);
-    n as f64 / first.unwrap().elapsed().as_secs_f64()
+    let rate = n as f64 / first.unwrap().elapsed().as_secs_f64();
+    (rate, cores_busy(cpu0, cpu()))
 }
 
 /// `momentd run` in a fresh group over the same topic: events/s from the first event consumed
 /// to the last (counted by its own metrics), and the running process.
-fn run_momentd(bootstrap: &str, n: usize, round: usize) -> (Proc, String, f64, f64) {
+fn run_momentd(bootstrap: &str, n: usize, round: usize) -> (Proc, String, f64, f64, f64) {
     let http = format!("127.0.0.1:{}", {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -183,32 +214,38 @@ fn run_momentd(bootstrap: &str, n: usize, round: usize) -> (Proc, String, f64, f
     let proc_ = Proc(daemon);
     let consumed = |h: &str| metric(h, "momentd_events_consumed_total");
     let mut first = None;
+    let mut at_first = 0.0;
+    let mut cpu0 = cpu();
     loop {
         let c = consumed(&http);
         if c > 0.0 && first.is_none() {
             first = Some(Instant::now());
+            // Counted from here: what was consumed before the first reading is not in the rate.
+            at_first = c;
+            cpu0 = cpu();
         }
         if c >= n as f64 {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let rate = n as f64 / first.unwrap().elapsed().as_secs_f64();
+    let rate = (n as f64 - at_first) / first.unwrap().elapsed().as_secs_f64();
+    let cores = cores_busy(cpu0, cpu());
     let triggers = metric(&http, "momentd_triggers_total");
-    (proc_, http, rate, triggers)
+    (proc_, http, rate, cores, triggers)
 }
 
 fn main() {
     // `cargo bench` passes --bench; nothing else to parse.
-    let employees = env_num("EMPLOYEES", 3_000) as u32;
+    let employees = env_num("EMPLOYEES", 9_000) as u32;
     let days = env_num("DAYS", 21) as u32;
     let rate = env_num("RATE", 20_000);
     let secs = env_num("SECS", 20);
 
     let mut broker = Command::new(env!("CARGO_BIN_EXE_momentd-mock-broker"))
         .args([
-            format!("{INPUT}:{PARTITIONS}"),
-            format!("{OUTPUT}:{PARTITIONS}"),
+            format!("{INPUT}:{}", partitions()),
+            format!("{OUTPUT}:{}", partitions()),
             "hr.interactions.dlq:1".into(),
         ])
         .stdin(Stdio::piped())
@@ -243,7 +280,10 @@ fn main() {
         send(&p, k, v);
     }
     p.flush(Duration::from_secs(60)).unwrap();
-    eprintln!("bench: {n} events of {employees} employees over {days} days in {INPUT} ({PARTITIONS} partitions)");
+    eprintln!(
+        "bench: {n} events of {employees} employees over {days} days in {INPUT} ({} partitions)",
+        partitions()
+    );
 
     // 1. Three rounds, each a counting consumer then `momentd run` in a fresh group; the
     // medians are compared (the machine is shared: one round can be disturbed).
@@ -251,10 +291,10 @@ fn main() {
     let mut run_rates = Vec::new();
     let mut daemon = None;
     for round in 0..3 {
-        let base_rate = count_baseline(&bootstrap, n, round);
-        let (proc_, http, run_rate, triggers) = run_momentd(&bootstrap, n, round);
+        let (base_rate, base_cores) = count_baseline(&bootstrap, n, round);
+        let (proc_, http, run_rate, run_cores, triggers) = run_momentd(&bootstrap, n, round);
         eprintln!(
-            "bench: round {round}: plain consumer counting {base_rate:.0} msg/s; momentd run {run_rate:.0} events/s ({triggers} triggers acknowledged so far) = {:.2}",
+            "bench: round {round}: plain consumer counting {base_rate:.0} msg/s ({base_cores:.2} cores busy); momentd run {run_rate:.0} events/s ({run_cores:.2} cores busy; {triggers} triggers acknowledged so far) = {:.2}",
             run_rate / base_rate
         );
         base_rates.push(base_rate);
@@ -295,7 +335,7 @@ fn main() {
                 .create()
                 .unwrap();
             let mut tpl = TopicPartitionList::new();
-            for part in 0..PARTITIONS {
+            for part in 0..partitions() {
                 tpl.add_partition_offset(OUTPUT, part, Offset::End).unwrap();
             }
             c.assign(&tpl).unwrap();

@@ -12,6 +12,12 @@ use momentd::config;
 use momentd::replay::{replay, ReplayOptions};
 use momentd::Engine;
 
+/// mimalloc instead of glibc malloc: the consumer thread allocates each message's copy and a
+/// partition task frees it, and glibc's arena locks made those threads wait on each other
+/// (measured: most of the daemon's context switches were `__lll_lock_wait_private`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "momentd",

@@ -186,6 +186,10 @@ pub struct EventCounters {
     events: std::collections::HashMap<(&'static str, &'static str), metrics::Counter>,
     dead_letters: std::collections::HashMap<&'static str, metrics::Counter>,
     duplicates: metrics::Counter,
+    /// Counted since the last [`EventCounters::flush`], by (type, outcome): a batch adds to the
+    /// shared counters once per distinct pair, not once per event (the counters are atomics
+    /// every partition task touches).
+    pending: Vec<(&'static str, &'static str, u64)>,
 }
 
 impl EventCounters {
@@ -195,22 +199,42 @@ impl EventCounters {
             events: Default::default(),
             dead_letters: Default::default(),
             duplicates: counter!(DUPLICATES, "topic" => topic.to_string()),
+            pending: Vec::new(),
         }
     }
 
+    /// Counts one event; it shows in the metrics at the next [`EventCounters::flush`].
     pub fn event(&mut self, kind: &'static str, outcome: &'static str) {
-        let topic = &self.topic;
-        self.events
-            .entry((kind, outcome))
-            .or_insert_with(
-                || counter!(EVENTS, "topic" => topic.clone(), "type" => kind, "outcome" => outcome),
-            )
-            .increment(1);
-        if outcome == "duplicate" {
-            self.duplicates.increment(1);
+        // The names are static: compared by address first, which is what nearly always decides.
+        let same = |a: &str, b: &str| std::ptr::eq(a, b) || a == b;
+        match self
+            .pending
+            .iter_mut()
+            .find(|(k, o, _)| same(k, kind) && same(o, outcome))
+        {
+            Some(e) => e.2 += 1,
+            None => self.pending.push((kind, outcome, 1)),
         }
     }
 
+    /// Adds what was counted since the last flush to the shared counters.
+    pub fn flush(&mut self) {
+        let topic = &self.topic;
+        for (kind, outcome, n) in self.pending.drain(..) {
+            self.events
+                .entry((kind, outcome))
+                .or_insert_with(
+                    || counter!(EVENTS, "topic" => topic.clone(), "type" => kind, "outcome" => outcome),
+                )
+                .increment(n);
+            if outcome == "duplicate" {
+                self.duplicates.increment(n);
+            }
+        }
+    }
+
+    /// Counts a dead letter (an event of type `unknown`, outcome `dead_letter`, and its reason);
+    /// the event count shows at the next flush, the reason at once.
     pub fn dead_letter(&mut self, reason: &'static str) {
         self.event("unknown", "dead_letter");
         self.dead_letters

@@ -650,9 +650,10 @@ fn employee_fp(key: u128) -> u64 {
     key as u64
 }
 
-/// What an event is looked up by, hashed once (in the prefetch pass of a batch).
+/// What an event is looked up by, hashed once: [`Engine::prefetch`] hands them to
+/// [`Engine::apply_keyed`].
 #[derive(Debug, Clone, Copy, Default)]
-struct Keys {
+pub struct Keys {
     employee: u128,
     /// The team's key, when a team rule will read the event.
     team: Option<u128>,
@@ -763,7 +764,7 @@ impl Engine {
         outcomes: &mut Vec<Outcome>,
     ) {
         for chunk in events.chunks(PREFETCH_BATCH) {
-            let keys = self.prefetch_keyed(chunk.iter());
+            let keys = self.prefetch(chunk.iter());
             for (ev, k) in chunk.iter().zip(keys) {
                 let o = self.apply_keyed(ev, k, out);
                 outcomes.push(o);
@@ -774,12 +775,10 @@ impl Engine {
     /// Hints the CPU to load what applying the (up to [`PREFETCH_BATCH`]) `events` will read:
     /// the index entries, then the slots, then the state behind the slots' pointers. Each pass
     /// has independent iterations, so the loads overlap. Call it just before applying them.
-    pub fn prefetch<'a, 'b: 'a>(&self, events: impl Iterator<Item = &'a Event<'b>>) {
-        self.prefetch_keyed(events);
-    }
-
-    /// [`Engine::prefetch`], returning the events' keys (in order) for `apply_keyed`.
-    fn prefetch_keyed<'a, 'b: 'a>(
+    ///
+    /// Returns the events' keys, in order, for [`Engine::apply_keyed`] (which then does not hash
+    /// the ids again).
+    pub fn prefetch<'a, 'b: 'a>(
         &self,
         events: impl Iterator<Item = &'a Event<'b>>,
     ) -> [Keys; PREFETCH_BATCH] {
@@ -843,7 +842,8 @@ impl Engine {
         self.apply_keyed(ev, keys, out)
     }
 
-    fn apply_keyed(&mut self, ev: &Event<'_>, keys: Keys, out: &mut Vec<Output>) -> Outcome {
+    /// [`Engine::apply`] of an event whose keys [`Engine::prefetch`] returned.
+    pub fn apply_keyed(&mut self, ev: &Event<'_>, keys: Keys, out: &mut Vec<Output>) -> Outcome {
         let t = ev.occurred_at;
         if self.max_event_time.is_none_or(|m| t > m) {
             self.max_event_time = Some(t);

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::offsets::OffsetTracker;
 use super::output::{deliver, Record, Sink};
-use crate::engine::{Engine, Output};
+use crate::engine::{Engine, Keys, Output};
 use crate::event::{decode, Encoding, Event, Reject};
 use crate::metrics::{self, PartitionLabels};
 use crate::time::Ts;
@@ -181,12 +181,16 @@ impl PartitionTask {
             .chunks(crate::engine::PREFETCH_BATCH)
             .zip(decoded.chunks(crate::engine::PREFETCH_BATCH))
         {
-            self.engine
+            let keys = self
+                .engine
                 .prefetch(evs.iter().filter_map(|r| r.as_ref().ok()));
+            let mut keys = keys.into_iter();
             for (m, r) in ms.iter().zip(evs) {
-                self.process(m, r);
+                let k = if r.is_ok() { keys.next() } else { None };
+                self.process(m, r, k);
             }
         }
+        self.counters.flush();
         if decoded.iter().any(Result::is_ok) {
             // The idle clock counts from the last event (one poll round is one instant).
             self.last_input = Instant::now();
@@ -194,11 +198,14 @@ impl PartitionTask {
         }
     }
 
-    fn process(&mut self, m: &InMsg, decoded: &Result<Event<'_>, Reject>) {
+    fn process(&mut self, m: &InMsg, decoded: &Result<Event<'_>, Reject>, keys: Option<Keys>) {
         let mut records: Vec<Record> = Vec::new();
         match decoded {
             Ok(ev) => {
-                let outcome = self.engine.apply(ev, &mut self.outputs);
+                let outcome = match keys {
+                    Some(k) => self.engine.apply_keyed(ev, k, &mut self.outputs),
+                    None => self.engine.apply(ev, &mut self.outputs),
+                };
                 self.counters.event(ev.kind.type_name(), outcome.as_str());
                 records.extend(
                     self.outputs

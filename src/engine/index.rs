@@ -49,23 +49,25 @@ impl Index {
         }
     }
 
+    /// Where a (normalized) key is: `Ok` at its entry, or `Err` at the empty entry that ends
+    /// its probe. The table is never full, so a probe always ends.
+    fn probe(&self, key: u128) -> Result<usize, usize> {
+        let mask = self.mask();
+        let mut i = self.home(key);
+        loop {
+            match self.entries[i].key {
+                k if k == key => return Ok(i),
+                EMPTY => return Err(i),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
     pub fn get(&self, key: u128) -> Option<u32> {
         if self.len == 0 {
             return None;
         }
-        let key = norm(key);
-        let mask = self.mask();
-        let mut i = self.home(key);
-        loop {
-            let e = self.entries[i];
-            if e.key == key {
-                return Some(e.slot);
-            }
-            if e.key == EMPTY {
-                return None;
-            }
-            i = (i + 1) & mask;
-        }
+        self.probe(norm(key)).ok().map(|i| self.entries[i].slot)
     }
 
     /// Inserts or replaces the slot of `key`.
@@ -75,20 +77,12 @@ impl Index {
             self.grow();
         }
         let key = norm(key);
-        let mask = self.mask();
-        let mut i = self.home(key);
-        loop {
-            let e = &mut self.entries[i];
-            if e.key == key {
-                e.slot = slot;
-                return;
-            }
-            if e.key == EMPTY {
-                *e = Entry { key, slot };
+        match self.probe(key) {
+            Ok(i) => self.entries[i].slot = slot,
+            Err(i) => {
+                self.entries[i] = Entry { key, slot };
                 self.len += 1;
-                return;
             }
-            i = (i + 1) & mask;
         }
     }
 
@@ -97,19 +91,8 @@ impl Index {
         if self.len == 0 {
             return None;
         }
-        let key = norm(key);
+        let i = self.probe(norm(key)).ok()?;
         let mask = self.mask();
-        let mut i = self.home(key);
-        loop {
-            let e = self.entries[i];
-            if e.key == EMPTY {
-                return None;
-            }
-            if e.key == key {
-                break;
-            }
-            i = (i + 1) & mask;
-        }
         let removed = self.entries[i].slot;
         let mut hole = i;
         let mut j = i;

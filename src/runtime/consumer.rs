@@ -39,6 +39,9 @@ pub struct Router {
     ready: Arc<AtomicBool>,
     /// Messages polled but not yet handed to their tasks.
     batches: Batches,
+    /// When the current poll round took its first message: the receipt time of every message
+    /// of the round (one clock read per round, not per message).
+    round_received: Instant,
 }
 
 impl Router {
@@ -56,6 +59,7 @@ impl Router {
             drain_timeout,
             ready,
             batches: Vec::new(),
+            round_received: Instant::now(),
         }
     }
 
@@ -196,7 +200,7 @@ impl Router {
             key: m.key().map(<[u8]>::to_vec),
             payload: m.payload().map(<[u8]>::to_vec),
             content_type,
-            received: Instant::now(),
+            received: self.round_received,
         };
         self.batches[batch].1.push(msg);
     }
@@ -321,9 +325,16 @@ pub fn consume(
         // batch), and hand each partition its share at once.
         let mut timeout = Duration::from_millis(100);
         let mut n = 0;
+        let mut stamped = false;
         while n < MAX_BATCH {
             match consumer.poll(timeout) {
-                Some(Ok(m)) => with(&mut |r| r.route(&m)),
+                Some(Ok(m)) => with(&mut |r| {
+                    if !stamped {
+                        r.round_received = Instant::now();
+                        stamped = true;
+                    }
+                    r.route(&m)
+                }),
                 Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
                 None => break,
             }

@@ -240,6 +240,9 @@ pub struct Groups {
     stall_timers: BTreeSet<(Ts, u32, String)>,
     /// The last UTC day whose close the team rules have evaluated.
     evaluated_through: Option<i64>,
+    /// Team positions ordered by id, the order a day's close evaluates them in: kept across
+    /// days (teams are only ever added), so a day does not sort every team again.
+    by_id: Vec<u32>,
 }
 
 fn group_key(id: &str) -> u128 {
@@ -518,10 +521,17 @@ impl Groups {
 
     fn evaluate_day(&mut self, p: &Params, day: i64, out: &mut Vec<GroupFire>) {
         let at = day_start(day + 1);
-        let mut order: Vec<usize> = (0..self.teams.len()).collect();
-        order.sort_by(|&a, &b| self.teams[a].id.cmp(&self.teams[b].id));
-        for i in order {
-            let tm = &mut self.teams[i];
+        if self.by_id.len() != self.teams.len() {
+            // New teams since the last close: appended, then a stable sort (which finds the
+            // sorted run already there), the order a full sort by id would give.
+            self.by_id
+                .extend(self.by_id.len() as u32..self.teams.len() as u32);
+            let teams = &self.teams;
+            self.by_id
+                .sort_by(|&a, &b| teams[a as usize].id.cmp(&teams[b as usize].id));
+        }
+        for k in 0..self.by_id.len() {
+            let tm = &mut self.teams[self.by_id[k] as usize];
             if day % 7 == 0 {
                 tm.members.prune(day);
             }

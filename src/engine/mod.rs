@@ -829,6 +829,11 @@ impl Engine {
         for &t in teams.iter().take(n) {
             self.groups.prefetch_members(t);
         }
+        for (&s, ev) in slots.iter().zip(evs.iter().map_while(|e| *e)) {
+            if let Some(sl) = self.slots.get(s as usize) {
+                sl.state.prefetch_for(&ev.kind);
+            }
+        }
         keys
     }
 

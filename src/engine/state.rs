@@ -187,6 +187,18 @@ impl EmployeeState {
         boxed(&self.ladder);
     }
 
+    /// Hints the CPU to load what lies behind the rule state an event of this kind updates:
+    /// the day rings of the two window rules (one more pointer away than [`Self::prefetch`]
+    /// reaches; they take an event every working day).
+    pub(crate) fn prefetch_for(&self, kind: &crate::event::Kind<'_>) {
+        use crate::event::Kind;
+        match kind {
+            Kind::CollabActivity { .. } => collaboration::prefetch(&self.collaboration),
+            Kind::WorkTasks { .. } => performance::prefetch(&self.performance),
+            _ => {}
+        }
+    }
+
     /// Everything but the flags and dedup: what an exit discards.
     pub fn clear_rules(&mut self) {
         let flags = self.flags;

@@ -96,6 +96,13 @@ pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, _out: &
     }
 }
 
+/// Hints the CPU to load the daily totals an event will add to.
+pub fn prefetch(st: &Option<Box<State>>) {
+    if let Some(s) = st {
+        s.counts.prefetch();
+    }
+}
+
 fn next_day(p: &Params, s: &State) -> Option<i64> {
     s.daily
         .next_day(p.min_history_days, p.span(), s.counts.last_day())

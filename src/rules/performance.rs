@@ -126,6 +126,14 @@ pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &m
     }
 }
 
+/// Hints the CPU to load the daily totals an event will add to.
+pub fn prefetch(st: &Option<Box<State>>) {
+    if let Some(tk) = st.as_deref().and_then(|s| s.tasks.as_ref()) {
+        tk.completed.prefetch();
+        tk.planned.prefetch();
+    }
+}
+
 fn next_day(p: &Params, tk: &Tasks) -> Option<i64> {
     tk.daily
         .next_day(p.min_history_days, p.recent_days, tk.planned.last_day())

@@ -112,6 +112,14 @@ impl DayRing {
         self.total += (*slot - before) as u32;
     }
 
+    /// Hints the CPU to load the stored days (see `Engine::prefetch`).
+    pub fn prefetch(&self) {
+        crate::engine::prefetch_lines(
+            self.counts.as_ptr() as *const u8,
+            std::mem::size_of_val(self.counts.as_slice()),
+        );
+    }
+
     /// The total over `from..=to`.
     pub fn sum(&self, from: i64, to: i64) -> u64 {
         if self.total == 0 {

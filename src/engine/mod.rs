@@ -763,11 +763,27 @@ impl Engine {
         out: &mut Vec<Output>,
         outcomes: &mut Vec<Outcome>,
     ) {
-        for chunk in events.chunks(PREFETCH_BATCH) {
-            let keys = self.prefetch(chunk.iter());
-            for (ev, k) in chunk.iter().zip(keys) {
-                let o = self.apply_keyed(ev, k, out);
-                outcomes.push(o);
+        // A pipeline over chunks: while chunk k is applied, chunk k+1's records and chunk
+        // k+2's index entries are already on their way, so each stage finds what the one
+        // before it asked for in the cache instead of waiting for it. (What the stages find is
+        // only ever a hint: applying uses the keys alone.)
+        let chunks: Vec<&[Event<'_>]> = events.chunks(PREFETCH_BATCH).collect();
+        let mut keys: Vec<[Keys; PREFETCH_BATCH]> = Vec::with_capacity(chunks.len());
+        let mut found: Vec<[(u32, u32); PREFETCH_BATCH]> = Vec::with_capacity(chunks.len());
+        for k in 0..chunks.len() + 2 {
+            if let Some(c) = chunks.get(k) {
+                keys.push(self.prefetch_entries(&c.iter().collect::<Vec<_>>()));
+            }
+            if let Some(c) = k.checked_sub(1).and_then(|k| chunks.get(k)) {
+                found.push(self.prefetch_records(&keys[k - 1][..c.len()]));
+            }
+            if let Some(c) = k.checked_sub(2).and_then(|k| chunks.get(k)) {
+                let k = k - 2;
+                self.prefetch_state(&c.iter().collect::<Vec<_>>(), &found[k]);
+                for (ev, key) in c.iter().zip(keys[k]) {
+                    let o = self.apply_keyed(ev, key, out);
+                    outcomes.push(o);
+                }
             }
         }
     }
@@ -782,17 +798,18 @@ impl Engine {
         &self,
         events: impl Iterator<Item = &'a Event<'b>>,
     ) -> [Keys; PREFETCH_BATCH] {
-        let mut evs: [Option<&Event<'_>>; PREFETCH_BATCH] = [None; PREFETCH_BATCH];
-        for (e, ev) in evs.iter_mut().zip(events) {
-            *e = Some(ev);
-        }
-        let events = evs.iter().map_while(|e| *e);
-        // Each pass has independent iterations, so their cache misses overlap: hash and hint
-        // the index entries; look them up and hint the slots and team records; hint the state
-        // behind the slots and the teams' member lists.
+        let evs: Vec<&Event<'_>> = events.take(PREFETCH_BATCH).collect();
+        let keys = self.prefetch_entries(&evs);
+        let found = self.prefetch_records(&keys[..evs.len()]);
+        self.prefetch_state(&evs, &found);
+        keys
+    }
+
+    /// Prefetch, stage one: hashes the events' ids and hints the index entries they will be
+    /// found in. Each stage's iterations are independent, so their cache misses overlap.
+    fn prefetch_entries(&self, events: &[&Event<'_>]) -> [Keys; PREFETCH_BATCH] {
         let groups = &self.ctx.rules.groups;
         let mut keys = [Keys::default(); PREFETCH_BATCH];
-        let mut n = 0;
         for (k, ev) in keys.iter_mut().zip(events) {
             *k = Keys {
                 employee: employee_key(&ev.employee_id),
@@ -802,39 +819,46 @@ impl Engine {
             if let Some(t) = k.team {
                 self.groups.prefetch_team_entry(t);
             }
-            n += 1;
         }
-        let mut slots = [u32::MAX; PREFETCH_BATCH];
-        for (s, k) in slots.iter_mut().zip(&keys[..n]) {
+        keys
+    }
+
+    /// Stage two: looks the keys up and hints the slots and team records; returns (slot, team)
+    /// per event, `u32::MAX` where there is none.
+    fn prefetch_records(&self, keys: &[Keys]) -> [(u32, u32); PREFETCH_BATCH] {
+        let mut found = [(u32::MAX, u32::MAX); PREFETCH_BATCH];
+        for (f, k) in found.iter_mut().zip(keys) {
             if let Some(i) = self.index.get(k.employee) {
-                *s = i;
+                f.0 = i;
+                if let Some(sl) = self.slots.get(i as usize) {
+                    prefetch_lines(sl as *const Slot as *const u8, std::mem::size_of::<Slot>());
+                }
             }
         }
-        for &s in slots.iter().take(n) {
-            if let Some(sl) = self.slots.get(s as usize) {
-                prefetch_lines(sl as *const Slot as *const u8, std::mem::size_of::<Slot>());
+        for (f, k) in found.iter_mut().zip(keys) {
+            if let Some(t) = k.team {
+                f.1 = self.groups.prefetch_team(t).unwrap_or(u32::MAX);
             }
         }
-        let mut teams = [u32::MAX; PREFETCH_BATCH];
-        for (t, k) in teams.iter_mut().zip(&keys[..n]) {
-            if let Some(k) = k.team {
-                *t = self.groups.prefetch_team(k).unwrap_or(u32::MAX);
-            }
-        }
-        for &s in slots.iter().take(n) {
+        found
+    }
+
+    /// Stage three: hints the rule state behind the slots, the teams' member lists, and the
+    /// day rings the events will add to.
+    fn prefetch_state(&self, events: &[&Event<'_>], found: &[(u32, u32); PREFETCH_BATCH]) {
+        for &(s, _) in found.iter().take(events.len()) {
             if let Some(sl) = self.slots.get(s as usize) {
                 sl.state.prefetch();
             }
         }
-        for &t in teams.iter().take(n) {
+        for &(_, t) in found.iter().take(events.len()) {
             self.groups.prefetch_members(t);
         }
-        for (&s, ev) in slots.iter().zip(evs.iter().map_while(|e| *e)) {
+        for (&(s, _), ev) in found.iter().zip(events) {
             if let Some(sl) = self.slots.get(s as usize) {
                 sl.state.prefetch_for(&ev.kind);
             }
         }
-        keys
     }
 
     /// Applies one validated event; outputs go to `out`. Timers due before the event's time are

@@ -767,19 +767,22 @@ impl Engine {
         // k+2's index entries are already on their way, so each stage finds what the one
         // before it asked for in the cache instead of waiting for it. (What the stages find is
         // only ever a hint: applying uses the keys alone.)
-        let chunks: Vec<&[Event<'_>]> = events.chunks(PREFETCH_BATCH).collect();
+        let chunks: Vec<Vec<&Event<'_>>> = events
+            .chunks(PREFETCH_BATCH)
+            .map(|c| c.iter().collect())
+            .collect();
         let mut keys: Vec<[Keys; PREFETCH_BATCH]> = Vec::with_capacity(chunks.len());
         let mut found: Vec<[(u32, u32); PREFETCH_BATCH]> = Vec::with_capacity(chunks.len());
         for k in 0..chunks.len() + 2 {
             if let Some(c) = chunks.get(k) {
-                keys.push(self.prefetch_entries(&c.iter().collect::<Vec<_>>()));
+                keys.push(self.prefetch_entries(c));
             }
             if let Some(c) = k.checked_sub(1).and_then(|k| chunks.get(k)) {
                 found.push(self.prefetch_records(&keys[k - 1][..c.len()]));
             }
             if let Some(c) = k.checked_sub(2).and_then(|k| chunks.get(k)) {
                 let k = k - 2;
-                self.prefetch_state(&c.iter().collect::<Vec<_>>(), &found[k]);
+                self.prefetch_state(c, &found[k]);
                 for (ev, key) in c.iter().zip(keys[k]) {
                     let o = self.apply_keyed(ev, key, out);
                     outcomes.push(o);

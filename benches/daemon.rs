@@ -153,9 +153,13 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// A plain rdkafka consumer that only counts the input topic's messages: msg/s from the first
 /// message to the last.
 fn count_baseline(bootstrap: &str, n: usize, round: usize) -> (f64, f64) {
+    // The fetch settings momentd runs with (its default fetch.queue.backoff.ms, and this
+    // bench's fetch.wait.max.ms): the same fetcher, only the processing differs.
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("bench-count-{round}"))
+        .set("fetch.queue.backoff.ms", "20")
+        .set("fetch.wait.max.ms", "5")
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
@@ -291,6 +295,8 @@ fn main() {
     let mut run_rates = Vec::new();
     let mut daemon = None;
     for round in 0..3 {
+        // The previous round's daemon stops first: idle, it still polls the broker.
+        drop(daemon.take());
         let (base_rate, base_cores) = count_baseline(&bootstrap, n, round);
         let (proc_, http, run_rate, run_cores, triggers) = run_momentd(&bootstrap, n, round);
         eprintln!(

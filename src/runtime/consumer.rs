@@ -16,7 +16,7 @@ use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::lifecycle::{Action, Input, Lifecycle, Tp};
-use super::partition::{Cmd, InMsg, PartitionTask, Shared};
+use super::partition::{Cmd, InBatch, PartitionTask, Shared};
 use crate::metrics;
 
 /// Batches queued per partition task before the consumer thread waits (each at most
@@ -42,15 +42,22 @@ pub struct Router {
     /// When the current poll round took its first message: the receipt time of every message
     /// of the round (one clock read per round, not per message).
     round_received: Instant,
+    /// Batches the partition tasks have processed and sent back, to be filled again: in a
+    /// steady stream no message costs an allocation (and the allocator does not cycle pages
+    /// between this thread and the tasks').
+    spent: std::sync::mpsc::Receiver<InBatch>,
+    pool: Vec<InBatch>,
 }
 
 impl Router {
     pub fn new(
         runtime: tokio::runtime::Handle,
-        shared: Shared,
+        mut shared: Shared,
         drain_timeout: Duration,
         ready: Arc<AtomicBool>,
     ) -> Router {
+        let (tx, spent) = std::sync::mpsc::channel();
+        shared.spent = Some(tx);
         Router {
             lifecycle: Lifecycle::default(),
             tasks: HashMap::new(),
@@ -60,6 +67,8 @@ impl Router {
             ready,
             batches: Vec::new(),
             round_received: Instant::now(),
+            spent,
+            pool: Vec::new(),
         }
     }
 
@@ -181,28 +190,35 @@ impl Router {
                     // Not (or no longer) ours: its new owner reads it from the committed offset.
                     return;
                 }
-                // Room for a round's share up front (growing it message by message was a
-                // tenth of this thread's time).
-                self.batches.push((
-                    tp,
-                    Vec::with_capacity(MAX_BATCH / self.tasks.len().max(1) + 16),
-                ));
+                let batch = self.spare_batch();
+                self.batches.push((tp, batch));
                 self.batches.len() - 1
             }
         };
         let content_type = m.headers().and_then(|h| {
             h.iter()
                 .find(|h| h.key.eq_ignore_ascii_case("content-type"))
-                .and_then(|h| h.value.map(<[u8]>::to_vec))
+                .and_then(|h| h.value)
         });
-        let msg = InMsg {
-            offset: m.offset(),
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().map(<[u8]>::to_vec),
-            content_type,
-            received: self.round_received,
-        };
-        self.batches[batch].1.push(msg);
+        let received = self.round_received;
+        self.batches[batch]
+            .1
+            .push(m.offset(), m.key(), m.payload(), content_type, received);
+    }
+
+    /// An empty batch: one the tasks sent back if there is one, else a new one with room for a
+    /// round's share (growing it message by message was a tenth of this thread's time).
+    fn spare_batch(&mut self) -> InBatch {
+        while let Ok(b) = self.spent.try_recv() {
+            // Enough for a round and the batches queued in the tasks' channels; the rest are
+            // freed (after a burst, or once partitions are revoked).
+            if self.pool.len() < 4 * self.tasks.len().max(1) && b.room() <= MAX_POOLED_BYTES {
+                self.pool.push(b);
+            }
+        }
+        self.pool.pop().unwrap_or_else(|| {
+            InBatch::with_capacity(MAX_BATCH / self.tasks.len().max(1) + 16, 256)
+        })
     }
 
     /// Hands each partition its batch. Waits while a task's queue is full (backpressure).
@@ -242,7 +258,10 @@ fn commit_sync(
 }
 
 /// Messages polled in one round, by partition, in offset order.
-type Batches = Vec<(Tp, Vec<InMsg>)>;
+type Batches = Vec<(Tp, InBatch)>;
+
+/// A batch whose buffer grew beyond this (a round of unusually large messages) is not kept.
+const MAX_POOLED_BYTES: usize = 1 << 20;
 
 /// At most this many messages are gathered before they are handed to the tasks.
 const MAX_BATCH: usize = 512;

@@ -202,6 +202,7 @@ pub async fn run(
         max_event_bytes: settings.input.max_event_bytes,
         idle_timeout: settings.time.idle_timeout.0,
         engine: Arc::new(move || Engine::from_settings(&engine_settings, pseudonymizer.clone())),
+        spent: None,
     };
     let router = consumer::Router::new(
         tokio::runtime::Handle::current(),

@@ -264,7 +264,7 @@ type Batches = Vec<(Tp, InBatch)>;
 const MAX_POOLED_BYTES: usize = 1 << 20;
 
 /// At most this many messages are gathered before they are handed to the tasks.
-const MAX_BATCH: usize = 512;
+const MAX_BATCH: usize = 2048;
 
 impl Router {}
 

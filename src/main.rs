@@ -395,12 +395,18 @@ mod tests {
         // SAFETY: reads option values.
         unsafe {
             assert_eq!(libmimalloc_sys::mi_option_get(15), 1000);
-            assert_eq!(libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DECOMMITS), 1);
+            assert_eq!(
+                libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DECOMMITS),
+                1
+            );
         }
         super::tune_allocator();
         // SAFETY: as above; prctl reads a flag of this process.
         unsafe {
-            assert_eq!(libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DECOMMITS), 0);
+            assert_eq!(
+                libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DECOMMITS),
+                0
+            );
             if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
                 assert_eq!(libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0), 1);
             }

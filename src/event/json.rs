@@ -171,24 +171,119 @@ fn opt_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str
     d.deserialize_option(O)
 }
 
-#[derive(Deserialize)]
+/// The top-level fields as found (all optional here: the shared validation says what is
+/// required).
+#[derive(Default)]
 struct JsonEvent<'a> {
-    #[serde(borrow, default, deserialize_with = "opt_str")]
     event_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "opt_str")]
     employee_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "opt_str")]
     occurred_at: Option<Cow<'a, str>>,
-    #[serde(borrow, default, rename = "type", deserialize_with = "opt_str")]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "opt_str")]
     team_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "opt_str")]
     cohort_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "opt_str")]
     manager_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     attrs: Option<JsonAttrs<'a>>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum Field {
+    EventId,
+    EmployeeId,
+    OccurredAt,
+    #[serde(rename = "type")]
+    Kind,
+    TeamId,
+    CohortId,
+    ManagerId,
+    Attrs,
+    #[serde(other)]
+    Other,
+}
+
+impl Field {
+    fn name(self) -> &'static str {
+        match self {
+            Field::EventId => "event_id",
+            Field::EmployeeId => "employee_id",
+            Field::OccurredAt => "occurred_at",
+            Field::Kind => "type",
+            Field::TeamId => "team_id",
+            Field::CohortId => "cohort_id",
+            Field::ManagerId => "manager_id",
+            Field::Attrs => "attrs",
+            Field::Other => "",
+        }
+    }
+}
+
+/// Deserializes an event's object into a [`JsonEvent`] the caller holds: the ~200-byte record
+/// is written in place instead of being returned through every layer of the parser (those
+/// copies were an eighth of the decode's time).
+struct InPlace<'e, 'a>(&'e mut JsonEvent<'a>);
+
+impl<'de: 'a, 'a> serde::de::DeserializeSeed<'de> for InPlace<'_, 'a> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+/// A field value that is an optional string.
+struct OptStr;
+
+impl<'de> serde::de::DeserializeSeed<'de> for OptStr {
+    type Value = Option<Cow<'de, str>>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        opt_str(d)
+    }
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for InPlace<'_, 'a> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an event object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let ev = self.0;
+        // Fields seen, null ones included: a field given twice is an error.
+        let mut seen = 0u16;
+        while let Some(f) = map.next_key::<Field>()? {
+            if f == Field::Other {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let bit = 1 << f as u16;
+            if seen & bit != 0 {
+                return Err(serde::de::Error::duplicate_field(f.name()));
+            }
+            seen |= bit;
+            let slot = match f {
+                Field::EventId => &mut ev.event_id,
+                Field::EmployeeId => &mut ev.employee_id,
+                Field::OccurredAt => &mut ev.occurred_at,
+                Field::Kind => &mut ev.kind,
+                Field::TeamId => &mut ev.team_id,
+                Field::CohortId => &mut ev.cohort_id,
+                Field::ManagerId => &mut ev.manager_id,
+                Field::Attrs => {
+                    ev.attrs = map.next_value()?;
+                    continue;
+                }
+                Field::Other => continue,
+            };
+            *slot = map.next_value_seed(OptStr)?;
+        }
+        Ok(())
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for JsonEvent<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut ev = JsonEvent::default();
+        serde::de::DeserializeSeed::deserialize(InPlace(&mut ev), d)?;
+        Ok(ev)
+    }
 }
 
 /// Decodes one JSON event. Syntax errors are `malformed_json`; well-formed JSON of the wrong
@@ -205,10 +300,16 @@ pub fn decode_json<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Event<'a>, Re
             ))
         }
     };
-    let raw: JsonEvent<'a> = match serde_json::from_str(text) {
-        Ok(raw) => raw,
-        Err(e) => return Err(classify(bytes, e)),
-    };
+    let mut raw = JsonEvent::default();
+    let mut de = serde_json::Deserializer::from_str(text);
+    if let Err(e) =
+        serde::de::DeserializeSeed::deserialize(InPlace(&mut raw), &mut de).and_then(|()| de.end())
+    {
+        if let Some(a) = raw.attrs.take() {
+            recycle(a.0);
+        }
+        return Err(classify(bytes, e));
+    }
     let mut attrs = raw.attrs.unwrap_or_default();
     let ev = RawEvent {
         event_id: raw.event_id,

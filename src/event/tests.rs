@@ -102,6 +102,23 @@ fn wrong_shapes_are_schema_violations_naming_the_field() {
 
     let r = reject(r#"[1,2,3]"#);
     assert_eq!(r.code, ErrorCode::SchemaViolation);
+    // An array is not an event, even one whose items would fill the fields in order.
+    let r = reject(r#"["a","e","2026-03-02T09:00:00Z","recognition.given",null,null,null,null]"#);
+    assert_eq!(
+        (r.code, r.detail.as_str()),
+        (
+            ErrorCode::SchemaViolation,
+            "invalid type: sequence, expected an event object"
+        )
+    );
+
+    let r = reject(&format!(
+        r#"{{{BASE},"type":"recognition.given","type":"x"}}"#
+    ));
+    assert_eq!(
+        (r.code, r.detail.as_str()),
+        (ErrorCode::SchemaViolation, "duplicate field `type`")
+    );
 
     let long = "x".repeat(129);
     let r = reject(&format!(

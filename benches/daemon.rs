@@ -28,9 +28,9 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 const INPUT: &str = "hr.interactions";
+const OUTPUT: &str = "hr.triggers";
 /// Throughput rounds (odd: the median is one of them).
 const ROUNDS: usize = 5;
-const OUTPUT: &str = "hr.triggers";
 /// The mock cluster keeps at most about 5 MB (or 100,000 messages) per partition and deletes
 /// older segments: the stream is spread over enough partitions that every message stays
 /// (PARTITIONS changes it).

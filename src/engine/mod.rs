@@ -767,23 +767,21 @@ impl Engine {
         // k+2's index entries are already on their way, so each stage finds what the one
         // before it asked for in the cache instead of waiting for it. (What the stages find is
         // only ever a hint: applying uses the keys alone.)
-        let chunks: Vec<Vec<&Event<'_>>> = events
-            .chunks(PREFETCH_BATCH)
-            .map(|c| c.iter().collect())
-            .collect();
-        let mut keys: Vec<[Keys; PREFETCH_BATCH]> = Vec::with_capacity(chunks.len());
-        let mut found: Vec<[(u32, u32); PREFETCH_BATCH]> = Vec::with_capacity(chunks.len());
-        for k in 0..chunks.len() + 2 {
-            if let Some(c) = chunks.get(k) {
-                keys.push(self.prefetch_entries(c));
+        let n = events.len();
+        let chunks = n.div_ceil(PREFETCH_BATCH);
+        let chunk = |c: usize| &events[c * PREFETCH_BATCH..((c + 1) * PREFETCH_BATCH).min(n)];
+        let mut keys: Vec<[Keys; PREFETCH_BATCH]> = Vec::with_capacity(chunks);
+        let mut found: Vec<[(u32, u32); PREFETCH_BATCH]> = Vec::with_capacity(chunks);
+        for k in 0..chunks + 2 {
+            if k < chunks {
+                keys.push(self.prefetch_entries(chunk(k).iter()));
             }
-            if let Some(c) = k.checked_sub(1).and_then(|k| chunks.get(k)) {
-                found.push(self.prefetch_records(&keys[k - 1][..c.len()]));
+            if let Some(c) = k.checked_sub(1).filter(|&c| c < chunks) {
+                found.push(self.prefetch_records(&keys[c][..chunk(c).len()]));
             }
-            if let Some(c) = k.checked_sub(2).and_then(|k| chunks.get(k)) {
-                let k = k - 2;
-                self.prefetch_state(c, &found[k]);
-                for (ev, key) in c.iter().zip(keys[k]) {
+            if let Some(c) = k.checked_sub(2).filter(|&c| c < chunks) {
+                self.prefetch_state(chunk(c).iter(), &found[c]);
+                for (ev, key) in chunk(c).iter().zip(keys[c]) {
                     let o = self.apply_keyed(ev, key, out);
                     outcomes.push(o);
                 }
@@ -799,25 +797,32 @@ impl Engine {
     /// the ids again).
     pub fn prefetch<'a, 'b: 'a>(
         &self,
-        events: impl Iterator<Item = &'a Event<'b>>,
+        events: impl Iterator<Item = &'a Event<'b>> + Clone,
     ) -> [Keys; PREFETCH_BATCH] {
-        let evs: Vec<&Event<'_>> = events.take(PREFETCH_BATCH).collect();
-        let keys = self.prefetch_entries(&evs);
-        let found = self.prefetch_records(&keys[..evs.len()]);
-        self.prefetch_state(&evs, &found);
+        let events = events.take(PREFETCH_BATCH);
+        let keys = self.prefetch_entries(events.clone());
+        let found = self.prefetch_records(&keys[..events.clone().count()]);
+        self.prefetch_state(events, &found);
         keys
+    }
+
+    /// An event's keys: its employee's, and its team's when a team rule will read it.
+    fn keys(&self, ev: &Event<'_>) -> Keys {
+        Keys {
+            employee: employee_key(&ev.employee_id),
+            team: self.ctx.rules.groups.team_key(ev),
+        }
     }
 
     /// Prefetch, stage one: hashes the events' ids and hints the index entries they will be
     /// found in. Each stage's iterations are independent, so their cache misses overlap.
-    fn prefetch_entries(&self, events: &[&Event<'_>]) -> [Keys; PREFETCH_BATCH] {
-        let groups = &self.ctx.rules.groups;
+    fn prefetch_entries<'a, 'b: 'a>(
+        &self,
+        events: impl Iterator<Item = &'a Event<'b>>,
+    ) -> [Keys; PREFETCH_BATCH] {
         let mut keys = [Keys::default(); PREFETCH_BATCH];
         for (k, ev) in keys.iter_mut().zip(events) {
-            *k = Keys {
-                employee: employee_key(&ev.employee_id),
-                team: groups.team_key(ev),
-            };
+            *k = self.keys(ev);
             self.index.prefetch(k.employee);
             if let Some(t) = k.team {
                 self.groups.prefetch_team_entry(t);
@@ -848,13 +853,19 @@ impl Engine {
 
     /// Stage three: hints the rule state behind the slots, the teams' member lists, and the
     /// day rings the events will add to.
-    fn prefetch_state(&self, events: &[&Event<'_>], found: &[(u32, u32); PREFETCH_BATCH]) {
-        for &(s, _) in found.iter().take(events.len()) {
+    fn prefetch_state<'a, 'b: 'a>(
+        &self,
+        events: impl Iterator<Item = &'a Event<'b>> + Clone,
+        found: &[(u32, u32); PREFETCH_BATCH],
+    ) {
+        // Three passes, not one: the rings sit behind the rule state the first pass hints,
+        // so reading it at once would wait for each event's load in turn.
+        for (&(s, _), _) in found.iter().zip(events.clone()) {
             if let Some(sl) = self.slots.get(s as usize) {
                 sl.state.prefetch();
             }
         }
-        for &(_, t) in found.iter().take(events.len()) {
+        for (&(_, t), _) in found.iter().zip(events.clone()) {
             self.groups.prefetch_members(t);
         }
         for (&(s, _), ev) in found.iter().zip(events) {
@@ -867,10 +878,7 @@ impl Engine {
     /// Applies one validated event; outputs go to `out`. Timers due before the event's time are
     /// fired first, so an absence that ended after its deadline still counts.
     pub fn apply(&mut self, ev: &Event<'_>, out: &mut Vec<Output>) -> Outcome {
-        let keys = Keys {
-            employee: employee_key(&ev.employee_id),
-            team: self.ctx.rules.groups.team_key(ev),
-        };
+        let keys = self.keys(ev);
         self.apply_keyed(ev, keys, out)
     }
 

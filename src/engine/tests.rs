@@ -744,3 +744,53 @@ fn experiments_are_validated_naming_the_key() {
     let e = bad("[[experiments]]\nid = \"x\"\nrules = [\"learning_confusion\"]\n[[experiments.arms]]\nname = \"a\"\naction = { kind = \"manager_coaching\", max_minutes = 5, audience = \"manager\" }\n");
     assert!(e.contains("experiments[0].arms[0].action"), "{e}");
 }
+
+// --- apply_batch ------------------------------------------------------------------------------
+
+/// The prefetch pipeline is only a hint: a simulated workforce (patterns, duplicates, exits,
+/// erasures) applied in batches of every size the pipeline treats differently gives the same
+/// outputs and outcomes as applying its events one by one.
+#[test]
+fn apply_batch_gives_what_apply_gives_one_by_one() {
+    let sim = crate::sim::simulate(&crate::sim::SimOptions {
+        employees: 300,
+        days: 90,
+        seed: 5,
+        ..Default::default()
+    });
+    let events: Vec<Event<'static>> = sim
+        .records
+        .into_iter()
+        .filter_map(|r| match r {
+            crate::sim::Record::Event(e) => Some(e),
+            crate::sim::Record::Malformed(_) => None,
+        })
+        .collect();
+    let engine = || {
+        Engine::new(
+            Arc::new(RuleSet::compile(&Settings::default())),
+            EngineOptions::default(),
+        )
+    };
+    let mut one = engine();
+    let (mut want, mut want_outcomes) = (Vec::new(), Vec::new());
+    for ev in &events {
+        want_outcomes.push(one.apply(ev, &mut want));
+    }
+    assert!(want.len() > 10, "the stream fires: {} outputs", want.len());
+    for batch in [
+        1,
+        PREFETCH_BATCH - 1,
+        PREFETCH_BATCH,
+        3 * PREFETCH_BATCH + 5,
+        256,
+    ] {
+        let mut e = engine();
+        let (mut got, mut outcomes) = (Vec::new(), Vec::new());
+        for chunk in events.chunks(batch) {
+            e.apply_batch(chunk, &mut got, &mut outcomes);
+        }
+        assert_eq!(outcomes, want_outcomes, "batch {batch}");
+        assert_eq!(got, want, "batch {batch}");
+    }
+}

@@ -266,8 +266,6 @@ const MAX_POOLED_BYTES: usize = 1 << 20;
 /// At most this many messages are gathered before they are handed to the tasks.
 const MAX_BATCH: usize = 2048;
 
-impl Router {}
-
 /// The consumer's context: librdkafka calls it on the consumer thread, during `poll`.
 pub struct Ctx {
     pub router: Mutex<Option<Router>>,

@@ -89,10 +89,6 @@ impl InBatch {
         self.get(m.content_type)
     }
 
-    pub fn len(&self) -> usize {
-        self.msgs.len()
-    }
-
     /// The bytes its buffer holds without growing.
     pub fn room(&self) -> usize {
         self.bytes.capacity()
@@ -102,10 +98,6 @@ impl InBatch {
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.msgs.clear();
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.msgs.is_empty()
     }
 }
 

@@ -6,17 +6,18 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::lifecycle::{Action, Input, Lifecycle, Tp};
-use super::partition::{Cmd, InBatch, PartitionTask, Shared};
+use super::partition::{Cmd, InBatch, PartitionTask, Shared, Source};
+use super::queue::SplitQueue;
 use crate::metrics;
 
 /// Batches queued per partition task before the consumer thread waits (each at most
@@ -42,22 +43,19 @@ pub struct Router {
     /// When the current poll round took its first message: the receipt time of every message
     /// of the round (one clock read per round, not per message).
     round_received: Instant,
-    /// Batches the partition tasks have processed and sent back, to be filled again: in a
-    /// steady stream no message costs an allocation (and the allocator does not cycle pages
-    /// between this thread and the tasks').
-    spent: std::sync::mpsc::Receiver<InBatch>,
-    pool: Vec<InBatch>,
+    /// The consumer (set once it exists), for the partitions' split queues to keep alive.
+    consumer: Weak<BaseConsumer<Ctx>>,
+    /// Partition queues split off before their assignment, for the tasks about to start.
+    splits: HashMap<Tp, Source>,
 }
 
 impl Router {
     pub fn new(
         runtime: tokio::runtime::Handle,
-        mut shared: Shared,
+        shared: Shared,
         drain_timeout: Duration,
         ready: Arc<AtomicBool>,
     ) -> Router {
-        let (tx, spent) = std::sync::mpsc::channel();
-        shared.spent = Some(tx);
         Router {
             lifecycle: Lifecycle::default(),
             tasks: HashMap::new(),
@@ -67,8 +65,32 @@ impl Router {
             ready,
             batches: Vec::new(),
             round_received: Instant::now(),
-            spent,
-            pool: Vec::new(),
+            consumer: Weak::new(),
+            splits: HashMap::new(),
+        }
+    }
+
+    /// Splits the queues of partitions about to be assigned (and not already running here)
+    /// off the consumer's queue, so their tasks read them directly (see [`super::queue`]).
+    /// Without the consumer (not set yet) the partitions go through the consumer's queue.
+    fn split(&mut self, tps: &[Tp]) {
+        let Some(consumer) = self.consumer.upgrade() else {
+            return;
+        };
+        for tp in tps {
+            if self.tasks.contains_key(tp) || self.splits.contains_key(tp) {
+                continue;
+            }
+            let waker = Arc::new(Notify::new());
+            match SplitQueue::split(&consumer, &tp.0, tp.1, Arc::clone(&waker)) {
+                Some(q) => {
+                    self.splits.insert(tp.clone(), (q, waker));
+                }
+                None => tracing::warn!(
+                    topic = %tp.0, partition = tp.1,
+                    "could not split the partition's queue; its messages go through the consumer's"
+                ),
+            }
         }
     }
 
@@ -97,7 +119,8 @@ impl Router {
         let (tx, rx) = mpsc::channel(TASK_QUEUE);
         let position = Arc::new(AtomicI64::new(-1));
         let task = PartitionTask::new(&tp.0, tp.1, self.shared.clone(), Arc::clone(&position));
-        self.runtime.spawn(task.run(rx, assigned));
+        let source = self.splits.remove(&tp);
+        self.runtime.spawn(task.run(rx, assigned, source));
         tracing::info!(topic = %tp.0, partition = tp.1, "partition assigned");
         self.tasks.insert(
             tp,
@@ -206,19 +229,9 @@ impl Router {
             .push(m.offset(), m.key(), m.payload(), content_type, received);
     }
 
-    /// An empty batch: one the tasks sent back if there is one, else a new one with room for a
-    /// round's share (growing it message by message was a tenth of this thread's time).
-    fn spare_batch(&mut self) -> InBatch {
-        while let Ok(b) = self.spent.try_recv() {
-            // Enough for a round and the batches queued in the tasks' channels; the rest are
-            // freed (after a burst, or once partitions are revoked).
-            if self.pool.len() < 4 * self.tasks.len().max(1) && b.room() <= MAX_POOLED_BYTES {
-                self.pool.push(b);
-            }
-        }
-        self.pool.pop().unwrap_or_else(|| {
-            InBatch::with_capacity(MAX_BATCH / self.tasks.len().max(1) + 16, 256)
-        })
+    /// An empty batch with room for a round's share.
+    fn spare_batch(&self) -> InBatch {
+        InBatch::with_capacity(MAX_BATCH / self.tasks.len().max(1) + 16, 256)
     }
 
     /// Hands each partition its batch. Waits while a task's queue is full (backpressure).
@@ -260,9 +273,6 @@ fn commit_sync(
 /// Messages polled in one round, by partition, in offset order.
 type Batches = Vec<(Tp, InBatch)>;
 
-/// A batch whose buffer grew beyond this (a round of unusually large messages) is not kept.
-const MAX_POOLED_BYTES: usize = 1 << 20;
-
 /// At most this many messages are gathered before they are handed to the tasks.
 const MAX_BATCH: usize = 2048;
 
@@ -302,9 +312,14 @@ impl ClientContext for Ctx {
 
 impl ConsumerContext for Ctx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            metrics::rebalance("revoke");
-            self.with_router(|r| r.step(consumer, Input::Revoked(tps(tpl))));
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                metrics::rebalance("revoke");
+                self.with_router(|r| r.step(consumer, Input::Revoked(tps(tpl))));
+            }
+            // Before librdkafka starts fetching them.
+            Rebalance::Assign(tpl) => self.with_router(|r| r.split(&tps(tpl))),
+            Rebalance::Error(_) => {}
         }
     }
 
@@ -312,7 +327,11 @@ impl ConsumerContext for Ctx {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 metrics::rebalance("assign");
-                self.with_router(|r| r.step(consumer, Input::Assigned(tps(tpl))));
+                self.with_router(|r| {
+                    r.step(consumer, Input::Assigned(tps(tpl)));
+                    // Split but not started (the lifecycle is stopping): release them.
+                    r.splits.clear();
+                });
             }
             Rebalance::Error(e) => {
                 metrics::rebalance("error");
@@ -330,13 +349,15 @@ impl ConsumerContext for Ctx {
 
 /// Polls until `stop` is set, then drains every partition, commits, and leaves the group.
 pub fn consume(
-    consumer: BaseConsumer<Ctx>,
+    consumer: Arc<BaseConsumer<Ctx>>,
     stop: Arc<AtomicBool>,
     commit_interval: Duration,
     producer: rdkafka::producer::FutureProducer,
 ) {
     let mut last_commit = Instant::now();
     let with = |f: &mut dyn FnMut(&mut Router)| consumer.context().with_router(f);
+    // Before the first poll (which runs the first rebalance).
+    with(&mut |r| r.consumer = Arc::downgrade(&consumer));
     while !stop.load(Ordering::Acquire) {
         // One round: wait for a message, then take what else is already there (up to a
         // batch), and hand each partition its share at once.

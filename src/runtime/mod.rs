@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod offsets;
 pub mod output;
 pub mod partition;
+pub mod queue;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,7 +66,15 @@ fn consumer_config(s: &Settings) -> ClientConfig {
         // long before fetching those partitions again: at the default 1 s a consumer slower
         // than the fetcher — momentd decodes and applies every message — drained its queue
         // and then sat idle for most of a second (measured: 0.85 s stalls, throughput halved).
-        .set("fetch.queue.backoff.ms", "20");
+        .set("fetch.queue.backoff.ms", "20")
+        // Each partition's task reads the partition's own queue (runtime::queue), and
+        // librdkafka applies these prefetch limits to each such queue, not to the consumer as
+        // a whole: its defaults (100,000 messages, 64 MiB) would let a backlog fill gigabytes
+        // over a few dozen partitions. These keep a partition's prefetch to about a tenth of a
+        // second of its work (bounding memory by partitions × 4 MiB); 2 MiB measured slower
+        // (fetches then wait for the broker's long poll).
+        .set("queued.max.messages.kbytes", "4096")
+        .set("queued.min.messages", "20000");
     // Passed-through settings win (after the defaults above).
     for (k, v) in client_config(s).config_map() {
         c.set(k, v);
@@ -202,7 +211,6 @@ pub async fn run(
         max_event_bytes: settings.input.max_event_bytes,
         idle_timeout: settings.time.idle_timeout.0,
         engine: Arc::new(move || Engine::from_settings(&engine_settings, pseudonymizer.clone())),
-        spent: None,
     };
     let router = consumer::Router::new(
         tokio::runtime::Handle::current(),
@@ -214,11 +222,13 @@ pub async fn run(
             .min(settings.shutdown.timeout.0),
         Arc::clone(&health.ready),
     );
-    let consumer: BaseConsumer<consumer::Ctx> = consumer_config(&settings)
-        .create_with_context(consumer::Ctx {
-            router: Mutex::new(Some(router)),
-        })
-        .context("creating the Kafka consumer")?;
+    let consumer: Arc<BaseConsumer<consumer::Ctx>> = Arc::new(
+        consumer_config(&settings)
+            .create_with_context(consumer::Ctx {
+                router: Mutex::new(Some(router)),
+            })
+            .context("creating the Kafka consumer")?,
+    );
     let topics: Vec<&str> = settings
         .kafka
         .input_topics

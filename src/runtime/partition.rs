@@ -9,8 +9,10 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::mpsc;
 
+use super::consumer::Ctx;
 use super::offsets::OffsetTracker;
 use super::output::{deliver, Record, Sink};
+use super::queue::{Fetch, Fetched, SplitQueue, Waker};
 use crate::engine::{Engine, Keys, Output};
 use crate::event::{decode, Encoding, Event, Reject};
 use crate::metrics::{self, PartitionLabels};
@@ -19,23 +21,23 @@ use crate::time::Ts;
 /// Where a message's bytes sit in its batch's buffer (`None`: the message had none).
 type Span = Option<(usize, usize)>;
 
-/// One consumed message: its bytes are copied out of librdkafka's buffer into its batch's.
+/// One message polled from the consumer's queue: its bytes are copied into its batch's buffer.
 #[derive(Debug)]
-pub struct InMsg {
-    pub offset: i64,
+struct InMsg {
+    offset: i64,
     key: Span,
     payload: Span,
     content_type: Span,
-    pub received: Instant,
 }
 
-/// Messages of one partition from one poll round, in offset order, with their bytes in one
-/// buffer: one allocation per batch instead of two or three per message (each freed on another
-/// thread than the one that made it).
+/// Messages of one partition that came through the consumer's own queue (only if the
+/// partition's queue could not be split off; see [`super::queue`]), in offset order, with their
+/// bytes in one buffer.
 #[derive(Debug, Default)]
 pub struct InBatch {
     bytes: Vec<u8>,
-    pub msgs: Vec<InMsg>,
+    msgs: Vec<InMsg>,
+    received: Option<Instant>,
 }
 
 impl InBatch {
@@ -44,6 +46,7 @@ impl InBatch {
         InBatch {
             bytes: Vec::with_capacity(msgs * bytes_each),
             msgs: Vec::with_capacity(msgs),
+            received: None,
         }
     }
 
@@ -68,8 +71,8 @@ impl InBatch {
             key: self.put(key),
             payload: self.put(payload),
             content_type: self.put(content_type),
-            received,
         };
+        self.received.get_or_insert(received);
         self.msgs.push(msg);
     }
 
@@ -77,28 +80,25 @@ impl InBatch {
         s.and_then(|(a, b)| self.bytes.get(a..b))
     }
 
-    pub fn key(&self, m: &InMsg) -> Option<&[u8]> {
-        self.get(m.key)
+    fn views(&self) -> Vec<View<'_>> {
+        self.msgs
+            .iter()
+            .map(|m| View {
+                offset: m.offset,
+                key: self.get(m.key),
+                payload: self.get(m.payload),
+                content_type: self.get(m.content_type),
+            })
+            .collect()
     }
+}
 
-    pub fn payload(&self, m: &InMsg) -> Option<&[u8]> {
-        self.get(m.payload)
-    }
-
-    pub fn content_type(&self, m: &InMsg) -> Option<&[u8]> {
-        self.get(m.content_type)
-    }
-
-    /// The bytes its buffer holds without growing.
-    pub fn room(&self) -> usize {
-        self.bytes.capacity()
-    }
-
-    /// Empties the batch, keeping its room.
-    pub fn clear(&mut self) {
-        self.bytes.clear();
-        self.msgs.clear();
-    }
+/// A message as the task processes it, wherever its bytes are.
+struct View<'a> {
+    offset: i64,
+    key: Option<&'a [u8]>,
+    payload: Option<&'a [u8]>,
+    content_type: Option<&'a [u8]>,
 }
 
 #[derive(Debug)]
@@ -121,10 +121,14 @@ pub struct Shared {
     pub idle_timeout: Duration,
     /// Builds a fresh engine for a partition.
     pub engine: Arc<dyn Fn() -> Engine + Send + Sync>,
-    /// Where processed batches go back to the consumer thread, emptied, to be filled again
-    /// (set by the consumer's router).
-    pub spent: Option<std::sync::mpsc::Sender<InBatch>>,
 }
+
+/// The partition's own librdkafka queue and what wakes the task when it has messages.
+pub type Source = (SplitQueue<Ctx>, Waker);
+
+/// At most this many messages are taken from the partition's queue at once (then the task
+/// yields to the others on its worker before taking more).
+const TAKE: usize = 1024;
 
 /// At most this many messages with unacknowledged outputs per partition; beyond it the task
 /// waits for acknowledgements before taking more input (the channel then fills and the
@@ -175,26 +179,62 @@ impl PartitionTask {
     }
 
     /// Runs the partition until it is drained or its channel closes; `assigned` is when the
-    /// partition was assigned (its restore time ends as the task starts taking input).
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Cmd>, assigned: Instant) {
+    /// partition was assigned (its restore time ends as the task starts taking input). With a
+    /// `source` the task reads the partition's own queue; without, it gets the messages the
+    /// consumer thread polled, over `rx`.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Cmd>,
+        assigned: Instant,
+        mut source: Option<Source>,
+    ) {
         metrics::restored(assigned.elapsed());
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let waker = source.as_ref().map(|(_, w)| Arc::clone(w));
+        let mut fetched = Fetched::default();
+        // Whether the queue may hold messages without a wake-up to come: at the start, after a
+        // full take, and at every tick (a safety net: a wake-up is only sent when the queue
+        // goes from empty to non-empty).
+        let mut more = source.is_some();
         loop {
+            if more {
+                // A full take is a few hundred microseconds of work: let the worker's other
+                // tasks run before the next.
+                tokio::task::yield_now().await;
+            }
+            let room = self.pending.len() < MAX_IN_FLIGHT;
             tokio::select! {
                 biased;
                 // Acknowledgements first, so memory cannot grow without bound.
                 Some(()) = self.pending.next(), if !self.pending.is_empty() => self.acked(),
-                cmd = rx.recv(), if self.pending.len() < MAX_IN_FLIGHT => match cmd {
-                    Some(Cmd::Batch(batch)) => self.process_batch(batch),
+                cmd = rx.recv(), if room => match cmd {
+                    Some(Cmd::Batch(batch)) => {
+                        let received = batch.received.unwrap_or_else(Instant::now);
+                        self.process_batch(&batch.views(), received);
+                    }
                     Some(Cmd::Drain { deadline, reply }) => {
+                        // Stop reading the queue (and release it) before answering: the
+                        // partition's next assignment may split it off again at once.
+                        drop(source.take());
                         self.drain(deadline).await;
                         let _ = reply.send(self.tracker.committable());
                         break;
                     }
                     None => break,
                 },
-                _ = tick.tick() => self.on_tick(),
+                _ = wake(waker.as_deref(), more), if room && source.is_some() => {
+                    if let Some((queue, _)) = &source {
+                        queue.take(&mut fetched, TAKE);
+                        more = fetched.len() == TAKE;
+                        self.process_fetched(&fetched);
+                        fetched.clear();
+                    }
+                },
+                _ = tick.tick() => {
+                    self.on_tick();
+                    more = source.is_some();
+                }
             }
         }
         metrics::partition_revoked(&self.labels);
@@ -230,33 +270,57 @@ impl PartitionTask {
         }
     }
 
-    /// One poll round's messages: decoded first, then applied in offset order, a prefetch
-    /// chunk at a time (the engine fetches the state a chunk touches before applying it).
-    fn process_batch(&mut self, batch: InBatch) {
+    /// Messages taken from the partition's queue (errors librdkafka put there are logged:
+    /// they are not input and hold no offset).
+    fn process_fetched(&mut self, fetched: &Fetched) {
+        if fetched.is_empty() {
+            return;
+        }
+        let received = Instant::now();
+        let mut views = Vec::with_capacity(fetched.len());
+        for f in fetched.iter() {
+            match f {
+                Fetch::Message {
+                    offset,
+                    key,
+                    payload,
+                    content_type,
+                } => views.push(View {
+                    offset,
+                    key,
+                    payload,
+                    content_type,
+                }),
+                Fetch::Error(e) => tracing::warn!(
+                    topic = %self.topic, partition = self.partition, error = %e,
+                    "consumer error on the partition's queue"
+                ),
+            }
+        }
+        self.process_batch(&views, received);
+    }
+
+    /// A batch of messages in offset order: decoded first, then applied in offset order, a
+    /// prefetch chunk at a time (the engine fetches the state a chunk touches before applying
+    /// it). `received` is when the batch was taken.
+    fn process_batch(&mut self, msgs: &[View<'_>], received: Instant) {
         let limits = crate::event::Limits {
             max_event_bytes: self.shared.max_event_bytes,
             now: Some(super::now_ms()),
             max_future: crate::time::DAY,
         };
         let default = self.shared.default_encoding;
-        let decoded: Vec<Result<Event<'_>, Reject>> = batch
-            .msgs
+        let decoded: Vec<Result<Event<'_>, Reject>> = msgs
             .iter()
             .map(|m| {
-                let encoding = batch
-                    .content_type(m)
+                let encoding = m
+                    .content_type
                     .and_then(Encoding::from_content_type)
                     .unwrap_or(default);
-                decode(
-                    batch.payload(m).unwrap_or_default(),
-                    encoding,
-                    batch.key(m),
-                    &limits,
-                )
+                decode(m.payload.unwrap_or_default(), encoding, m.key, &limits)
             })
             .collect();
-        for (ms, evs) in batch
-            .msgs
+        for (ms, evs) in msgs
             .chunks(crate::engine::PREFETCH_BATCH)
             .zip(decoded.chunks(crate::engine::PREFETCH_BATCH))
         {
@@ -266,30 +330,23 @@ impl PartitionTask {
             let mut keys = keys.into_iter();
             for (m, r) in ms.iter().zip(evs) {
                 let k = if r.is_ok() { keys.next() } else { None };
-                self.process(&batch, m, r, k);
+                self.process(m, r, k, received);
             }
         }
         self.counters.flush();
         if decoded.iter().any(Result::is_ok) {
-            // The idle clock counts from the last event (one poll round is one instant).
+            // The idle clock counts from the last event (one batch is one instant).
             self.last_input = Instant::now();
             self.watermark_at_last_input = self.engine.watermark();
-        }
-        drop(decoded);
-        if let Some(spent) = &self.shared.spent {
-            let mut batch = batch;
-            batch.clear();
-            // The consumer thread may be gone (shutting down): then the batch is just freed.
-            let _ = spent.send(batch);
         }
     }
 
     fn process(
         &mut self,
-        batch: &InBatch,
-        m: &InMsg,
+        m: &View<'_>,
         decoded: &Result<Event<'_>, Reject>,
         keys: Option<Keys>,
+        received: Instant,
     ) {
         let mut records: Vec<Record> = Vec::new();
         match decoded {
@@ -315,9 +372,9 @@ impl PartitionTask {
                 let rec = self.shared.sink.dead_letter(
                     reject,
                     source,
-                    batch.key(m).map(<[u8]>::to_vec),
-                    batch.payload(m).unwrap_or_default().to_vec(),
-                    batch.content_type(m).map(<[u8]>::to_vec),
+                    m.key.map(<[u8]>::to_vec),
+                    m.payload.unwrap_or_default().to_vec(),
+                    m.content_type.map(<[u8]>::to_vec),
                 );
                 records.push(rec);
             }
@@ -326,7 +383,7 @@ impl PartitionTask {
         self.tracker.processed(m.offset, has_outputs);
         if has_outputs {
             self.pending
-                .push_back(self.deliver_all(records, Some(m.received)));
+                .push_back(self.deliver_all(records, Some(received)));
         } else {
             self.publish_position();
         }
@@ -384,5 +441,13 @@ impl PartitionTask {
             metrics::state_bytes(&self.labels, self.engine.state_bytes());
             self.last_state_bytes = Some(Instant::now());
         }
+    }
+}
+
+/// Ready at once when `more`; else when the queue's waker fires.
+async fn wake(waker: Option<&tokio::sync::Notify>, more: bool) {
+    match waker {
+        Some(w) if !more => w.notified().await,
+        _ => {}
     }
 }

@@ -92,7 +92,8 @@ impl Params {
             themes: m
                 .themes
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                // Keywords lower-cased once here: comments' words are.
+                .map(|(k, v)| (k.clone(), v.iter().map(|w| w.to_lowercase()).collect()))
                 .collect(),
             // validate() has loaded it once already; a file that vanished since reads as built-in.
             lexicon: Lexicon::load(&m.lexicon).unwrap_or_else(|_| Lexicon::builtin()),
@@ -613,6 +614,30 @@ impl Groups {
                     suppressed,
                 });
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Comments' words are lower-cased; so are the configured keywords, once, at start.
+    #[test]
+    fn theme_keywords_match_whatever_their_case_in_the_settings() {
+        let mut s = Settings::default();
+        s.rules.team_sentiment_shift.themes = [(
+            "workload".to_string(),
+            vec!["OverLoad".to_string(), "Too Much Work".to_string()],
+        )]
+        .into_iter()
+        .collect();
+        let p = Params::from(&s);
+        let themes = &p.sentiment.as_ref().expect("enabled by default").themes;
+        let keywords = &themes[0].1;
+        for text in ["We are overloaded", "there is too much work here"] {
+            let w = sentiment::words(text);
+            assert!(sentiment::mentions(&w, &w.join(" "), keywords), "{text}");
         }
     }
 }

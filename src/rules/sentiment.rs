@@ -93,14 +93,13 @@ pub fn words(text: &str) -> Vec<String> {
 }
 
 /// Whether the words mention a theme: a keyword matches a word that starts with it; a keyword
-/// of several words matches that phrase.
+/// of several words matches that phrase. Keywords must be lower case, like the words.
 pub fn mentions(words: &[String], joined: &str, keywords: &[String]) -> bool {
     keywords.iter().any(|k| {
-        let k = k.to_lowercase();
         if k.contains(' ') {
-            joined.contains(&k)
+            joined.contains(k.as_str())
         } else {
-            words.iter().any(|w| w.starts_with(&k))
+            words.iter().any(|w| w.starts_with(k.as_str()))
         }
     })
 }

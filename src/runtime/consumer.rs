@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::lifecycle::{Action, Input, Lifecycle, Tp};
 use super::partition::{Cmd, InBatch, PartitionTask, Shared, Source};
-use super::queue::SplitQueue;
+use super::queue::{SplitQueue, Waker};
 use crate::metrics;
 
 /// Batches queued per partition task before the consumer thread waits (each at most
@@ -73,7 +73,7 @@ impl Router {
     /// Splits the queues of partitions about to be assigned (and not already running here)
     /// off the consumer's queue, so their tasks read them directly (see [`super::queue`]).
     /// Without the consumer (not set yet) the partitions go through the consumer's queue.
-    fn split(&mut self, tps: &[Tp]) {
+    fn split(&mut self, tps: &[Tp], wakers: &mut HashMap<Tp, Waker>) {
         let Some(consumer) = self.consumer.upgrade() else {
             return;
         };
@@ -81,8 +81,14 @@ impl Router {
             if self.tasks.contains_key(tp) || self.splits.contains_key(tp) {
                 continue;
             }
-            let waker = Arc::new(Notify::new());
-            match SplitQueue::split(&consumer, &tp.0, tp.1, Arc::clone(&waker)) {
+            let waker = Arc::clone(
+                wakers
+                    .entry(tp.clone())
+                    .or_insert_with(|| Arc::new(Notify::new())),
+            );
+            // SAFETY: the waker stays in the consumer's context (`Ctx::wakers`, never removed),
+            // which is dropped after the client.
+            match unsafe { SplitQueue::split(&consumer, &tp.0, tp.1, &waker) } {
                 Some(q) => {
                     self.splits.insert(tp.clone(), (q, waker));
                 }
@@ -279,6 +285,9 @@ const MAX_BATCH: usize = 2048;
 /// The consumer's context: librdkafka calls it on the consumer thread, during `poll`.
 pub struct Ctx {
     pub router: Mutex<Option<Router>>,
+    /// One waker per partition ever assigned, for as long as the client lives: librdkafka
+    /// keeps calling a partition queue's callback after the queue's handle is gone.
+    pub wakers: Mutex<HashMap<Tp, Waker>>,
 }
 
 impl Ctx {
@@ -318,7 +327,12 @@ impl ConsumerContext for Ctx {
                 self.with_router(|r| r.step(consumer, Input::Revoked(tps(tpl))));
             }
             // Before librdkafka starts fetching them.
-            Rebalance::Assign(tpl) => self.with_router(|r| r.split(&tps(tpl))),
+            Rebalance::Assign(tpl) => {
+                let tps = tps(tpl);
+                if let Ok(mut wakers) = self.wakers.lock() {
+                    self.with_router(|r| r.split(&tps, &mut wakers));
+                }
+            }
             Rebalance::Error(_) => {}
         }
     }

@@ -226,6 +226,7 @@ pub async fn run(
         consumer_config(&settings)
             .create_with_context(consumer::Ctx {
                 router: Mutex::new(Some(router)),
+                wakers: Mutex::default(),
             })
             .context("creating the Kafka consumer")?,
     );

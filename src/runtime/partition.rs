@@ -334,6 +334,8 @@ impl PartitionTask {
             }
         }
         self.counters.flush();
+        // Once per batch: the consumer thread reads it at commit time.
+        self.publish_position();
         if decoded.iter().any(Result::is_ok) {
             // The idle clock counts from the last event (one batch is one instant).
             self.last_input = Instant::now();
@@ -384,8 +386,6 @@ impl PartitionTask {
         if has_outputs {
             self.pending
                 .push_back(self.deliver_all(records, Some(received)));
-        } else {
-            self.publish_position();
         }
     }
 

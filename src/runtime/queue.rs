@@ -31,30 +31,38 @@ pub type Waker = Arc<Notify>;
 /// must not outlive its client).
 pub struct SplitQueue<C: ConsumerContext + 'static> {
     ptr: *mut rd::rd_kafka_queue_t,
-    waker: *const Notify,
     _consumer: Arc<BaseConsumer<C>>,
 }
 
 // SAFETY: librdkafka's queues are thread-safe (every operation takes the queue's lock); the
-// pointers are owned by this value and released once, in `drop`.
+// pointer is owned by this value and released once, in `drop`.
 unsafe impl<C: ConsumerContext + 'static> Send for SplitQueue<C> {}
 
 unsafe extern "C" fn wake(_rk: *mut rd::rd_kafka_t, opaque: *mut c_void) {
-    // SAFETY: `opaque` is the `Arc<Notify>` leaked in `split`; it is reclaimed only after the
-    // callback is disabled, which waits for a running callback (both hold the queue's lock).
+    // SAFETY: `opaque` is a `Notify` that outlives the client (the contract of `split`).
     let notify = unsafe { &*(opaque as *const Notify) };
     notify.notify_one();
 }
 
 impl<C: ConsumerContext + 'static> SplitQueue<C> {
     /// Splits the partition's queue off the consumer's queue (call it before the partition is
-    /// assigned, so no message of it is forwarded to the consumer's queue). `None` if
-    /// librdkafka refuses (an unusable topic name).
-    pub fn split(
+    /// assigned, so no message of it is forwarded to the consumer's queue), and has librdkafka
+    /// notify `waker` whenever the queue goes from empty to non-empty. `None` if librdkafka
+    /// refuses (an unusable topic name).
+    ///
+    /// The callback belongs to the partition's queue inside librdkafka, not to this handle: it
+    /// stays after the handle is dropped (a later split of the same partition replaces it), so
+    /// one partition's tasks, old and new, never unset each other's.
+    ///
+    /// # Safety
+    ///
+    /// `waker` must stay alive until the consumer's client is destroyed: momentd keeps one per
+    /// partition in the consumer's context, which is dropped after the client.
+    pub unsafe fn split(
         consumer: &Arc<BaseConsumer<C>>,
         topic: &str,
         partition: i32,
-        waker: Waker,
+        waker: &Notify,
     ) -> Option<Self> {
         let topic = CString::new(topic).ok()?;
         let rk = consumer.client().native_ptr();
@@ -63,15 +71,17 @@ impl<C: ConsumerContext + 'static> SplitQueue<C> {
         if ptr.is_null() {
             return None;
         }
-        let waker = Arc::into_raw(waker);
-        // SAFETY: `ptr` is the queue just obtained; `waker` stays valid until `drop`.
+        // SAFETY: `ptr` is the queue just obtained; the waker outlives the client (above).
         unsafe {
             rd::rd_kafka_queue_forward(ptr, std::ptr::null_mut());
-            rd::rd_kafka_queue_cb_event_enable(ptr, Some(wake), waker as *mut c_void);
+            rd::rd_kafka_queue_cb_event_enable(
+                ptr,
+                Some(wake),
+                waker as *const Notify as *mut c_void,
+            );
         }
         Some(SplitQueue {
             ptr,
-            waker,
             _consumer: Arc::clone(consumer),
         })
     }
@@ -94,14 +104,9 @@ impl<C: ConsumerContext + 'static> SplitQueue<C> {
 
 impl<C: ConsumerContext + 'static> Drop for SplitQueue<C> {
     fn drop(&mut self) {
-        // SAFETY: disabling the callback takes the queue's lock, so no callback runs after it
-        // returns and the waker can be released; then the queue handle is destroyed (the
-        // partition's fetch queue itself belongs to librdkafka).
-        unsafe {
-            rd::rd_kafka_queue_cb_event_enable(self.ptr, None, std::ptr::null_mut());
-            drop(Arc::from_raw(self.waker));
-            rd::rd_kafka_queue_destroy(self.ptr);
-        }
+        // SAFETY: the handle is destroyed once; the partition's fetch queue itself belongs to
+        // librdkafka.
+        unsafe { rd::rd_kafka_queue_destroy(self.ptr) };
     }
 }
 
@@ -241,7 +246,8 @@ mod tests {
                 .expect("consumer"),
         );
         let waker = Arc::new(Notify::new());
-        let queue = SplitQueue::split(&consumer, "t", 0, Arc::clone(&waker)).expect("split");
+        // SAFETY: the waker is dropped after the consumer (at the end, explicitly).
+        let queue = unsafe { SplitQueue::split(&consumer, "t", 0, &waker) }.expect("split");
         let mut tpl = TopicPartitionList::new();
         for p in 0..2 {
             tpl.add_partition_offset("t", p, Offset::Beginning)
@@ -336,5 +342,6 @@ mod tests {
         assert_eq!(other, n);
         drop(queue);
         drop(consumer);
+        drop(waker);
     }
 }

@@ -29,8 +29,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 const INPUT: &str = "hr.interactions";
 const OUTPUT: &str = "hr.triggers";
-/// Throughput rounds (odd: the median is one of them).
-const ROUNDS: usize = 5;
+/// Throughput rounds (odd: the median is one of them); `ROUNDS` in the environment overrides.
+const ROUNDS: usize = 9;
 /// The mock cluster keeps at most about 5 MB (or 100,000 messages) per partition and deletes
 /// older segments: the stream is spread over enough partitions that every message stays
 /// (PARTITIONS changes it).
@@ -291,31 +291,42 @@ fn main() {
         partitions()
     );
 
-    // 1. Five rounds, each a counting consumer then `momentd run` in a fresh group; the
-    // medians are compared (the machine is shared: one round can be disturbed).
+    // 1. Rounds, each a counting consumer then `momentd run` in a fresh group; the medians are
+    // compared, and so are the rounds' own ratios (the machine is shared: one round can be
+    // disturbed, and both sides drift with what else runs).
+    let rounds = (env_num("ROUNDS", ROUNDS as u64) as usize).max(1) | 1;
     let mut base_rates = Vec::new();
     let mut run_rates = Vec::new();
+    let mut ratios = Vec::new();
     let mut daemon = None;
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         // The previous round's daemon stops first: idle, it still polls the broker.
         drop(daemon.take());
         let (base_rate, base_cores) = count_baseline(&bootstrap, n, round);
         let (proc_, http, run_rate, run_cores, triggers) = run_momentd(&bootstrap, n, round);
         eprintln!(
-            "bench: round {round}: plain consumer counting {base_rate:.0} msg/s ({base_cores:.2} cores busy); momentd run {run_rate:.0} events/s ({run_cores:.2} cores busy; {triggers} triggers acknowledged so far) = {:.2}",
+            "bench: round {round}: plain consumer counting {base_rate:.0} msg/s ({base_cores:.2} cores busy, {:.2} us CPU a message); momentd run {run_rate:.0} events/s ({run_cores:.2} cores busy, {:.2} us CPU an event; {triggers} triggers acknowledged so far) = {:.2}",
+            base_cores / base_rate * 1e6,
+            run_cores / run_rate * 1e6,
             run_rate / base_rate
         );
         base_rates.push(base_rate);
         run_rates.push(run_rate);
+        ratios.push(run_rate / base_rate);
         daemon = Some((proc_, http));
     }
-    base_rates.sort_by(f64::total_cmp);
-    run_rates.sort_by(f64::total_cmp);
+    for v in [&mut base_rates, &mut run_rates, &mut ratios] {
+        v.sort_by(f64::total_cmp);
+    }
+    let mid = rounds / 2;
     eprintln!(
-        "bench: median of {ROUNDS}: plain consumer {:.0} msg/s, momentd run {:.0} events/s = {:.2} x the plain consumer",
-        base_rates[ROUNDS / 2],
-        run_rates[ROUNDS / 2],
-        run_rates[ROUNDS / 2] / base_rates[ROUNDS / 2]
+        "bench: median of {rounds}: plain consumer {:.0} msg/s, momentd run {:.0} events/s = {:.2} x the plain consumer; median of the rounds' ratios {:.2} (quartiles {:.2}-{:.2})",
+        base_rates[mid],
+        run_rates[mid],
+        run_rates[mid] / base_rates[mid],
+        ratios[mid],
+        ratios[rounds / 4],
+        ratios[rounds - 1 - rounds / 4],
     );
     let (_daemon, http) = daemon.expect("the rounds ran");
     let consumed = |h: &str| metric(h, "momentd_events_consumed_total");

@@ -289,6 +289,34 @@ impl<'de: 'a, 'a> Deserialize<'de> for JsonEvent<'a> {
 /// Decodes one JSON event. Syntax errors are `malformed_json`; well-formed JSON of the wrong
 /// shape is a `schema_violation` whose detail names the field path.
 pub fn decode_json<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Event<'a>, Reject> {
+    decode_json_with(bytes, limits, true)
+}
+
+/// Whether the fast path reads `text` by itself.
+#[cfg(test)]
+pub(crate) fn fast_path_takes(text: &str) -> bool {
+    let mut raw = JsonEvent::default();
+    let took = fast::parse(text, &mut raw);
+    if let Some(a) = raw.attrs.take() {
+        recycle(a.0);
+    }
+    took
+}
+
+/// [`decode_json`] without its fast path: what the fast path must agree with.
+#[cfg(test)]
+pub(crate) fn decode_json_general<'a>(
+    bytes: &'a [u8],
+    limits: &Limits,
+) -> Result<Event<'a>, Reject> {
+    decode_json_with(bytes, limits, false)
+}
+
+fn decode_json_with<'a>(
+    bytes: &'a [u8],
+    limits: &Limits,
+    try_fast: bool,
+) -> Result<Event<'a>, Reject> {
     // JSON text is UTF-8 (RFC 8259 §8.1): checked once for the whole record, so the parser
     // need not check each string again.
     let text = match std::str::from_utf8(bytes) {
@@ -301,14 +329,22 @@ pub fn decode_json<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Event<'a>, Re
         }
     };
     let mut raw = JsonEvent::default();
-    let mut de = serde_json::Deserializer::from_str(text);
-    if let Err(e) =
-        serde::de::DeserializeSeed::deserialize(InPlace(&mut raw), &mut de).and_then(|()| de.end())
-    {
+    if !(try_fast && fast::parse(text, &mut raw)) {
+        // Outside the fast path's subset (or not JSON at all): serde_json decides, and names
+        // the error.
         if let Some(a) = raw.attrs.take() {
             recycle(a.0);
         }
-        return Err(classify(bytes, e));
+        raw = JsonEvent::default();
+        let mut de = serde_json::Deserializer::from_str(text);
+        if let Err(e) = serde::de::DeserializeSeed::deserialize(InPlace(&mut raw), &mut de)
+            .and_then(|()| de.end())
+        {
+            if let Some(a) = raw.attrs.take() {
+                recycle(a.0);
+            }
+            return Err(classify(bytes, e));
+        }
     }
     let mut attrs = raw.attrs.unwrap_or_default();
     let ev = RawEvent {
@@ -324,6 +360,298 @@ pub fn decode_json<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Event<'a>, Re
     .validate(limits);
     recycle(attrs.0);
     ev
+}
+
+/// The fast path: the shape nearly every event has — one flat object of strings without
+/// escapes, `null`s and at most one `attrs` object of scalars — read with a plain byte scan
+/// instead of serde's visitors (about three times faster). Anything else (an escape, a control
+/// character, a nested value, a duplicate field, a syntax error, trailing characters) makes it
+/// give up, and the general path decodes the text from the start: both give the same result
+/// for any input (a property test checks it), the fast one just for less.
+mod fast {
+    use super::{scratch, Field, JsonAttrs, JsonEvent};
+    use crate::event::AttrVal;
+    use std::borrow::Cow;
+
+    struct Cur<'a> {
+        s: &'a str,
+        i: usize,
+    }
+
+    impl<'a> Cur<'a> {
+        fn byte(&self) -> Option<u8> {
+            self.s.as_bytes().get(self.i).copied()
+        }
+
+        /// Skips JSON whitespace; the next byte.
+        fn peek(&mut self) -> Option<u8> {
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.byte() {
+                self.i += 1;
+            }
+            self.byte()
+        }
+
+        fn eat(&mut self, c: u8) -> bool {
+            let hit = self.peek() == Some(c);
+            if hit {
+                self.i += 1;
+            }
+            hit
+        }
+
+        fn word(&mut self, w: &str) -> bool {
+            let hit = self.s.as_bytes()[self.i..].starts_with(w.as_bytes());
+            if hit {
+                self.i += w.len();
+            }
+            hit
+        }
+
+        /// A string at the cursor without escapes or control characters (`None` otherwise).
+        fn str(&mut self) -> Option<&'a str> {
+            if self.peek() != Some(b'"') {
+                return None;
+            }
+            let start = self.i + 1;
+            let rest = self.s.as_bytes().get(start..)?;
+            let n = stop(rest)?;
+            if rest[n] != b'"' {
+                return None;
+            }
+            self.i = start + n + 1;
+            // Both ends are next to ASCII quotes: character boundaries.
+            self.s.get(start..start + n)
+        }
+
+        /// A number as serde_json reads it into an attribute (`None`: not a JSON number, or
+        /// one the general path should read).
+        fn number(&mut self) -> Option<f64> {
+            let b = self.s.as_bytes();
+            let start = self.i;
+            let mut j = start;
+            let neg = b.get(j) == Some(&b'-');
+            j += neg as usize;
+            let digits = |j: &mut usize| {
+                let from = *j;
+                while let Some(b'0'..=b'9') = b.get(*j) {
+                    *j += 1;
+                }
+                *j - from
+            };
+            let int_start = j;
+            match b.get(j) {
+                Some(b'0') => j += 1,
+                Some(b'1'..=b'9') => {
+                    digits(&mut j);
+                }
+                _ => return None,
+            }
+            let int_end = j;
+            let mut integer = true;
+            if b.get(j) == Some(&b'.') {
+                j += 1;
+                if digits(&mut j) == 0 {
+                    return None;
+                }
+                integer = false;
+            }
+            if let Some(b'e' | b'E') = b.get(j) {
+                j += 1;
+                if let Some(b'+' | b'-') = b.get(j) {
+                    j += 1;
+                }
+                if digits(&mut j) == 0 {
+                    return None;
+                }
+                integer = false;
+            }
+            self.i = j;
+            if integer && int_end - int_start <= 18 {
+                // What serde_json hands the visitor (a u64 or i64), converted as it is.
+                let v = b[int_start..int_end]
+                    .iter()
+                    .fold(0i64, |v, &c| v * 10 + (c - b'0') as i64);
+                return Some(if neg { (-v) as f64 } else { v as f64 });
+            }
+            // Fractions, exponents, long integers: serde_json's own reading of the number.
+            serde_json::from_str::<f64>(&self.s[start..j]).ok()
+        }
+
+        /// A scalar of a field nobody reads: checked, dropped.
+        fn skip_scalar(&mut self) -> Option<()> {
+            match self.peek()? {
+                b'"' => self.str().map(drop),
+                b't' => self.word("true").then_some(()),
+                b'f' => self.word("false").then_some(()),
+                b'n' => self.word("null").then_some(()),
+                _ => self.number().map(drop),
+            }
+        }
+
+        /// An attribute value: `None` for null (dropped, as the general path does).
+        fn attr(&mut self) -> Option<Option<AttrVal<'a>>> {
+            Some(match self.peek()? {
+                b'"' => Some(AttrVal::Str(Cow::Borrowed(self.str()?))),
+                b't' if self.word("true") => Some(AttrVal::Bool(true)),
+                b'f' if self.word("false") => Some(AttrVal::Bool(false)),
+                b'n' if self.word("null") => None,
+                b'-' | b'0'..=b'9' => Some(AttrVal::Num(self.number()?)),
+                _ => return None,
+            })
+        }
+
+        fn attrs(&mut self, into: &mut Vec<(Cow<'a, str>, AttrVal<'a>)>) -> Option<()> {
+            if self.eat(b'}') {
+                return Some(());
+            }
+            loop {
+                let k = self.str()?;
+                if !self.eat(b':') {
+                    return None;
+                }
+                if let Some(v) = self.attr()? {
+                    into.push((Cow::Borrowed(k), v));
+                }
+                if self.eat(b',') {
+                    continue;
+                }
+                return self.eat(b'}').then_some(());
+            }
+        }
+
+        fn event(&mut self, ev: &mut JsonEvent<'a>) -> Option<()> {
+            if !self.eat(b'{') {
+                return None;
+            }
+            if self.eat(b'}') {
+                return self.end();
+            }
+            let mut seen = 0u16;
+            loop {
+                let f = field(self.str()?);
+                if !self.eat(b':') {
+                    return None;
+                }
+                if f != Field::Other {
+                    let bit = 1 << f as u16;
+                    if seen & bit != 0 {
+                        return None;
+                    }
+                    seen |= bit;
+                }
+                match f {
+                    Field::Attrs => {
+                        if self.peek() == Some(b'n') {
+                            if !self.word("null") {
+                                return None;
+                            }
+                        } else {
+                            if !self.eat(b'{') {
+                                return None;
+                            }
+                            // Held by the event from here, so given back if this fails.
+                            let attrs = ev.attrs.insert(JsonAttrs(scratch()));
+                            self.attrs(&mut attrs.0)?;
+                        }
+                    }
+                    Field::Other => self.skip_scalar()?,
+                    _ => {
+                        let v = match self.peek()? {
+                            b'"' => Some(Cow::Borrowed(self.str()?)),
+                            b'n' if self.word("null") => None,
+                            _ => return None,
+                        };
+                        let slot = match f {
+                            Field::EventId => &mut ev.event_id,
+                            Field::EmployeeId => &mut ev.employee_id,
+                            Field::OccurredAt => &mut ev.occurred_at,
+                            Field::Kind => &mut ev.kind,
+                            Field::TeamId => &mut ev.team_id,
+                            Field::CohortId => &mut ev.cohort_id,
+                            Field::ManagerId => &mut ev.manager_id,
+                            Field::Attrs | Field::Other => return None,
+                        };
+                        *slot = v;
+                    }
+                }
+                if self.eat(b',') {
+                    continue;
+                }
+                if !self.eat(b'}') {
+                    return None;
+                }
+                return self.end();
+            }
+        }
+
+        /// Only whitespace may follow the event.
+        fn end(&mut self) -> Option<()> {
+            self.peek().is_none().then_some(())
+        }
+    }
+
+    /// Where a string's plain run ends: the first quote, backslash or control character, eight
+    /// bytes at a time (the lowest flagged byte of a word is exact; flags above it may not be).
+    fn stop(b: &[u8]) -> Option<usize> {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        let zero = |v: u64| v.wrapping_sub(ONES) & !v;
+        let mut i = 0;
+        while let Some(w) = b.get(i..i + 8) {
+            let x = u64::from_le_bytes(w.try_into().ok()?);
+            let hit = (zero(x ^ (ONES * b'"' as u64))
+                | zero(x ^ (ONES * b'\\' as u64))
+                | (x.wrapping_sub(ONES * 0x20) & !x))
+                & HIGH;
+            if hit != 0 {
+                return Some(i + (hit.trailing_zeros() / 8) as usize);
+            }
+            i += 8;
+        }
+        let tail = b.get(i..)?;
+        tail.iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+            .map(|p| i + p)
+    }
+
+    fn field(key: &str) -> Field {
+        match key {
+            "event_id" => Field::EventId,
+            "employee_id" => Field::EmployeeId,
+            "occurred_at" => Field::OccurredAt,
+            "type" => Field::Kind,
+            "team_id" => Field::TeamId,
+            "cohort_id" => Field::CohortId,
+            "manager_id" => Field::ManagerId,
+            "attrs" => Field::Attrs,
+            _ => Field::Other,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use proptest::prelude::*;
+
+        proptest! {
+            /// The word-at-a-time scan finds what a byte-at-a-time one finds.
+            #[test]
+            fn stop_finds_the_first_quote_backslash_or_control_character(
+                b in prop::collection::vec(
+                    prop_oneof![4 => 0x20u8..0x7f, 1 => any::<u8>(), 1 => Just(b'"'), 1 => Just(b'\\')],
+                    0..40,
+                )
+            ) {
+                let naive = b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+                prop_assert_eq!(super::stop(&b), naive);
+            }
+        }
+    }
+
+    /// Reads `text` into `ev` if it is in the fast path's subset; false otherwise (then `ev`
+    /// may hold part of it: start again from an empty one).
+    pub(super) fn parse<'a>(text: &'a str, ev: &mut JsonEvent<'a>) -> bool {
+        Cur { s: text, i: 0 }.event(ev).is_some()
+    }
 }
 
 fn classify(bytes: &[u8], e: serde_json::Error) -> Reject {

@@ -401,3 +401,144 @@ fn json_strings_without_escapes_are_borrowed_not_copied() {
         "an escaped string is decoded (and owned)"
     );
 }
+
+/// JSON texts around the fast path's edges: flat objects whose keys and values are drawn from
+/// literals the fast path takes (plain strings, null, integers, booleans) and ones it must
+/// leave to the general path (escapes, control characters, fractions, exponents, long or
+/// malformed numbers, nested values, duplicates), with whitespace anywhere and sometimes
+/// trailing text.
+fn json_text() -> impl Strategy<Value = String> {
+    let value = prop::sample::select(vec![
+        r#""x""#,
+        r#""a\"b""#,
+        r#""\u0041bc""#,
+        "\"tab\there\"",
+        r#""2026-03-02T09:00:00Z""#,
+        r#""learning.module_started""#,
+        r#""checkin.scheduled""#,
+        r#""emp-1""#,
+        r#""""#,
+        "null",
+        "true",
+        "false",
+        "nul",
+        "0",
+        "-0",
+        "12",
+        "-12",
+        "007",
+        "1.5",
+        "-0.0",
+        "1.",
+        ".5",
+        "1e3",
+        "-1E-2",
+        "2.5e+1",
+        "12345678901234567",
+        "123456789012345678",
+        "1234567890123456789",
+        "-9223372036854775808",
+        "18446744073709551616",
+        "1e400",
+        "-",
+        "-01",
+        "1e",
+        "1e+",
+        "+1",
+        "0x1",
+        "NaN",
+        "[1]",
+        "[]",
+        "{}",
+        r#"{"a":1}"#,
+    ]);
+    let key = prop::sample::select(vec![
+        "event_id",
+        "employee_id",
+        "occurred_at",
+        "type",
+        "team_id",
+        "cohort_id",
+        "manager_id",
+        "module_id",
+        "checkin_id",
+        "due_at",
+        "messages",
+        "meetings",
+        "score",
+        "x",
+        "typ\\u0065",
+        "",
+    ]);
+    let ws = prop::sample::select(vec!["", "", "", " ", "\n\t ", "\r"]);
+    let member = (
+        ws.clone(),
+        key.clone(),
+        ws.clone(),
+        value.clone(),
+        ws.clone(),
+    )
+        .prop_map(|(a, k, b, v, c)| format!("{a}\"{k}\"{b}:{c}{v}"));
+    let attrs = prop::collection::vec(member.clone(), 0..5)
+        .prop_map(|ms| format!("\"attrs\":{{{}}}", ms.join(",")));
+    let top = prop_oneof![4 => member, 1 => attrs, 1 => Just("\"attrs\":null".to_string())];
+    (
+        prop::collection::vec(top, 0..9),
+        ws.clone(),
+        prop::sample::select(vec!["", "", "", " \n", "x", "}", ",", "{}"]),
+    )
+        .prop_map(|(ms, w, tail)| format!("{w}{{{}}}{w}{tail}", ms.join(",")))
+}
+
+/// The fast path and the general one agree on every input, accepted or not (compared through
+/// `Debug`, so even a zero's sign counts).
+fn same_as_the_general_path(text: &[u8]) -> Result<(), TestCaseError> {
+    let l = limits();
+    let fast = format!("{:?}", decode_json(text, &l));
+    let general = format!("{:?}", super::json::decode_json_general(text, &l));
+    prop_assert_eq!(fast, general, "{}", String::from_utf8_lossy(text));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    #[test]
+    fn the_json_fast_path_agrees_with_the_general_one_on_edge_texts(t in json_text()) {
+        same_as_the_general_path(t.as_bytes())?;
+    }
+
+    #[test]
+    fn the_json_fast_path_agrees_with_the_general_one_on_events(
+        ev in event(),
+        pos in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+    ) {
+        let j = encode_json(&ev).into_bytes();
+        same_as_the_general_path(&j)?;
+        let mut m = j.clone();
+        let i = pos.index(m.len());
+        m[i] = byte;
+        same_as_the_general_path(&m)?;
+    }
+
+    #[test]
+    fn the_json_fast_path_agrees_with_the_general_one_on_any_json(v in json_value()) {
+        same_as_the_general_path(v.to_string().as_bytes())?;
+    }
+}
+
+#[test]
+fn the_fast_path_takes_the_common_shape() {
+    // A guard on the speed claim: the everyday event shape must not fall back.
+    let line = r#" {"attrs":{"checkin_id":"ci-11-0","due_at":"2026-01-07T10:00:11Z","n":-12,"ok":true,"z":null},"employee_id":"emp-000011","event_id":"s1-108","manager_id":"mgr-00001","occurred_at":"2026-01-05T10:00:11Z","team_id":"team-00001","type":"checkin.scheduled","cohort_id":null,"extra":1.5} "#;
+    assert!(super::json::fast_path_takes(line));
+    for other in [
+        r#"{"event_id":"e\u0031"}"#,
+        r#"{"attrs":{"a":[1]}}"#,
+        r#"{"type":"a","type":"b"}"#,
+        r#"{"a":1} x"#,
+    ] {
+        assert!(!super::json::fast_path_takes(other), "{other}");
+    }
+}

@@ -310,33 +310,34 @@ impl PartitionTask {
             max_future: crate::time::DAY,
         };
         let default = self.shared.default_encoding;
-        let decoded: Vec<Result<Event<'_>, Reject>> = msgs
-            .iter()
-            .map(|m| {
+        // A chunk at a time: decoded, its state prefetched, applied — so the chunk's payloads
+        // and decoded events are still in the core's cache when they are applied.
+        let mut decoded: Vec<Result<Event<'_>, Reject>> =
+            Vec::with_capacity(crate::engine::PREFETCH_BATCH.min(msgs.len()));
+        let mut any_event = false;
+        for ms in msgs.chunks(crate::engine::PREFETCH_BATCH) {
+            decoded.clear();
+            decoded.extend(ms.iter().map(|m| {
                 let encoding = m
                     .content_type
                     .and_then(Encoding::from_content_type)
                     .unwrap_or(default);
                 decode(m.payload.unwrap_or_default(), encoding, m.key, &limits)
-            })
-            .collect();
-        for (ms, evs) in msgs
-            .chunks(crate::engine::PREFETCH_BATCH)
-            .zip(decoded.chunks(crate::engine::PREFETCH_BATCH))
-        {
+            }));
             let keys = self
                 .engine
-                .prefetch(evs.iter().filter_map(|r| r.as_ref().ok()));
+                .prefetch(decoded.iter().filter_map(|r| r.as_ref().ok()));
             let mut keys = keys.into_iter();
-            for (m, r) in ms.iter().zip(evs) {
+            for (m, r) in ms.iter().zip(&decoded) {
                 let k = if r.is_ok() { keys.next() } else { None };
+                any_event |= r.is_ok();
                 self.process(m, r, k, received);
             }
         }
         self.counters.flush();
         // Once per batch: the consumer thread reads it at commit time.
         self.publish_position();
-        if decoded.iter().any(Result::is_ok) {
+        if any_event {
             // The idle clock counts from the last event (one batch is one instant).
             self.last_input = Instant::now();
             self.watermark_at_last_input = self.engine.watermark();

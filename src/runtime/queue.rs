@@ -149,8 +149,36 @@ impl Fetched {
     }
 
     /// The messages, in the order the queue held them (offset order).
+    ///
+    /// A partition's prefetched messages wait in its queue long enough to leave the CPU's
+    /// caches (up to a few MiB a partition), so each one's first touch is a trip to memory:
+    /// reading them one by one stalls on every message. So the messages a few places ahead are
+    /// requested early — their records at twice the distance, their bytes (value, then the
+    /// headers after it) once their record is in — and the misses overlap.
     pub fn iter(&self) -> impl Iterator<Item = Fetch<'_>> + '_ {
-        self.msgs.iter().map(|&m| {
+        const AHEAD: usize = 8;
+        const RECORD: usize = 256;
+        let hint_record = |i: usize| {
+            if let Some(&m) = self.msgs.get(i) {
+                crate::engine::prefetch_lines(m as *const u8, RECORD);
+            }
+        };
+        let hint_bytes = |i: usize| {
+            if let Some(&m) = self.msgs.get(i) {
+                // SAFETY: a live message of this batch (see below).
+                let msg = unsafe { &*m };
+                if !msg.payload.is_null() {
+                    // The value, and the headers that follow it in the fetched record.
+                    let len = (msg.len + 64).min(1024);
+                    crate::engine::prefetch_lines(msg.payload as *const u8, len);
+                }
+            }
+        };
+        (0..2 * AHEAD).for_each(hint_record);
+        (0..AHEAD).for_each(hint_bytes);
+        self.msgs.iter().enumerate().map(move |(i, &m)| {
+            hint_record(i + 2 * AHEAD);
+            hint_bytes(i + AHEAD);
             // SAFETY: `m` is a live message owned by this batch (destroyed only in `clear`,
             // which needs `&mut self`, so not while these borrows live).
             let msg = unsafe { &*m };

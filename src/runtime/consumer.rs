@@ -1,8 +1,10 @@
-//! The consumer thread: polls librdkafka, routes each message to its partition's task, commits
-//! the tasks' positions, and carries out the lifecycle's actions — including inside the
+//! The consumer thread: polls librdkafka's consumer queue (rebalances, statistics, errors),
+//! commits the tasks' positions, and carries out the lifecycle's actions — including inside the
 //! rebalance callback, which librdkafka runs on this thread during `poll`, so a revoke waits for
 //! the revoked partitions' in-flight work (up to a deadline below the session timeout) and
-//! commits synchronously before the partitions move.
+//! commits synchronously before the partitions move. Before partitions are assigned it splits
+//! their queues off (see [`super::queue`]): their messages go straight to their tasks. Only a
+//! partition whose queue could not be split has its messages polled, batched and routed here.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

@@ -1,13 +1,13 @@
 //! The I/O shell of `momentd run`: rdkafka and tokio around the pure engine. It only moves
 //! bytes, offsets and time.
 //!
-//! * A consumer thread ([`consumer`]) polls the group's consumer, routes each message to its
-//!   partition's task, commits positions, and runs the lifecycle ([`lifecycle`]) — rebalance
+//! * A consumer thread ([`consumer`]) polls the group's consumer for rebalances and
+//!   statistics, commits positions, and runs the lifecycle ([`lifecycle`]) — rebalance
 //!   callbacks included.
-//! * One tokio task per assigned partition ([`partition`]) decodes, applies, produces, and
-//!   tracks which offsets may be committed ([`offsets`]): only those whose outputs the broker
-//!   acknowledged (at-least-once; deterministic trigger ids make a redelivery produce the same
-//!   ids).
+//! * One tokio task per assigned partition ([`partition`]) reads the partition's own librdkafka
+//!   queue ([`queue`]) in batches, decodes, applies, produces, and tracks which offsets may be
+//!   committed ([`offsets`]): only those whose outputs the broker acknowledged (at-least-once;
+//!   deterministic trigger ids make a redelivery produce the same ids).
 //! * Shutdown: stop fetching, drain, commit, flush the producer — within `shutdown.timeout`.
 
 pub mod consumer;

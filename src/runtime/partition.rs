@@ -103,7 +103,8 @@ struct View<'a> {
 
 #[derive(Debug)]
 pub enum Cmd {
-    /// Messages of this partition, in offset order (what one poll round brought).
+    /// Messages of this partition polled by the consumer thread, in offset order (only when
+    /// the partition's queue could not be split off).
     Batch(InBatch),
     /// Finish: await every output until the deadline, then answer with the offset to commit.
     Drain {
@@ -131,8 +132,9 @@ pub type Source = (SplitQueue<Ctx>, Waker);
 const TAKE: usize = 1024;
 
 /// At most this many messages with unacknowledged outputs per partition; beyond it the task
-/// waits for acknowledgements before taking more input (the channel then fills and the
-/// consumer thread waits: backpressure instead of unbounded memory).
+/// waits for acknowledgements before taking more input (its queue then fills up to librdkafka's
+/// prefetch limits and the partition's fetching pauses: backpressure instead of unbounded
+/// memory).
 const MAX_IN_FLIGHT: usize = 10_000;
 
 /// How often the idle clock and the gauges are looked at.

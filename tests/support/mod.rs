@@ -275,6 +275,17 @@ impl Daemon {
         parse_metric(&body, name, labels)
     }
 
+    /// The exposition's lines of the metric `name` (for failure messages).
+    pub fn metrics_matching(&self, name: &str) -> String {
+        let Some((200, body)) = self.get("/metrics") else {
+            return String::new();
+        };
+        body.lines()
+            .filter(|l| l.starts_with(name))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Waits until `metric(name, labels) >= at_least`.
     pub fn wait_metric(&self, name: &str, labels: &[&str], at_least: f64, timeout: Duration) {
         let deadline = Instant::now() + timeout;

@@ -185,6 +185,22 @@ struct JsonEvent<'a> {
     attrs: Option<JsonAttrs<'a>>,
 }
 
+impl<'a> JsonEvent<'a> {
+    /// Where a top-level string field goes (`None` for `attrs` and unknown fields).
+    fn slot(&mut self, f: Field) -> Option<&mut Option<Cow<'a, str>>> {
+        Some(match f {
+            Field::EventId => &mut self.event_id,
+            Field::EmployeeId => &mut self.employee_id,
+            Field::OccurredAt => &mut self.occurred_at,
+            Field::Kind => &mut self.kind,
+            Field::TeamId => &mut self.team_id,
+            Field::CohortId => &mut self.cohort_id,
+            Field::ManagerId => &mut self.manager_id,
+            Field::Attrs | Field::Other => return None,
+        })
+    }
+}
+
 #[derive(Deserialize, Clone, Copy, PartialEq)]
 #[serde(field_identifier, rename_all = "snake_case")]
 enum Field {
@@ -258,21 +274,11 @@ impl<'de: 'a, 'a> Visitor<'de> for InPlace<'_, 'a> {
                 return Err(serde::de::Error::duplicate_field(f.name()));
             }
             seen |= bit;
-            let slot = match f {
-                Field::EventId => &mut ev.event_id,
-                Field::EmployeeId => &mut ev.employee_id,
-                Field::OccurredAt => &mut ev.occurred_at,
-                Field::Kind => &mut ev.kind,
-                Field::TeamId => &mut ev.team_id,
-                Field::CohortId => &mut ev.cohort_id,
-                Field::ManagerId => &mut ev.manager_id,
-                Field::Attrs => {
-                    ev.attrs = map.next_value()?;
-                    continue;
-                }
-                Field::Other => continue,
-            };
-            *slot = map.next_value_seed(OptStr)?;
+            if f == Field::Attrs {
+                ev.attrs = map.next_value()?;
+            } else if let Some(slot) = ev.slot(f) {
+                *slot = map.next_value_seed(OptStr)?;
+            }
         }
         Ok(())
     }
@@ -561,17 +567,7 @@ mod fast {
                             b'n' if self.word("null") => None,
                             _ => return None,
                         };
-                        let slot = match f {
-                            Field::EventId => &mut ev.event_id,
-                            Field::EmployeeId => &mut ev.employee_id,
-                            Field::OccurredAt => &mut ev.occurred_at,
-                            Field::Kind => &mut ev.kind,
-                            Field::TeamId => &mut ev.team_id,
-                            Field::CohortId => &mut ev.cohort_id,
-                            Field::ManagerId => &mut ev.manager_id,
-                            Field::Attrs | Field::Other => return None,
-                        };
-                        *slot = v;
+                        *ev.slot(f)? = v;
                     }
                 }
                 if self.eat(b',') {

@@ -163,6 +163,10 @@ pub struct Kafka {
     /// On revoke, how long in-flight work of the revoked partitions may take before their
     /// positions are committed (below the group's session timeout).
     pub drain_timeout: Dur,
+    /// Each partition's task reads the partition's own librdkafka queue (the default); false:
+    /// one consumer thread polls every message and hands it to its partition's task (slower;
+    /// an escape hatch should a librdkafka version misbehave with split queues).
+    pub split_partition_queues: bool,
     /// librdkafka properties passed through as they are (`security.protocol`, `sasl.mechanism`,
     /// …). In environment variables write `_` for `.`: `MOMENTD__KAFKA__CLIENT__SASL_PASSWORD`.
     pub client: BTreeMap<String, String>,
@@ -181,6 +185,7 @@ impl Default for Kafka {
             topic_replication: 1,
             commit_interval: Dur(std::time::Duration::from_secs(1)),
             drain_timeout: Dur(std::time::Duration::from_secs(5)),
+            split_partition_queues: true,
             client: BTreeMap::new(),
         }
     }

@@ -50,17 +50,24 @@ const METRICS: &[&str] = &[
     "momentd_ready",
 ];
 
-fn sample_gives_the_same_triggers_as_replay(kind: Kind) {
+fn sample_gives_the_same_triggers_as_replay(kind: Kind, env: &[(&str, &str)]) {
     let _g = serial();
     let lines = sample_lines();
     let b = Broker::start(kind, &[(INPUT, 1), (OUTPUT, 1), (DLQ, 1)]);
-    let mut d = Daemon::start(&b.bootstrap, "g-sample", &[]);
+    let mut d = Daemon::start(&b.bootstrap, "g-sample", env);
     assert_eq!(
         d.wait_live(Duration::from_secs(30)),
         503,
         "/readyz answers 503 before partitions are assigned"
     );
     d.wait_ready(Duration::from_secs(60));
+    // Each partition's task reads its own queue unless split queues are turned off.
+    let split = !env.contains(&("MOMENTD__KAFKA__SPLIT_PARTITION_QUEUES", "false"));
+    assert!(
+        d.logged(&format!("own_queue={split}")),
+        "partition assigned with own_queue={split}: {}",
+        d.logs()
+    );
 
     // An independent client (Python confluent-kafka) produces the input.
     let produced = python_client(&["produce", &b.bootstrap, INPUT, SAMPLE]);
@@ -149,12 +156,21 @@ fn sample_gives_the_same_triggers_as_replay(kind: Kind) {
 
 #[test]
 fn sample_gives_the_same_triggers_as_replay_on_the_mock_cluster() {
-    sample_gives_the_same_triggers_as_replay(Kind::Mock);
+    sample_gives_the_same_triggers_as_replay(Kind::Mock, &[]);
 }
 
 #[test]
 fn sample_gives_the_same_triggers_as_replay_on_tansu() {
-    sample_gives_the_same_triggers_as_replay(Kind::Tansu);
+    sample_gives_the_same_triggers_as_replay(Kind::Tansu, &[]);
+}
+
+/// The escape hatch: every message polled by the consumer thread and handed to its task.
+#[test]
+fn sample_gives_the_same_triggers_through_the_consumer_thread() {
+    sample_gives_the_same_triggers_as_replay(
+        Kind::Mock,
+        &[("MOMENTD__KAFKA__SPLIT_PARTITION_QUEUES", "false")],
+    );
 }
 
 fn poison_messages_go_to_the_dead_letter_topic(kind: Kind) {

@@ -49,6 +49,8 @@ pub struct Router {
     consumer: Weak<BaseConsumer<Ctx>>,
     /// Partition queues split off before their assignment, for the tasks about to start.
     splits: HashMap<Tp, Source>,
+    /// `kafka.split_partition_queues`.
+    split_queues: bool,
 }
 
 impl Router {
@@ -57,6 +59,7 @@ impl Router {
         shared: Shared,
         drain_timeout: Duration,
         ready: Arc<AtomicBool>,
+        split_queues: bool,
     ) -> Router {
         Router {
             lifecycle: Lifecycle::default(),
@@ -69,14 +72,16 @@ impl Router {
             round_received: Instant::now(),
             consumer: Weak::new(),
             splits: HashMap::new(),
+            split_queues,
         }
     }
 
     /// Splits the queues of partitions about to be assigned (and not already running here)
     /// off the consumer's queue, so their tasks read them directly (see [`super::queue`]).
-    /// Without the consumer (not set yet) the partitions go through the consumer's queue.
+    /// Without the consumer (not set yet), or with `kafka.split_partition_queues` off, the
+    /// partitions go through the consumer's queue.
     fn split(&mut self, tps: &[Tp], wakers: &mut HashMap<Tp, Waker>) {
-        let Some(consumer) = self.consumer.upgrade() else {
+        let Some(consumer) = self.consumer.upgrade().filter(|_| self.split_queues) else {
             return;
         };
         for tp in tps {
@@ -128,8 +133,9 @@ impl Router {
         let position = Arc::new(AtomicI64::new(-1));
         let task = PartitionTask::new(&tp.0, tp.1, self.shared.clone(), Arc::clone(&position));
         let source = self.splits.remove(&tp);
+        let own_queue = source.is_some();
         self.runtime.spawn(task.run(rx, assigned, source));
-        tracing::info!(topic = %tp.0, partition = tp.1, "partition assigned");
+        tracing::info!(topic = %tp.0, partition = tp.1, own_queue, "partition assigned");
         self.tasks.insert(
             tp,
             Task {

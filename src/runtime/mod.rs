@@ -221,6 +221,7 @@ pub async fn run(
             .0
             .min(settings.shutdown.timeout.0),
         Arc::clone(&health.ready),
+        settings.kafka.split_partition_queues,
     );
     let consumer: Arc<BaseConsumer<consumer::Ctx>> = Arc::new(
         consumer_config(&settings)

@@ -275,6 +275,26 @@ impl Daemon {
         parse_metric(&body, name, labels)
     }
 
+    /// Whether the daemon's whole log has `needle` (ANSI colours removed).
+    pub fn logged(&self, needle: &str) -> bool {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut plain = String::with_capacity(s.len());
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // Skip the escape sequence up to its final letter.
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                plain.push(c);
+            }
+        }
+        plain.contains(needle)
+    }
+
     /// The exposition's lines of the metric `name` (for failure messages).
     pub fn metrics_matching(&self, name: &str) -> String {
         let Some((200, body)) = self.get("/metrics") else {

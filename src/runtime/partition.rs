@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::consumer::Ctx;
 use super::offsets::OffsetTracker;
 use super::output::{deliver, Record, Sink};
-use super::queue::{Fetch, Fetched, SplitQueue, Waker};
+use super::queue::{Fetched, Msg, SplitQueue, Waker};
 use crate::engine::{Engine, Keys, Output};
 use crate::event::{decode, Encoding, Event, Reject};
 use crate::metrics::{self, PartitionLabels};
@@ -80,10 +80,10 @@ impl InBatch {
         s.and_then(|(a, b)| self.bytes.get(a..b))
     }
 
-    fn views(&self) -> Vec<View<'_>> {
+    fn views(&self) -> Vec<Msg<'_>> {
         self.msgs
             .iter()
-            .map(|m| View {
+            .map(|m| Msg {
                 offset: m.offset,
                 key: self.get(m.key),
                 payload: self.get(m.payload),
@@ -91,14 +91,6 @@ impl InBatch {
             })
             .collect()
     }
-}
-
-/// A message as the task processes it, wherever its bytes are.
-struct View<'a> {
-    offset: i64,
-    key: Option<&'a [u8]>,
-    payload: Option<&'a [u8]>,
-    content_type: Option<&'a [u8]>,
 }
 
 #[derive(Debug)]
@@ -279,33 +271,25 @@ impl PartitionTask {
             return;
         }
         let received = Instant::now();
-        let mut views = Vec::with_capacity(fetched.len());
-        for f in fetched.iter() {
-            match f {
-                Fetch::Message {
-                    offset,
-                    key,
-                    payload,
-                    content_type,
-                } => views.push(View {
-                    offset,
-                    key,
-                    payload,
-                    content_type,
-                }),
-                Fetch::Error(e) => tracing::warn!(
-                    topic = %self.topic, partition = self.partition, error = %e,
-                    "consumer error on the partition's queue"
-                ),
-            }
-        }
+        let views: Vec<Msg<'_>> = fetched
+            .iter()
+            .filter_map(|f| {
+                f.map_err(|e| {
+                    tracing::warn!(
+                        topic = %self.topic, partition = self.partition, error = %e,
+                        "consumer error on the partition's queue"
+                    )
+                })
+                .ok()
+            })
+            .collect();
         self.process_batch(&views, received);
     }
 
     /// A batch of messages in offset order: decoded first, then applied in offset order, a
     /// prefetch chunk at a time (the engine fetches the state a chunk touches before applying
     /// it). `received` is when the batch was taken.
-    fn process_batch(&mut self, msgs: &[View<'_>], received: Instant) {
+    fn process_batch(&mut self, msgs: &[Msg<'_>], received: Instant) {
         let limits = crate::event::Limits {
             max_event_bytes: self.shared.max_event_bytes,
             now: Some(super::now_ms()),
@@ -348,7 +332,7 @@ impl PartitionTask {
 
     fn process(
         &mut self,
-        m: &View<'_>,
+        m: &Msg<'_>,
         decoded: &Result<Event<'_>, Reject>,
         keys: Option<Keys>,
         received: Instant,

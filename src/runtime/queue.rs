@@ -121,18 +121,19 @@ pub struct Fetched {
 // on any thread.
 unsafe impl Send for Fetched {}
 
-/// One fetched message, borrowed from its batch.
-pub enum Fetch<'a> {
-    Message {
-        offset: i64,
-        key: Option<&'a [u8]>,
-        payload: Option<&'a [u8]>,
-        content_type: Option<&'a [u8]>,
-    },
-    /// An error librdkafka delivered in the partition's queue instead of a message (an offset
-    /// reset, a broker error): not input, nothing to commit.
-    Error(String),
+/// A message as a partition task processes it, its bytes borrowed from wherever they are (a
+/// fetched batch here, or a batch the consumer thread polled).
+#[derive(Debug, Clone, Copy)]
+pub struct Msg<'a> {
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+    pub content_type: Option<&'a [u8]>,
 }
+
+/// One fetched message, or the error librdkafka delivered in the partition's queue instead of
+/// one (an offset reset, a broker error): not input, nothing to commit.
+pub type Fetch<'a> = Result<Msg<'a>, String>;
 
 fn bytes<'a>(p: *const c_void, len: usize) -> Option<&'a [u8]> {
     // SAFETY (for callers): `p` points at `len` bytes owned by a message that outlives 'a.
@@ -190,14 +191,14 @@ impl Fetched {
                 let detail = bytes(msg.payload, msg.len)
                     .map(|b| String::from_utf8_lossy(b).into_owned())
                     .unwrap_or_default();
-                return Fetch::Error(format!("{text}: {detail}"));
+                return Err(format!("{text}: {detail}"));
             }
-            Fetch::Message {
+            Ok(Msg {
                 offset: msg.offset,
                 key: bytes(msg.key, msg.key_len),
                 payload: bytes(msg.payload, msg.len),
                 content_type: content_type(m),
-            }
+            })
         })
     }
 
@@ -330,15 +331,12 @@ mod tests {
             queue.take(&mut fetched, 64);
             assert!(fetched.len() <= 64);
             for f in fetched.iter() {
-                let Fetch::Message {
+                let Msg {
                     offset,
                     key,
                     payload,
                     content_type,
-                } = f
-                else {
-                    panic!("unexpected error on the queue");
-                };
+                } = f.expect("no error on the queue");
                 assert_eq!(offset, next as i64);
                 assert_eq!(key, Some(format!("k{next}").as_bytes()));
                 assert_eq!(payload, Some(format!("p0-{next}").as_bytes()));

@@ -136,7 +136,7 @@ pub fn replay(
             Ok(ev) => match engine.apply(&ev, &mut outputs) {
                 Outcome::Applied => stats.events += 1,
                 Outcome::Duplicate => stats.duplicates += 1,
-                Outcome::AfterExit | Outcome::Erased => stats.ignored += 1,
+                Outcome::AfterExit | Outcome::Erased | Outcome::Restored => stats.ignored += 1,
             },
         }
         emit(&mut outputs, out, &mut audit, &mut stats)?;

@@ -7,6 +7,7 @@
 //! (absence rules) fire when the watermark passes their due time. The I/O shell may also advance
 //! the watermark itself (idle partitions, end of a replay).
 
+pub mod changelog;
 pub(crate) mod index;
 pub mod state;
 
@@ -80,6 +81,8 @@ pub enum Outcome {
     AfterExit,
     /// For an employee whose data was erased.
     Erased,
+    /// Already held by the state restored from the changelog (read again after a restart).
+    Restored,
 }
 
 impl Outcome {
@@ -89,6 +92,7 @@ impl Outcome {
             Outcome::Duplicate => "duplicate",
             Outcome::AfterExit => "after_exit",
             Outcome::Erased => "erased",
+            Outcome::Restored => "restored",
         }
     }
 }
@@ -105,6 +109,20 @@ impl Pseudonymizer {
             // HMAC takes keys of any length.
             mac: Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length"),
         }
+    }
+
+    /// A 192-byte secret for keyed fingerprints of employee ids (xxh3 with a custom secret):
+    /// with pseudonymization on, the fingerprints in state and in internal topics cannot be
+    /// matched against a roster without the key.
+    pub fn fingerprint_secret(&self) -> Box<[u8; 192]> {
+        let mut out = Box::new([0u8; 192]);
+        for (i, chunk) in out.chunks_mut(32).enumerate() {
+            let mut m = self.mac.clone();
+            m.update(b"momentd fingerprint secret ");
+            m.update(&[i as u8]);
+            chunk.copy_from_slice(&m.finalize().into_bytes());
+        }
+        out
     }
 
     pub fn pseudonym(&self, id: &str) -> String {
@@ -202,7 +220,17 @@ pub fn trigger_id(
 
 #[derive(Debug)]
 struct Slot {
-    id: Box<str>,
+    /// The index key (a fingerprint of the employee id).
+    key: u128,
+    /// The employee as outputs name them: the id, or its pseudonym — with pseudonymization on,
+    /// the raw id is not kept (nor written to the changelog). Empty: a free slot.
+    subject: Box<str>,
+    /// The employee's point in each experiment (`RuleSet::experiment_list` order), computed
+    /// from the raw id when the slot was made: NaN where unknown (restored state written under
+    /// a configuration without that experiment; filled in at the employee's next event).
+    points: Box<[f64]>,
+    /// Changed since the last checkpoint (listed in `Engine::dirty`).
+    dirty: bool,
     /// The earliest of `dues`, clamped by the last firing: the entry in the timer heap.
     due: Option<Ts>,
     /// Each rule's next deadline, as its `next_due` gives for the state (derived, not part of
@@ -259,15 +287,46 @@ impl Dues {
 struct Ctx {
     rules: Arc<RuleSet>,
     opts: EngineOptions,
+    /// With pseudonymization: the secret of the keyed employee fingerprints.
+    fp_secret: Option<Box<[u8; 192]>>,
 }
 
 impl Ctx {
-    /// The arm of `subject` (the raw employee id, or the team or cohort id) for `rule`.
-    fn assign(&self, rule: RuleId, subject: &str) -> Assignment<'_> {
+    /// The 128-bit index key of an employee id (keyed when pseudonymizing).
+    fn employee_key(&self, id: &str) -> u128 {
+        match &self.fp_secret {
+            Some(s) => xxhash_rust::xxh3::xxh3_128_with_secret(id.as_bytes(), &s[..]),
+            None => xxhash_rust::xxh3::xxh3_128(id.as_bytes()),
+        }
+    }
+
+    /// The employee's point in every experiment.
+    fn points(&self, employee_id: &str) -> Box<[f64]> {
+        self.rules
+            .experiment_list
+            .iter()
+            .map(|e| e.point(employee_id))
+            .collect()
+    }
+
+    /// The arm of an employee for `rule`, from the points kept in the slot.
+    fn assign_employee(&self, rule: RuleId, points: &[f64], subject: &str) -> Assignment<'_> {
         let Some(e) = self.rules.experiment(rule) else {
             return Assignment::Published(None, None);
         };
-        match e.assign(subject) {
+        let x = points
+            .get(e.index)
+            .copied()
+            .filter(|x| !x.is_nan())
+            .unwrap_or_else(|| e.point(subject));
+        Self::assignment(e, e.arm_at(x))
+    }
+
+    fn assignment<'a>(
+        e: &crate::rules::Experiment,
+        arm: Option<(&str, Option<&'a ActionCfg>)>,
+    ) -> Assignment<'a> {
+        match arm {
             None => Assignment::Control,
             Some((arm, action)) => Assignment::Published(
                 Some(ExperimentArm {
@@ -277,6 +336,14 @@ impl Ctx {
                 action,
             ),
         }
+    }
+
+    /// The arm of `subject` (the raw employee id, or the team or cohort id) for `rule`.
+    fn assign(&self, rule: RuleId, subject: &str) -> Assignment<'_> {
+        let Some(e) = self.rules.experiment(rule) else {
+            return Assignment::Published(None, None);
+        };
+        Self::assignment(e, e.assign(subject))
     }
 
     fn subject(&self, employee_id: &str) -> String {
@@ -290,23 +357,21 @@ impl Ctx {
     /// entry, and the attrition risk the fire may complete. Returns whether a trigger went out.
     fn finalize(
         &self,
-        employee_id: &str,
+        subject: &str,
+        points: &[f64],
         st: &mut EmployeeState,
         f: Fire,
         out: &mut Vec<Output>,
     ) -> bool {
         let m = self.rules.meta(f.rule);
         let decision = decide(st, f.rule, f.at, m.cooldown, f.escalation == 0);
-        let subject = self.subject(employee_id);
         if decision != Decision::Fired {
-            self.audit(decision, f.rule, &subject, &f.reasons, f.at, None, out);
+            self.audit(decision, f.rule, subject, &f.reasons, f.at, None, out);
             return false;
         }
         // An experiment covering the rule: the control arm's detection counts (cooldown, the
         // risk score) but is held out; the other arms are published with their arm.
-        // An experiment covering the rule: the control arm's detection counts (cooldown, the
-        // risk score) but is held out; the other arms are published with their arm.
-        let (experiment, arm_action) = match self.assign(f.rule, employee_id) {
+        let (experiment, arm_action) = match self.assign_employee(f.rule, points, subject) {
             Assignment::Published(e, a) => (e, a),
             Assignment::Control => {
                 if f.escalation == 0 {
@@ -315,14 +380,14 @@ impl Ctx {
                 self.audit(
                     Decision::HeldOut,
                     f.rule,
-                    &subject,
+                    subject,
                     &f.reasons,
                     f.at,
                     None,
                     out,
                 );
                 if f.escalation == 0 && f.rule != RuleId::AttritionRisk {
-                    self.attrition(employee_id, st, f.at, out);
+                    self.attrition(subject, points, st, f.at, out);
                 }
                 return false;
             }
@@ -344,7 +409,7 @@ impl Ctx {
         let id = self.publish(
             f.rule,
             Scope::Employee,
-            &subject,
+            subject,
             f.at,
             f.escalation,
             "",
@@ -359,7 +424,7 @@ impl Ctx {
         self.audit(
             Decision::Fired,
             f.rule,
-            &subject,
+            subject,
             &f.reasons,
             f.at,
             Some(id.clone()),
@@ -375,14 +440,21 @@ impl Ctx {
             );
         }
         if f.escalation == 0 && f.rule != RuleId::AttritionRisk {
-            self.attrition(employee_id, st, f.at, out);
+            self.attrition(subject, points, st, f.at, out);
         }
         true
     }
 
     /// `attrition_risk`: the weights of the distinct employee rules that fired within the window
     /// up to `at`, added up (capped at 100); fires once the score reaches the threshold.
-    fn attrition(&self, employee_id: &str, st: &mut EmployeeState, at: Ts, out: &mut Vec<Output>) {
+    fn attrition(
+        &self,
+        subject: &str,
+        points: &[f64],
+        st: &mut EmployeeState,
+        at: Ts,
+        out: &mut Vec<Output>,
+    ) {
         if !self.rules.enabled(RuleId::AttritionRisk) {
             return;
         }
@@ -417,12 +489,11 @@ impl Ctx {
         let action: &ActionCfg = a.action(kind);
         let m = self.rules.meta(RuleId::AttritionRisk);
         let decision = decide(st, RuleId::AttritionRisk, at, m.cooldown, true);
-        let subject = self.subject(employee_id);
         if decision != Decision::Fired {
             self.audit(
                 decision,
                 RuleId::AttritionRisk,
-                &subject,
+                subject,
                 &reasons,
                 at,
                 None,
@@ -431,21 +502,22 @@ impl Ctx {
             return;
         }
         st.set_fired(RuleId::AttritionRisk, at);
-        let (experiment, arm_action) = match self.assign(RuleId::AttritionRisk, employee_id) {
-            Assignment::Published(e, a) => (e, a),
-            Assignment::Control => {
-                self.audit(
-                    Decision::HeldOut,
-                    RuleId::AttritionRisk,
-                    &subject,
-                    &reasons,
-                    at,
-                    None,
-                    out,
-                );
-                return;
-            }
-        };
+        let (experiment, arm_action) =
+            match self.assign_employee(RuleId::AttritionRisk, points, subject) {
+                Assignment::Published(e, a) => (e, a),
+                Assignment::Control => {
+                    self.audit(
+                        Decision::HeldOut,
+                        RuleId::AttritionRisk,
+                        subject,
+                        &reasons,
+                        at,
+                        None,
+                        out,
+                    );
+                    return;
+                }
+            };
         let action = arm_action.unwrap_or(action);
         let severity = if score >= a.high_from {
             Severity::High
@@ -461,7 +533,7 @@ impl Ctx {
         let id = self.publish(
             RuleId::AttritionRisk,
             Scope::Employee,
-            &subject,
+            subject,
             at,
             0,
             "",
@@ -476,7 +548,7 @@ impl Ctx {
         self.audit(
             Decision::Fired,
             RuleId::AttritionRisk,
-            &subject,
+            subject,
             &reasons,
             at,
             Some(id.clone()),
@@ -640,14 +712,32 @@ pub(crate) fn prefetch_lines(p: *const u8, len: usize) {
     let _ = (p, len);
 }
 
-fn employee_key(id: &str) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(id.as_bytes())
-}
-
 /// The 64-bit fingerprint the group rules and the erasure list know an employee by: half of the
 /// index key, so an event hashes its employee id once.
 fn employee_fp(key: u128) -> u64 {
     key as u64
+}
+
+/// Which parts of the state an event still has to reach (after a restore, the restored state
+/// may already hold it for the employee, for its groups, or both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    pub employee: bool,
+    pub team: bool,
+    pub cohort: bool,
+}
+
+impl Parts {
+    pub const ALL: Parts = Parts {
+        employee: true,
+        team: true,
+        cohort: true,
+    };
+    pub const NONE: Parts = Parts {
+        employee: false,
+        team: false,
+        cohort: false,
+    };
 }
 
 /// What an event is looked up by, hashed once: [`Engine::prefetch`] hands them to
@@ -683,12 +773,28 @@ pub struct Engine {
     watermark: Ts,
     fires: Vec<Fire>,
     group_fires: Vec<GroupFire>,
+    /// Slots changed since the last checkpoint ([`Engine::checkpoint`]).
+    dirty: Vec<u32>,
+    /// Employee keys erased since the last checkpoint (their records become erasure marks).
+    dirty_erased: Vec<u128>,
+    /// What a restore found ahead of its checkpoint: input to skip (see `changelog`).
+    ahead: Option<Box<changelog::Ahead>>,
+    /// The clock of the last checkpoint (an unchanged clock is not written again).
+    last_clock: Option<changelog::Clock>,
 }
 
 impl Engine {
     pub fn new(rules: Arc<RuleSet>, opts: EngineOptions) -> Engine {
+        let fp_secret = opts
+            .pseudonymizer
+            .as_ref()
+            .map(Pseudonymizer::fingerprint_secret);
         Engine {
-            ctx: Ctx { rules, opts },
+            ctx: Ctx {
+                rules,
+                opts,
+                fp_secret,
+            },
             slots: Vec::new(),
             free: Vec::new(),
             index: Index::default(),
@@ -700,6 +806,10 @@ impl Engine {
             watermark: Ts::MIN,
             fires: Vec::new(),
             group_fires: Vec::new(),
+            dirty: Vec::new(),
+            dirty_erased: Vec::new(),
+            ahead: None,
+            last_clock: None,
         }
     }
 
@@ -739,7 +849,7 @@ impl Engine {
 
     pub fn state_of(&self, employee_id: &str) -> Option<&EmployeeState> {
         self.index
-            .get(employee_key(employee_id))
+            .get(self.ctx.employee_key(employee_id))
             .map(|s| &self.slots[s as usize].state)
     }
 
@@ -807,9 +917,9 @@ impl Engine {
     }
 
     /// An event's keys: its employee's, and its team's when a team rule will read it.
-    fn keys(&self, ev: &Event<'_>) -> Keys {
+    pub fn keys(&self, ev: &Event<'_>) -> Keys {
         Keys {
-            employee: employee_key(&ev.employee_id),
+            employee: self.ctx.employee_key(&ev.employee_id),
             team: self.ctx.rules.groups.team_key(ev),
         }
     }
@@ -884,10 +994,49 @@ impl Engine {
 
     /// [`Engine::apply`] of an event whose keys [`Engine::prefetch`] returned.
     pub fn apply_keyed(&mut self, ev: &Event<'_>, keys: Keys, out: &mut Vec<Output>) -> Outcome {
+        self.apply_parts(ev, keys, Parts::ALL, out)
+    }
+
+    /// [`Engine::apply_keyed`] of the event at input position `pos` (the index of its topic
+    /// among the task's input topics, and its offset): after a restore, what the restored
+    /// state already holds of it is skipped (see [`changelog`]).
+    pub fn apply_at(
+        &mut self,
+        ev: &Event<'_>,
+        keys: Keys,
+        pos: (usize, i64),
+        out: &mut Vec<Output>,
+    ) -> Outcome {
+        let parts = match &mut self.ahead {
+            None => Parts::ALL,
+            Some(a) => {
+                let parts = a.parts(&keys, ev, pos);
+                if a.passed(pos) {
+                    // Past everything the restored records held: nothing more to skip.
+                    self.ahead = None;
+                    self.groups.end_restore();
+                }
+                parts
+            }
+        };
+        self.apply_parts(ev, keys, parts, out)
+    }
+
+    fn apply_parts(
+        &mut self,
+        ev: &Event<'_>,
+        keys: Keys,
+        parts: Parts,
+        out: &mut Vec<Output>,
+    ) -> Outcome {
         let t = ev.occurred_at;
         if self.max_event_time.is_none_or(|m| t > m) {
             self.max_event_time = Some(t);
             self.advance(t.saturating_sub(self.ctx.rules.allowed_lateness), out);
+        }
+        if !parts.employee {
+            // The restored state holds this event already: its time is all there is to take.
+            return Outcome::Restored;
         }
         let key = keys.employee;
         let employee_fp = || employee_fp(key);
@@ -899,6 +1048,7 @@ impl Engine {
             None => {
                 if matches!(ev.kind, Kind::Erased) {
                     self.erased.insert(employee_fp());
+                    self.dirty_erased.push(key);
                     return Outcome::Applied;
                 }
                 self.alloc(key, &ev.employee_id)
@@ -915,6 +1065,13 @@ impl Engine {
             return Outcome::Duplicate;
         }
         st.dedup.insert(eid, t, rules.dedup_horizon);
+        if !sl.dirty {
+            sl.dirty = true;
+            self.dirty.push(slot);
+        }
+        if sl.points.iter().any(|p| p.is_nan()) {
+            sl.points = self.ctx.points(&ev.employee_id);
+        }
         match &ev.kind {
             Kind::ConsentUpdated {
                 individual_processing,
@@ -928,6 +1085,7 @@ impl Engine {
             Kind::Erased => {
                 self.erase(slot);
                 self.erased.insert(employee_fp());
+                self.dirty_erased.push(key);
                 return Outcome::Applied;
             }
             Kind::Exited { .. } => {
@@ -941,9 +1099,19 @@ impl Engine {
                 let day = crate::time::day_of(t) as i32;
                 let new_day = st.seen_day != day;
                 st.seen_day = day;
-                if !st.has(CONSENT_WITHDRAWN) && (ev.team_id.is_some() || ev.cohort_id.is_some()) {
-                    self.groups
-                        .on_event(&rules.groups, employee_fp(), keys.team, ev, new_day);
+                if (parts.team || parts.cohort)
+                    && !st.has(CONSENT_WITHDRAWN)
+                    && (ev.team_id.is_some() || ev.cohort_id.is_some())
+                {
+                    let team = keys.team.filter(|_| parts.team);
+                    self.groups.on_event(
+                        &rules.groups,
+                        employee_fp(),
+                        team,
+                        parts.cohort,
+                        ev,
+                        new_day,
+                    );
                 }
                 let mut fires = std::mem::take(&mut self.fires);
                 let dues = &mut sl.dues;
@@ -967,7 +1135,7 @@ impl Engine {
                 }
                 let mut published = false;
                 for f in fires.drain(..) {
-                    published |= self.ctx.finalize(&sl.id, st, f, out);
+                    published |= self.ctx.finalize(&sl.subject, &sl.points, st, f, out);
                 }
                 self.fires = fires;
                 if published {
@@ -1041,6 +1209,10 @@ impl Engine {
         let now = self.watermark;
         let rules: &RuleSet = &self.ctx.rules;
         let sl = &mut self.slots[slot as usize];
+        if !sl.dirty {
+            sl.dirty = true;
+            self.dirty.push(slot);
+        }
         let st = &mut sl.state;
         let mut fires = std::mem::take(&mut self.fires);
         let dues = &mut sl.dues;
@@ -1065,7 +1237,7 @@ impl Engine {
         fires.sort_by_key(|f| (f.at, f.rule, f.escalation));
         let mut published = false;
         for f in fires.drain(..) {
-            published |= self.ctx.finalize(&sl.id, st, f, out);
+            published |= self.ctx.finalize(&sl.subject, &sl.points, st, f, out);
         }
         self.fires = fires;
         if published {
@@ -1081,7 +1253,7 @@ impl Engine {
     fn debug_check_dues(&self, slot: u32) {
         if cfg!(debug_assertions) {
             if let Some(sl) = self.slots.get(slot as usize) {
-                if !sl.id.is_empty() {
+                if !sl.subject.is_empty() {
                     assert_eq!(
                         sl.dues,
                         Dues::of(&self.ctx.rules, &sl.state),
@@ -1130,11 +1302,26 @@ impl Engine {
     }
 
     fn alloc(&mut self, key: u128, employee_id: &str) -> u32 {
+        let subject = self.ctx.subject(employee_id).into_boxed_str();
+        let points = self.ctx.points(employee_id);
+        self.alloc_slot(key, subject, points, EmployeeState::default())
+    }
+
+    fn alloc_slot(
+        &mut self,
+        key: u128,
+        subject: Box<str>,
+        points: Box<[f64]>,
+        state: EmployeeState,
+    ) -> u32 {
         let slot = Slot {
-            id: employee_id.into(),
+            key,
+            subject,
+            points,
+            dirty: false,
             due: None,
             dues: Dues::default(),
-            state: EmployeeState::default(),
+            state,
         };
         let n = match self.free.pop() {
             Some(n) => {
@@ -1156,17 +1343,23 @@ impl Engine {
         if sl.due.take().is_some() {
             self.pending -= 1;
         }
-        let id = std::mem::take(&mut sl.id);
+        sl.subject = Box::default();
+        sl.points = Box::default();
         sl.state = EmployeeState::default();
         sl.dues = Dues::default();
-        self.index.remove(employee_key(&id));
-        self.groups.erase(employee_fp(employee_key(&id)));
+        // A dirty slot stays listed: the checkpoint skips free slots (the erasure mark is
+        // written for its key instead).
+        let key = sl.key;
+        self.index.remove(key);
+        self.groups.erase(employee_fp(key));
         self.free.push(slot);
     }
 }
 
 #[cfg(test)]
 mod catalog_tests;
+#[cfg(test)]
+mod changelog_tests;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]

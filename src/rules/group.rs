@@ -4,7 +4,7 @@
 //! `replay`); it holds employee ids only as 64-bit fingerprints, for distinct counts, and never
 //! any comment text.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -152,8 +152,8 @@ pub struct GroupFire {
 /// Distinct members by fingerprint, with the last day each was seen: a vector sorted by
 /// fingerprint (a team's members sit in a cache line or two, found by binary search; a new
 /// member, the rare case, shifts the tail).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Members(Vec<(u64, i32)>);
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Members(Vec<(u64, i32)>);
 
 impl Members {
     fn saw(&mut self, emp: u64, day: i64) {
@@ -161,6 +161,9 @@ impl Members {
             Ok(i) => self.0[i].1 = self.0[i].1.max(day as i32),
             Err(i) => self.0.insert(i, (emp, day as i32)),
         }
+    }
+    fn contains(&self, emp: u64) -> bool {
+        self.0.binary_search_by_key(&emp, |&(e, _)| e).is_ok()
     }
     fn remove(&mut self, emp: u64) {
         if let Ok(i) = self.0.binary_search_by_key(&emp, |&(e, _)| e) {
@@ -173,8 +176,11 @@ impl Members {
             .filter(|&&(_, d)| d as i64 > day - MEMBER_DAYS)
             .count()
     }
-    fn prune(&mut self, day: i64) {
+    /// Forgets members not seen within the window; true when any was.
+    fn prune(&mut self, day: i64) -> bool {
+        let before = self.0.len();
         self.0.retain(|&(_, d)| d as i64 > day - MEMBER_DAYS);
+        self.0.len() != before
     }
     fn prefetch(&self) {
         crate::engine::prefetch_lines(
@@ -184,8 +190,9 @@ impl Members {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Team {
+/// A team's state: what its changelog record holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Team {
     id: Box<str>,
     members: Members,
     first_day: i32,
@@ -195,21 +202,31 @@ struct Team {
     /// Per theme: comments on the theme that read negative, and all comments on it.
     themes: Vec<(DayRing, DayRing)>,
     fired: Vec<(RuleId, String, Ts)>,
+    /// Changed since the last checkpoint (not part of the record).
+    #[serde(skip)]
+    dirty: bool,
+    /// Restored from a record written ahead of its checkpoint: the days through this one were
+    /// evaluated already (not part of the record).
+    #[serde(skip)]
+    evaluated_through: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Start {
     emp: u64,
     started: Ts,
     completed: Option<Ts>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Cohort {
+/// A cohort's state: what its changelog record holds (with its pending stall deadlines).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Cohort {
     id: Box<str>,
     members: Members,
-    tasks: HashMap<String, Vec<Start>>,
+    tasks: std::collections::BTreeMap<String, Vec<Start>>,
     fired: Vec<(RuleId, String, Ts)>,
+    #[serde(skip)]
+    dirty: bool,
 }
 
 fn cooled(
@@ -244,10 +261,9 @@ pub struct Groups {
     /// Team positions ordered by id, the order a day's close evaluates them in: kept across
     /// days (teams are only ever added), so a day does not sort every team again.
     by_id: Vec<u32>,
-}
-
-fn group_key(id: &str) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(id.as_bytes())
+    /// Teams and cohorts changed since the last checkpoint.
+    dirty_teams: Vec<u32>,
+    dirty_cohorts: Vec<u32>,
 }
 
 impl Groups {
@@ -279,13 +295,20 @@ impl Groups {
                     checkins: ring(cw),
                     themes: (0..themes).map(|_| (ring(sw), ring(sw))).collect(),
                     fired: Vec::new(),
+                    dirty: false,
+                    evaluated_through: None,
                 });
                 let n = (self.teams.len() - 1) as u32;
                 self.team_index.insert(key, n);
                 n
             }
         };
-        &mut self.teams[n as usize]
+        let tm = &mut self.teams[n as usize];
+        if !tm.dirty {
+            tm.dirty = true;
+            self.dirty_teams.push(n);
+        }
+        tm
     }
 
     /// Hints the CPU to load the index entry of a team key.
@@ -316,25 +339,34 @@ impl Groups {
                 self.cohorts.push(Cohort {
                     id: id.into(),
                     members: Members::default(),
-                    tasks: HashMap::new(),
+                    tasks: Default::default(),
                     fired: Vec::new(),
+                    dirty: false,
                 });
                 let n = (self.cohorts.len() - 1) as u32;
                 self.cohort_index.insert(key, n);
                 n
             }
         };
-        (n, &mut self.cohorts[n as usize])
+        let c = &mut self.cohorts[n as usize];
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty_cohorts.push(n);
+        }
+        (n, c)
     }
 
     /// Feeds one event of an employee who allows processing. `new_day` says whether this is the
     /// employee's first event of its UTC day (membership is refreshed once a day).
-    /// `team_key` is `p.team_key(ev)`, computed by the caller once per event.
+    /// `team_key` is `p.team_key(ev)`, computed by the caller once per event (`None` also when
+    /// the team's restored state holds the event already); `cohort` is false when the cohort's
+    /// does.
     pub fn on_event(
         &mut self,
         p: &Params,
         emp: u64,
         team_key: Option<u128>,
+        cohort: bool,
         ev: &Event<'_>,
         new_day: bool,
     ) {
@@ -381,7 +413,9 @@ impl Groups {
                 }
             }
         }
-        if let (Some(cohort), Some(stall)) = (ev.cohort_id.as_deref(), p.stall.as_ref()) {
+        if let (Some(cohort), Some(stall), true) =
+            (ev.cohort_id.as_deref(), p.stall.as_ref(), cohort)
+        {
             let relevant = matches!(
                 ev.kind,
                 Kind::TaskStarted { .. } | Kind::TaskCompleted { .. }
@@ -421,13 +455,28 @@ impl Groups {
     /// Forgets an employee everywhere (erasure): memberships and task starts. Day totals are
     /// anonymous counts and stay.
     pub fn erase(&mut self, emp: u64) {
-        for t in &mut self.teams {
-            t.members.remove(emp);
+        for (n, t) in self.teams.iter_mut().enumerate() {
+            if t.members.contains(emp) {
+                t.members.remove(emp);
+                if !t.dirty {
+                    t.dirty = true;
+                    self.dirty_teams.push(n as u32);
+                }
+            }
         }
-        for c in &mut self.cohorts {
+        for (n, c) in self.cohorts.iter_mut().enumerate() {
+            let had =
+                c.members.contains(emp) || c.tasks.values().any(|v| v.iter().any(|s| s.emp == emp));
+            if !had {
+                continue;
+            }
             c.members.remove(emp);
             for starts in c.tasks.values_mut() {
                 starts.retain(|s| s.emp != emp);
+            }
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty_cohorts.push(n as u32);
             }
         }
     }
@@ -506,6 +555,10 @@ impl Groups {
             due,
             p.cooldown(RuleId::CohortOnboardingStall),
         );
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty_cohorts.push(n);
+        }
         out.push(GroupFire {
             rule: RuleId::CohortOnboardingStall,
             scope: Scope::Cohort,
@@ -532,9 +585,15 @@ impl Groups {
                 .sort_by(|&a, &b| teams[a as usize].id.cmp(&teams[b as usize].id));
         }
         for k in 0..self.by_id.len() {
-            let tm = &mut self.teams[self.by_id[k] as usize];
-            if day % 7 == 0 {
-                tm.members.prune(day);
+            let n = self.by_id[k];
+            let tm = &mut self.teams[n as usize];
+            if tm.evaluated_through.is_some_and(|e| day <= e) {
+                // Restored from a record written after this day's close: evaluated already.
+                continue;
+            }
+            if day % 7 == 0 && tm.members.prune(day) && !tm.dirty {
+                tm.dirty = true;
+                self.dirty_teams.push(n);
             }
             let size = tm.members.count(day);
             if size < p.min_group {
@@ -602,6 +661,10 @@ impl Groups {
                     }
                 }
             }
+            if !fires.is_empty() && !tm.dirty {
+                tm.dirty = true;
+                self.dirty_teams.push(n);
+            }
             for (rule, key, reasons) in fires {
                 let suppressed = cooled(&mut tm.fired, rule, &key, at, p.cooldown(rule));
                 out.push(GroupFire {
@@ -616,6 +679,136 @@ impl Groups {
             }
         }
     }
+}
+
+/// A group's record for the changelog (see `engine::changelog`).
+pub(crate) enum GroupRecord<'a> {
+    Team {
+        key: u128,
+        team: &'a Team,
+    },
+    Cohort {
+        key: u128,
+        cohort: &'a Cohort,
+        /// Its pending stall deadlines: (due, task).
+        timers: Vec<(Ts, &'a str)>,
+    },
+}
+
+impl Groups {
+    /// The last UTC day whose close the team rules have evaluated.
+    pub(crate) fn evaluated_through(&self) -> Option<i64> {
+        self.evaluated_through
+    }
+
+    pub(crate) fn has_dirty(&self) -> bool {
+        !self.dirty_teams.is_empty() || !self.dirty_cohorts.is_empty()
+    }
+
+    /// Hands every team and cohort changed since the last call to `f`, and forgets that they
+    /// were.
+    pub(crate) fn drain_dirty(&mut self, mut f: impl FnMut(GroupRecord<'_>)) {
+        let dirty_cohorts = std::mem::take(&mut self.dirty_cohorts);
+        let mut timers: std::collections::HashMap<u32, Vec<(Ts, &str)>> = Default::default();
+        if !dirty_cohorts.is_empty() {
+            for (due, n, task) in &self.stall_timers {
+                if self.cohorts.get(*n as usize).is_some_and(|c| c.dirty) {
+                    timers.entry(*n).or_default().push((*due, task.as_str()));
+                }
+            }
+        }
+        for n in dirty_cohorts {
+            let Some(c) = self.cohorts.get_mut(n as usize) else {
+                continue;
+            };
+            if !std::mem::take(&mut c.dirty) {
+                continue;
+            }
+            f(GroupRecord::Cohort {
+                key: group_key(&c.id),
+                cohort: c,
+                timers: timers.remove(&n).unwrap_or_default(),
+            });
+        }
+        for n in std::mem::take(&mut self.dirty_teams) {
+            let Some(t) = self.teams.get_mut(n as usize) else {
+                continue;
+            };
+            if !std::mem::take(&mut t.dirty) {
+                continue;
+            }
+            f(GroupRecord::Team {
+                key: group_key(&t.id),
+                team: t,
+            });
+        }
+    }
+
+    /// Restoring: the day evaluation had reached at the checkpoint.
+    pub(crate) fn restore_clock(&mut self, evaluated_through: Option<i64>) {
+        self.evaluated_through = evaluated_through;
+    }
+
+    /// Restoring: a team as its record held it; `evaluated_through` when the record was
+    /// written after the checkpoint (its days through that one are not evaluated again).
+    pub(crate) fn restore_team(&mut self, mut team: Team, evaluated_through: Option<i64>) {
+        team.dirty = false;
+        team.evaluated_through = evaluated_through;
+        let key = group_key(&team.id);
+        self.teams.push(team);
+        self.team_index.insert(key, (self.teams.len() - 1) as u32);
+    }
+
+    /// Restoring: a cohort as its record held it, with its stall deadlines after `watermark`
+    /// (those at or before it were handled before the checkpoint).
+    pub(crate) fn restore_cohort(
+        &mut self,
+        mut cohort: Cohort,
+        timers: Vec<(Ts, String)>,
+        watermark: Ts,
+    ) {
+        cohort.dirty = false;
+        let key = group_key(&cohort.id);
+        self.cohorts.push(cohort);
+        let n = (self.cohorts.len() - 1) as u32;
+        self.cohort_index.insert(key, n);
+        for (due, task) in timers {
+            if due > watermark {
+                self.stall_timers.insert((due, n, task));
+            }
+        }
+    }
+
+    /// The input has passed everything restored records held ahead of their checkpoint.
+    pub(crate) fn end_restore(&mut self) {
+        for t in &mut self.teams {
+            t.evaluated_through = None;
+        }
+    }
+
+    /// The fingerprints of every member and starter held (for tests of erasure).
+    pub fn fingerprints(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .teams
+            .iter()
+            .flat_map(|t| t.members.0.iter().map(|m| m.0))
+            .chain(self.cohorts.iter().flat_map(|c| {
+                c.members
+                    .0
+                    .iter()
+                    .map(|m| m.0)
+                    .chain(c.tasks.values().flat_map(|v| v.iter().map(|s| s.emp)))
+            }))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+/// The key a team or cohort id is known by (not an employee's: group ids are not personal).
+pub fn group_key(id: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(id.as_bytes())
 }
 
 #[cfg(test)]

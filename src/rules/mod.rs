@@ -213,11 +213,15 @@ pub struct RuleSet {
     pub dedup_horizon: Ts,
     /// The experiment covering each rule, by rule index.
     pub experiments: Vec<Option<std::sync::Arc<Experiment>>>,
+    /// Every experiment, in the configuration's order (`Experiment::index`).
+    pub experiment_list: Vec<std::sync::Arc<Experiment>>,
 }
 
 /// A compiled experiment (CONTRACT §7).
 #[derive(Debug)]
 pub struct Experiment {
+    /// Its place in [`RuleSet::experiment_list`] (and in an employee's cached points).
+    pub index: usize,
     pub id: String,
     pub control_share: f64,
     /// (arm name, cumulative weight, action override)
@@ -228,6 +232,13 @@ impl Experiment {
     /// The arm of `subject`: a pure function of (experiment id, subject), the same on every
     /// instance and after every restart; `None` is the control (held out).
     pub fn assign(&self, subject: &str) -> Option<(&str, Option<&ActionCfg>)> {
+        self.arm_at(self.point(subject))
+    }
+
+    /// Where `subject` falls in the unit interval for this experiment (SHA-256 over the
+    /// length-prefixed experiment id and subject): the part of [`Experiment::assign`] that
+    /// needs the subject, kept per employee so a restored state assigns without the raw id.
+    pub fn point(&self, subject: &str) -> f64 {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         for part in [self.id.as_bytes(), subject.as_bytes()] {
@@ -235,8 +246,11 @@ impl Experiment {
             h.update(part);
         }
         let d = h.finalize();
-        let x = (u64::from_be_bytes(d[..8].try_into().unwrap_or([0; 8])) >> 11) as f64
-            / (1u64 << 53) as f64;
+        (u64::from_be_bytes(d[..8].try_into().unwrap_or([0; 8])) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// The arm at point `x` of the unit interval; `None` is the control.
+    pub fn arm_at(&self, x: f64) -> Option<(&str, Option<&ActionCfg>)> {
         if x < self.control_share {
             return None;
         }
@@ -350,6 +364,34 @@ impl RuleSet {
                     .unwrap_or(ActionKind::MicroMentoringInvite)
             })
             .collect();
+        let mut experiment_list = Vec::new();
+        let experiments = {
+            let mut v: Vec<Option<std::sync::Arc<Experiment>>> = vec![None; RuleId::COUNT];
+            for (index, e) in s.experiments.iter().enumerate() {
+                let mut cum = 0;
+                let c = std::sync::Arc::new(Experiment {
+                    index,
+                    id: e.id.clone(),
+                    control_share: e.control_share,
+                    arms: e
+                        .arms
+                        .iter()
+                        .map(|a| {
+                            cum += a.weight;
+                            (a.name.clone(), cum, a.action.clone())
+                        })
+                        .collect(),
+                });
+                for r in RuleId::ALL
+                    .iter()
+                    .filter(|r| e.rules.iter().any(|x| x == r.as_str()))
+                {
+                    v[r.index()] = Some(std::sync::Arc::clone(&c));
+                }
+                experiment_list.push(c);
+            }
+            v
+        };
         RuleSet {
             meta,
             collaboration: collaboration::Params::from(&r.collaboration_decline),
@@ -382,31 +424,8 @@ impl RuleSet {
             deliver_within: s.actions.deliver_within.ms(),
             allowed_lateness: s.time.allowed_lateness.ms(),
             dedup_horizon: s.time.dedup_horizon.ms(),
-            experiments: {
-                let mut v: Vec<Option<std::sync::Arc<Experiment>>> = vec![None; RuleId::COUNT];
-                for e in &s.experiments {
-                    let mut cum = 0;
-                    let c = std::sync::Arc::new(Experiment {
-                        id: e.id.clone(),
-                        control_share: e.control_share,
-                        arms: e
-                            .arms
-                            .iter()
-                            .map(|a| {
-                                cum += a.weight;
-                                (a.name.clone(), cum, a.action.clone())
-                            })
-                            .collect(),
-                    });
-                    for r in RuleId::ALL
-                        .iter()
-                        .filter(|r| e.rules.iter().any(|x| x == r.as_str()))
-                    {
-                        v[r.index()] = Some(std::sync::Arc::clone(&c));
-                    }
-                }
-                v
-            },
+            experiments,
+            experiment_list,
         }
     }
 

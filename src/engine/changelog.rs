@@ -1,0 +1,570 @@
+//! The engine's side of the state changelog (CONTRACT §9), pure like the rest of the engine:
+//! [`Engine::checkpoint`] turns what changed since the last checkpoint into records, and a
+//! [`Restorer`] rebuilds an engine from the records of a changelog partition. The runtime moves
+//! the bytes (`runtime::changelog`).
+//!
+//! **Records.** Keys: `c` (the task's clock), `e` + 16 bytes (an employee, by the index key —
+//! a keyed fingerprint when pseudonymizing), `t` / `o` + 16 bytes (a team, a cohort, by a
+//! fingerprint of its id). A value is one format byte ([`FORMAT`]) and a postcard body; a
+//! deletion is a tombstone. An employee's record holds its subject (the pseudonym when
+//! pseudonymizing: never the raw id), its experiment points, and its state; an erased
+//! employee's record is an erasure mark (the fingerprint is its key), so late events cannot
+//! recreate the state. Timers are not written: they derive from the state.
+//!
+//! **Consistency without transactions.** A checkpoint writes groups first, then employees,
+//! then the clock, all to the task's one changelog partition, through an idempotent producer
+//! (in order, no gaps), and only after every output of the input it covers was acknowledged;
+//! the input offset is committed after the checkpoint is. Every record carries the input
+//! position it reflects (`through`: per input topic, the next offset to read). A crash can
+//! leave a checkpoint half written — some records persisted, its clock not — so on restore a
+//! record may be *ahead* of the clock. The input is then read again from the committed offset,
+//! and [`Engine::apply_at`] skips, per record, what the restored state already holds: an
+//! event before the clock's position reaches nothing but the clock; one before its employee's
+//! record's position is skipped for the employee and its groups (a persisted employee record
+//! implies its groups' records of that checkpoint are persisted: they were written first); one
+//! before a team's or cohort's position is skipped for that group only. The restored engine is
+//! then the one an uninterrupted run would have — last record per key wins, so this holds on a
+//! compacted changelog and on one never compacted.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Dues, EmployeeState, Engine, Keys, Parts};
+use crate::event::Event;
+use crate::rules::group::{group_key, Cohort, GroupRecord, Team};
+use crate::time::Ts;
+
+/// The format byte every value starts with. A later version reads every earlier one.
+pub const FORMAT: u8 = 1;
+
+const CLOCK: u8 = b'c';
+const EMPLOYEE: u8 = b'e';
+const TEAM: u8 = b't';
+const COHORT: u8 = b'o';
+
+/// The key of the task's clock record.
+pub const CLOCK_KEY: &[u8] = b"c";
+
+/// One changelog record: `value: None` is a tombstone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+fn key(kind: u8, k: u128) -> Vec<u8> {
+    let mut v = Vec::with_capacity(17);
+    v.push(kind);
+    v.extend_from_slice(&k.to_be_bytes());
+    v
+}
+
+/// The task's clock: where the input was, and the engine's time, at the checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Clock {
+    /// The input topics, in the order of `through` in every record.
+    pub topics: Vec<String>,
+    /// Per input topic: the next offset to read.
+    pub through: Vec<i64>,
+    pub watermark: Ts,
+    pub max_event_time: Option<Ts>,
+    /// The last UTC day whose close the team rules evaluated.
+    pub groups_evaluated_through: Option<i64>,
+}
+
+/// A value as written (borrowing the engine's state) — the same postcard layout as [`Value`].
+#[derive(Serialize)]
+enum ValueRef<'a> {
+    Clock(&'a Clock),
+    Employee {
+        through: &'a [i64],
+        subject: &'a str,
+        points: Vec<(&'a str, f64)>,
+        state: &'a EmployeeState,
+    },
+    Erased {
+        through: &'a [i64],
+    },
+    Team {
+        through: &'a [i64],
+        evaluated_through: Option<i64>,
+        team: &'a Team,
+    },
+    Cohort {
+        through: &'a [i64],
+        timers: Vec<(Ts, &'a str)>,
+        cohort: &'a Cohort,
+    },
+}
+
+/// A value as read.
+#[derive(Debug, Deserialize)]
+enum Value {
+    Clock(Clock),
+    Employee {
+        through: Vec<i64>,
+        subject: String,
+        points: Vec<(String, f64)>,
+        state: EmployeeState,
+    },
+    Erased {
+        through: Vec<i64>,
+    },
+    Team {
+        through: Vec<i64>,
+        evaluated_through: Option<i64>,
+        team: Team,
+    },
+    Cohort {
+        through: Vec<i64>,
+        timers: Vec<(Ts, String)>,
+        cohort: Cohort,
+    },
+}
+
+fn encode(v: &ValueRef<'_>) -> Vec<u8> {
+    let mut out = vec![FORMAT];
+    // Serializing owned, finite values into a vector cannot fail.
+    out.extend(postcard::to_allocvec(v).unwrap_or_default());
+    out
+}
+
+/// Why a changelog record could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("unknown key {0:?}")]
+    Key(String),
+    #[error("value of {0} bytes has no format byte")]
+    Empty(usize),
+    #[error("format {0} is newer than this momentd reads ({FORMAT})")]
+    Format(u8),
+    #[error("value does not decode: {0}")]
+    Body(String),
+    #[error("a {0} value under a {1} key")]
+    Mismatch(&'static str, &'static str),
+}
+
+/// What the restore found, and what [`Engine::apply_at`] skips because of it.
+#[derive(Debug, Default)]
+pub struct Ahead {
+    /// The clock's position: input before it is held by the state.
+    clock: Vec<i64>,
+    /// Records written after the clock (a checkpoint cut short): their positions.
+    employees: HashMap<u128, Vec<i64>>,
+    teams: HashMap<u128, Vec<i64>>,
+    cohorts: HashMap<u128, Vec<i64>>,
+    /// Per input topic, the largest position of any record, and whether the input passed it.
+    max: Vec<i64>,
+    passed: Vec<bool>,
+}
+
+fn before(o: i64, through: &[i64], i: usize) -> bool {
+    through.get(i).is_some_and(|&t| o < t)
+}
+
+impl Ahead {
+    /// What of the event at `pos` the restored state does not hold yet.
+    pub(crate) fn parts(&self, keys: &Keys, ev: &Event<'_>, pos: (usize, i64)) -> Parts {
+        let (i, o) = pos;
+        if before(o, &self.clock, i) {
+            return Parts::NONE;
+        }
+        if self
+            .employees
+            .get(&keys.employee)
+            .is_some_and(|t| before(o, t, i))
+        {
+            return Parts::NONE;
+        }
+        let group = |map: &HashMap<u128, Vec<i64>>, id: Option<&str>| {
+            !map.is_empty()
+                && id.is_some_and(|id| map.get(&group_key(id)).is_some_and(|t| before(o, t, i)))
+        };
+        Parts {
+            employee: true,
+            team: !group(&self.teams, ev.team_id.as_deref()),
+            cohort: !group(&self.cohorts, ev.cohort_id.as_deref()),
+        }
+    }
+
+    /// Records that the input reached `pos`; true once it passed every restored position.
+    pub(crate) fn passed(&mut self, pos: (usize, i64)) -> bool {
+        let (i, o) = pos;
+        if let (Some(p), Some(&m)) = (self.passed.get_mut(i), self.max.get(i)) {
+            *p |= o + 1 >= m;
+        }
+        self.passed.iter().all(|&p| p)
+    }
+
+    fn note(&mut self, through: &[i64]) -> bool {
+        let ahead = through
+            .iter()
+            .enumerate()
+            .any(|(i, &t)| t > self.clock.get(i).copied().unwrap_or(i64::MIN));
+        if ahead {
+            for (i, &t) in through.iter().enumerate() {
+                if let Some(m) = self.max.get_mut(i) {
+                    *m = (*m).max(t);
+                }
+            }
+        }
+        ahead
+    }
+}
+
+/// What checkpoints wrote, for the metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub employees: usize,
+    pub groups: usize,
+    pub erased: usize,
+    pub clock: usize,
+}
+
+impl Written {
+    pub fn total(&self) -> usize {
+        self.employees + self.groups + self.erased + self.clock
+    }
+}
+
+impl Engine {
+    /// Whether anything changed since the last checkpoint.
+    pub fn is_dirty(&self) -> bool {
+        !self.dirty.is_empty() || !self.dirty_erased.is_empty() || self.groups.has_dirty()
+    }
+
+    /// The records of everything that changed since the last checkpoint, as of the input
+    /// position `through` (per topic of `topics`, the next offset to read) — groups first,
+    /// then employees and erasure marks, then the clock (written when anything changed, or
+    /// the position or time moved). Appends them to `out`.
+    pub fn checkpoint(
+        &mut self,
+        topics: &[String],
+        through: &[i64],
+        out: &mut Vec<Record>,
+    ) -> Written {
+        let mut w = Written::default();
+        // Team records carry the day evaluation had reached (read back only when the record
+        // turns out to be ahead of its clock).
+        let evaluated_through = self.groups.evaluated_through();
+        self.groups.drain_dirty(|g| {
+            w.groups += 1;
+            out.push(match g {
+                GroupRecord::Team { key: k, team } => Record {
+                    key: key(TEAM, k),
+                    value: Some(encode(&ValueRef::Team {
+                        through,
+                        evaluated_through,
+                        team,
+                    })),
+                },
+                GroupRecord::Cohort {
+                    key: k,
+                    cohort,
+                    timers,
+                } => Record {
+                    key: key(COHORT, k),
+                    value: Some(encode(&ValueRef::Cohort {
+                        through,
+                        timers,
+                        cohort,
+                    })),
+                },
+            })
+        });
+        let experiments = &self.ctx.rules.experiment_list;
+        for slot in std::mem::take(&mut self.dirty) {
+            let Some(sl) = self.slots.get_mut(slot as usize) else {
+                continue;
+            };
+            if !std::mem::take(&mut sl.dirty) || sl.subject.is_empty() {
+                continue;
+            }
+            let points = experiments
+                .iter()
+                .zip(sl.points.iter())
+                .filter(|(_, p)| !p.is_nan())
+                .map(|(e, &p)| (e.id.as_str(), p))
+                .collect();
+            w.employees += 1;
+            out.push(Record {
+                key: key(EMPLOYEE, sl.key),
+                value: Some(encode(&ValueRef::Employee {
+                    through,
+                    subject: &sl.subject,
+                    points,
+                    state: &sl.state,
+                })),
+            });
+        }
+        for k in std::mem::take(&mut self.dirty_erased) {
+            w.erased += 1;
+            out.push(Record {
+                key: key(EMPLOYEE, k),
+                value: Some(encode(&ValueRef::Erased { through })),
+            });
+        }
+        let clock = Clock {
+            topics: topics.to_vec(),
+            through: through.to_vec(),
+            watermark: self.watermark,
+            max_event_time: self.max_event_time,
+            groups_evaluated_through: self.groups.evaluated_through(),
+        };
+        if w.total() > 0 || self.last_clock.as_ref() != Some(&clock) {
+            w.clock = 1;
+            out.push(Record {
+                key: CLOCK_KEY.to_vec(),
+                value: Some(encode(&ValueRef::Clock(&clock))),
+            });
+            self.last_clock = Some(clock);
+        }
+        w
+    }
+}
+
+fn decode_body(v: &[u8]) -> Result<Value, RecordError> {
+    let (&format, body) = v.split_first().ok_or(RecordError::Empty(v.len()))?;
+    if format == 0 || format > FORMAT {
+        return Err(RecordError::Format(format));
+    }
+    postcard::from_bytes(body).map_err(|e| RecordError::Body(e.to_string()))
+}
+
+enum Entry {
+    Employee {
+        through: Vec<i64>,
+        subject: String,
+        points: Vec<(String, f64)>,
+        state: EmployeeState,
+    },
+    Erased(Vec<i64>),
+}
+
+/// Rebuilds an engine from a changelog partition's records, read in offset order: the last
+/// record of each key wins, a tombstone deletes. Undecodable records are refused one by one
+/// ([`Restorer::add`] returns the error; the caller decides what to do with it).
+#[derive(Default)]
+pub struct Restorer {
+    clock: Option<Clock>,
+    employees: HashMap<u128, Entry>,
+    teams: HashMap<u128, (Vec<i64>, Option<i64>, Team)>,
+    cohorts: HashMap<u128, (Vec<i64>, Vec<(Ts, String)>, Cohort)>,
+    /// Records and bytes read.
+    pub records: u64,
+    pub bytes: u64,
+}
+
+fn key_of(k: &[u8]) -> Result<(u8, u128), RecordError> {
+    if k == CLOCK_KEY {
+        return Ok((CLOCK, 0));
+    }
+    match k {
+        [kind @ (EMPLOYEE | TEAM | COHORT), rest @ ..] if rest.len() == 16 => {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(rest);
+            Ok((*kind, u128::from_be_bytes(b)))
+        }
+        _ => Err(RecordError::Key(
+            k.iter().take(24).map(|b| format!("{b:02x}")).collect(),
+        )),
+    }
+}
+
+impl Restorer {
+    /// Takes one record (`value: None` for a tombstone).
+    pub fn add(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), RecordError> {
+        self.records += 1;
+        self.bytes += (key.len() + value.map_or(0, <[u8]>::len)) as u64;
+        let (kind, k) = key_of(key)?;
+        let Some(v) = value else {
+            match kind {
+                EMPLOYEE => drop(self.employees.remove(&k)),
+                TEAM => drop(self.teams.remove(&k)),
+                COHORT => drop(self.cohorts.remove(&k)),
+                _ => self.clock = None,
+            }
+            return Ok(());
+        };
+        let mismatch = |what| RecordError::Mismatch(what, kind_name(kind));
+        match (kind, decode_body(v)?) {
+            (CLOCK, Value::Clock(c)) => self.clock = Some(c),
+            (
+                EMPLOYEE,
+                Value::Employee {
+                    through,
+                    subject,
+                    points,
+                    state,
+                },
+            ) => {
+                if subject.is_empty() {
+                    return Err(RecordError::Body(
+                        "an employee with an empty subject".into(),
+                    ));
+                }
+                self.employees.insert(
+                    k,
+                    Entry::Employee {
+                        through,
+                        subject,
+                        points,
+                        state,
+                    },
+                );
+            }
+            (EMPLOYEE, Value::Erased { through }) => {
+                self.employees.insert(k, Entry::Erased(through));
+            }
+            (
+                TEAM,
+                Value::Team {
+                    through,
+                    evaluated_through,
+                    team,
+                },
+            ) => {
+                self.teams.insert(k, (through, evaluated_through, team));
+            }
+            (
+                COHORT,
+                Value::Cohort {
+                    through,
+                    timers,
+                    cohort,
+                },
+            ) => {
+                self.cohorts.insert(k, (through, timers, cohort));
+            }
+            (_, Value::Clock(_)) => return Err(mismatch("clock")),
+            (_, Value::Employee { .. } | Value::Erased { .. }) => return Err(mismatch("employee")),
+            (_, Value::Team { .. }) => return Err(mismatch("team")),
+            (_, Value::Cohort { .. }) => return Err(mismatch("cohort")),
+        }
+        Ok(())
+    }
+
+    /// Employees (with state or erased) restored so far.
+    pub fn employees(&self) -> usize {
+        self.employees.len()
+    }
+
+    /// The clock found, if any.
+    pub fn clock(&self) -> Option<&Clock> {
+        self.clock.as_ref()
+    }
+
+    /// Builds the state into `engine`, which must be fresh (nothing applied yet). `topics` are
+    /// the task's input topics now: a clock written for other topics gives no positions (the
+    /// restored state is used, nothing is skipped, and the caller is told by `false`).
+    pub fn finish(self, engine: &mut Engine, topics: &[String]) -> bool {
+        let Restorer {
+            clock,
+            employees,
+            teams,
+            cohorts,
+            ..
+        } = self;
+        let same_topics = clock.as_ref().is_none_or(|c| c.topics == topics);
+        let mut ahead = Ahead {
+            clock: clock
+                .as_ref()
+                .filter(|_| same_topics)
+                .map_or_else(Vec::new, |c| c.through.clone()),
+            max: vec![i64::MIN; topics.len()],
+            passed: vec![false; topics.len()],
+            ..Ahead::default()
+        };
+        for (i, m) in ahead.max.iter_mut().enumerate() {
+            *m = ahead.clock.get(i).copied().unwrap_or(i64::MIN);
+        }
+        if let Some(c) = &clock {
+            engine.watermark = c.watermark;
+            engine.max_event_time = c.max_event_time;
+            engine.groups.restore_clock(c.groups_evaluated_through);
+            engine.last_clock = Some(c.clone());
+        }
+        let positions = |t: Vec<i64>| if same_topics { t } else { Vec::new() };
+        // In key order, so the engine's layout (and its timers' order) does not depend on the
+        // hash map's.
+        let mut teams: Vec<_> = teams.into_iter().collect();
+        teams.sort_unstable_by_key(|t| t.0);
+        for (k, (through, evaluated, team)) in teams {
+            let through = positions(through);
+            let is_ahead = ahead.note(&through);
+            if is_ahead {
+                ahead.teams.insert(k, through);
+            }
+            engine
+                .groups
+                .restore_team(team, evaluated.filter(|_| is_ahead));
+        }
+        let mut cohorts: Vec<_> = cohorts.into_iter().collect();
+        cohorts.sort_unstable_by_key(|c| c.0);
+        let watermark = engine.watermark;
+        for (k, (through, timers, cohort)) in cohorts {
+            let through = positions(through);
+            if ahead.note(&through) {
+                ahead.cohorts.insert(k, through);
+            }
+            engine.groups.restore_cohort(cohort, timers, watermark);
+        }
+        let mut employees: Vec<_> = employees.into_iter().collect();
+        employees.sort_unstable_by_key(|e| e.0);
+        let experiments = std::sync::Arc::clone(&engine.ctx.rules);
+        for (k, entry) in employees {
+            match entry {
+                Entry::Erased(through) => {
+                    let through = positions(through);
+                    if ahead.note(&through) {
+                        ahead.employees.insert(k, through);
+                    }
+                    engine.erased.insert(super::employee_fp(k));
+                }
+                Entry::Employee {
+                    through,
+                    subject,
+                    points,
+                    state,
+                } => {
+                    let through = positions(through);
+                    if ahead.note(&through) {
+                        ahead.employees.insert(k, through);
+                    }
+                    let points: Box<[f64]> = experiments
+                        .experiment_list
+                        .iter()
+                        .map(|e| {
+                            points
+                                .iter()
+                                .find(|(id, _)| *id == e.id)
+                                .map_or(f64::NAN, |p| p.1)
+                        })
+                        .collect();
+                    let slot = engine.alloc_slot(k, subject.into_boxed_str(), points, state);
+                    let sl = &mut engine.slots[slot as usize];
+                    sl.dues = Dues::of(&engine.ctx.rules, &sl.state);
+                    // Every deadline up to the checkpoint's watermark was handled before it.
+                    let not_before = engine.watermark.saturating_add(1);
+                    engine.reschedule(slot, Some(not_before));
+                }
+            }
+        }
+        let anything_ahead =
+            !(ahead.employees.is_empty() && ahead.teams.is_empty() && ahead.cohorts.is_empty());
+        if !ahead.clock.is_empty() || anything_ahead {
+            engine.ahead = Some(Box::new(ahead));
+        }
+        same_topics
+    }
+}
+
+fn kind_name(kind: u8) -> &'static str {
+    match kind {
+        CLOCK => "clock",
+        EMPLOYEE => "employee",
+        TEAM => "team",
+        _ => "cohort",
+    }
+}

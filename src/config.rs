@@ -112,6 +112,7 @@ pub struct Settings {
     pub http: Http,
     pub log: Log,
     pub shutdown: Shutdown,
+    pub state: State,
     /// A/B experiments over rules' triggers (CONTRACT §7); none by default.
     pub experiments: Vec<Experiment>,
 }
@@ -417,6 +418,37 @@ impl Default for Log {
     }
 }
 
+/// Durable state (CONTRACT §9).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct State {
+    /// Write every task's state to the changelog and restore it on assignment. Off, state
+    /// lives only in memory and is rebuilt from nothing after a restart or a rebalance.
+    pub changelog: bool,
+    /// The compacted changelog topic; empty: `{kafka.group_id}-state-changelog`.
+    pub changelog_topic: String,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            changelog: true,
+            changelog_topic: String::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// `state.changelog_topic`, or its default from the group id.
+    pub fn changelog_topic(&self) -> String {
+        if self.state.changelog_topic.trim().is_empty() {
+            format!("{}-state-changelog", self.kafka.group_id)
+        } else {
+            self.state.changelog_topic.clone()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Shutdown {
@@ -584,6 +616,12 @@ impl Settings {
                     "{} is not below the session timeout ({session_ms} ms): a revoke would outlive the member's session",
                     k.drain_timeout
                 ),
+            ));
+        }
+        if self.state.changelog && k.input_topics.len() > 1 {
+            return Err(invalid(
+                "state.changelog",
+                "is on with several kafka.input_topics: a task per partition number across them is not in this version; use one input topic, or turn the changelog off",
             ));
         }
         if k.commit_interval.0.is_zero() {

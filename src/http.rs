@@ -45,8 +45,14 @@ fn handle(
         ),
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" => {
-            if health.ready.load(Ordering::Acquire) {
+            if health.is_ready() {
                 respond(StatusCode::OK, "text/plain", "ready\n")
+            } else if health.ready.load(Ordering::Acquire) {
+                respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "not ready: restoring state from the changelog\n",
+                )
             } else {
                 respond(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -27,6 +27,11 @@ pub const PRODUCE_ERRORS: &str = "momentd_produce_errors_total";
 pub const IN_FLIGHT: &str = "momentd_in_flight_messages";
 pub const BUILD_INFO: &str = "momentd_build_info";
 pub const RESTORE: &str = "momentd_partition_restore_seconds";
+pub const RESTORED_RECORDS: &str = "momentd_changelog_records_restored_total";
+pub const RESTORED_BYTES: &str = "momentd_changelog_bytes_restored_total";
+pub const CHANGELOG_WRITTEN: &str = "momentd_changelog_records_written_total";
+pub const CHANGELOG_CORRUPT: &str = "momentd_changelog_corrupt_records_total";
+pub const RESTORING: &str = "momentd_partitions_restoring";
 
 /// Buckets of the processing latency histogram, in seconds (a p99 SLO of 50 ms sits between
 /// two of them).
@@ -55,7 +60,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     for reason in crate::event::ErrorCode::ALL {
         counter!(DEAD_LETTERS, "reason" => reason.as_str()).increment(0);
     }
-    for kind in ["triggers", "audit", "dead_letters"] {
+    for kind in ["triggers", "audit", "dead_letters", "changelog"] {
         counter!(PRODUCE_ERRORS, "kind" => kind).increment(0);
     }
     for result in ["ok", "error"] {
@@ -66,6 +71,13 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     for kind in ["assign", "revoke", "error"] {
         counter!(REBALANCES, "kind" => kind).increment(0);
     }
+    for kind in ["employee", "group", "erased", "clock"] {
+        counter!(CHANGELOG_WRITTEN, "kind" => kind).increment(0);
+    }
+    counter!(RESTORED_RECORDS).increment(0);
+    counter!(RESTORED_BYTES).increment(0);
+    counter!(CHANGELOG_CORRUPT).increment(0);
+    gauge!(RESTORING).set(0.0);
     Ok(handle)
 }
 
@@ -159,7 +171,28 @@ fn describe() {
     describe_histogram!(
         RESTORE,
         metrics::Unit::Seconds,
-        "From a partition's assignment to its task being ready with its state (state is rebuilt from the input today; a changelog restore will be measured here)"
+        "From a partition's assignment to its task being ready with its state restored from the changelog"
+    );
+    describe_counter!(
+        RESTORED_RECORDS,
+        "Changelog records read while restoring partitions' state"
+    );
+    describe_counter!(
+        RESTORED_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes of changelog records (keys and values) read while restoring"
+    );
+    describe_counter!(
+        CHANGELOG_WRITTEN,
+        "Changelog records acknowledged by the broker, by kind (employee, group, erased, clock)"
+    );
+    describe_counter!(
+        CHANGELOG_CORRUPT,
+        "Changelog records that could not be read on restore and were skipped (logged with partition and offset)"
+    );
+    describe_gauge!(
+        RESTORING,
+        "Partitions assigned to this instance whose state is being restored (/readyz is 503 meanwhile)"
     );
 }
 
@@ -272,6 +305,32 @@ pub fn rebalance(kind: &'static str) {
 
 pub fn restored(d: Duration) {
     histogram!(RESTORE).record(d.as_secs_f64());
+}
+
+pub fn restored_records(records: u64, bytes: u64) {
+    counter!(RESTORED_RECORDS).increment(records);
+    counter!(RESTORED_BYTES).increment(bytes);
+}
+
+pub fn changelog_corrupt() {
+    counter!(CHANGELOG_CORRUPT).increment(1);
+}
+
+pub fn changelog_written(w: &crate::engine::changelog::Written) {
+    for (kind, n) in [
+        ("employee", w.employees),
+        ("group", w.groups),
+        ("erased", w.erased),
+        ("clock", w.clock),
+    ] {
+        if n > 0 {
+            counter!(CHANGELOG_WRITTEN, "kind" => kind).increment(n as u64);
+        }
+    }
+}
+
+pub fn restoring(n: usize) {
+    gauge!(RESTORING).set(n as f64);
 }
 
 pub fn assigned(n: usize) {

@@ -54,7 +54,7 @@ fn sample_gives_the_same_triggers_as_replay(kind: Kind, env: &[(&str, &str)]) {
     let _g = serial();
     let lines = sample_lines();
     let b = Broker::start(kind, &[(INPUT, 1), (OUTPUT, 1), (DLQ, 1)]);
-    let mut d = Daemon::start(&b.bootstrap, "g-sample", env);
+    let mut d = Daemon::start(&b, "g-sample", env);
     assert_eq!(
         d.wait_live(Duration::from_secs(30)),
         503,
@@ -177,7 +177,7 @@ fn poison_messages_go_to_the_dead_letter_topic(kind: Kind) {
     let _g = serial();
     let b = Broker::start(kind, &[(INPUT, 1), (OUTPUT, 1), (DLQ, 1)]);
     let mut d = Daemon::start(
-        &b.bootstrap,
+        &b,
         "g-poison",
         &[("MOMENTD__INPUT__MAX_EVENT_BYTES", "2048")],
     );
@@ -357,7 +357,7 @@ fn stop_mid_stream_then_restart(kind: Kind, graceful: bool) {
     let group = if graceful { "g-term" } else { "g-kill" };
     let lines = one_trigger_each(n, group);
     let b = Broker::start(kind, &[(INPUT, 2), (OUTPUT, 1), (DLQ, 1)]);
-    let mut d = Daemon::start(&b.bootstrap, group, &[]);
+    let mut d = Daemon::start(&b, group, &[]);
     d.wait_ready(Duration::from_secs(60));
     let producer = produce_slowly(&b.bootstrap, lines, 4.0);
     d.wait_metric(
@@ -444,7 +444,7 @@ fn stop_mid_stream_then_restart(kind: Kind, graceful: bool) {
         }
     }
 
-    let d2 = Daemon::start(&b.bootstrap, group, &[]);
+    let d2 = Daemon::start(&b, group, &[]);
     d2.wait_ready(Duration::from_secs(60));
     let all = read_until_subjects(&b.bootstrap, n, Duration::from_secs(120));
     let ids = by_id(&all);
@@ -489,9 +489,9 @@ fn two_instances_split_and_hand_over(kind: Kind) {
     let n = if kind == Kind::Mock { 20_000 } else { 6_000 };
     let lines = one_trigger_each(n, "two");
     let b = Broker::start(kind, &[(INPUT, 4), (OUTPUT, 1), (DLQ, 1)]);
-    let mut a = Daemon::start(&b.bootstrap, "g-two", &[]);
+    let mut a = Daemon::start(&b, "g-two", &[]);
     a.wait_ready(Duration::from_secs(60));
-    let c = Daemon::start(&b.bootstrap, "g-two", &[]);
+    let c = Daemon::start(&b, "g-two", &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !(a.metric("momentd_assigned_partitions", &[]) == 2.0
         && c.metric("momentd_assigned_partitions", &[]) == 2.0)
@@ -555,11 +555,7 @@ fn two_instances_split_the_partitions_and_hand_over_on_tansu() {
 fn an_idle_partition_fires_absence_timers_at_wall_clock_pace() {
     let _g = serial();
     let b = Broker::start(Kind::Mock, &[(INPUT, 1), (OUTPUT, 1), (DLQ, 1)]);
-    let d = Daemon::start(
-        &b.bootstrap,
-        "g-idle",
-        &[("MOMENTD__TIME__IDLE_TIMEOUT", "1s")],
-    );
+    let d = Daemon::start(&b, "g-idle", &[("MOMENTD__TIME__IDLE_TIMEOUT", "1s")]);
     d.wait_ready(Duration::from_secs(60));
     let t = |s: &str| momentd::time::parse_rfc3339(s).unwrap();
     let f = momentd::time::format_rfc3339;

@@ -107,7 +107,7 @@ fn used_metrics() -> BTreeSet<String> {
 fn prometheus_scrapes_every_metric_the_dashboard_and_alerts_use() {
     let _g = serial();
     let b = Broker::start(Kind::Mock, &[(INPUT, 1), (OUTPUT, 1), (DLQ, 1)]);
-    let d = Daemon::start(&b.bootstrap, "g-prom", &[]);
+    let d = Daemon::start(&b, "g-prom", &[]);
     d.wait_ready(Duration::from_secs(60));
     let lines: Vec<String> = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -4,8 +4,12 @@
 //! `momentd-mock-broker [--brokers N] [TOPIC[:PARTITIONS] ...]` creates the cluster and the
 //! topics, prints `bootstrap=HOST:PORT,...` on one line of stdout, and serves until its stdin
 //! closes or it gets SIGTERM/SIGINT.
+//!
+//! Commands, one per line on stdin, each answered by one line on stdout (`ok`, or `error: …`):
+//! * `create TOPIC PARTITIONS` — creates a topic (the mock cluster has no controller, so
+//!   clients cannot create topics through the admin API).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 
 fn main() {
     let mut brokers = 1;
@@ -38,7 +42,22 @@ fn main() {
     println!("bootstrap={}", cluster.bootstrap_servers());
     let _ = std::io::stdout().flush();
     // Serve until stdin closes (the test harness dropped its end) or a signal ends the process.
-    let mut sink = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut sink);
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let answer = match words.as_slice() {
+            [] => continue,
+            ["create", topic, parts] => match parts.parse::<i32>() {
+                Ok(n) => match cluster.create_topic(topic, n, 1) {
+                    Ok(()) => "ok".to_string(),
+                    Err(e) => format!("error: {e}"),
+                },
+                Err(_) => format!("error: {parts:?} is not a partition count"),
+            },
+            _ => format!("error: unknown command {line:?} (create TOPIC PARTITIONS)"),
+        };
+        println!("{answer}");
+        let _ = std::io::stdout().flush();
+    }
     drop(cluster);
 }

@@ -229,6 +229,11 @@ impl Written {
 }
 
 impl Engine {
+    /// The clock of the last checkpoint written or restored.
+    pub fn last_checkpoint(&self) -> Option<&Clock> {
+        self.last_clock.as_ref()
+    }
+
     /// Whether anything changed since the last checkpoint.
     pub fn is_dirty(&self) -> bool {
         !self.dirty.is_empty() || !self.dirty_erased.is_empty() || self.groups.has_dirty()

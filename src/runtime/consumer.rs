@@ -39,7 +39,7 @@ pub struct Router {
     runtime: tokio::runtime::Handle,
     shared: Shared,
     drain_timeout: Duration,
-    ready: Arc<AtomicBool>,
+    health: super::Health,
     /// Messages polled but not yet handed to their tasks.
     batches: Batches,
     /// When the current poll round took its first message: the receipt time of every message
@@ -58,7 +58,7 @@ impl Router {
         runtime: tokio::runtime::Handle,
         shared: Shared,
         drain_timeout: Duration,
-        ready: Arc<AtomicBool>,
+        health: super::Health,
         split_queues: bool,
     ) -> Router {
         Router {
@@ -67,7 +67,7 @@ impl Router {
             runtime,
             shared,
             drain_timeout,
-            ready,
+            health,
             batches: Vec::new(),
             round_received: Instant::now(),
             consumer: Weak::new(),
@@ -122,8 +122,7 @@ impl Router {
                 Action::Close => {}
             }
         }
-        self.ready.store(self.lifecycle.ready(), Ordering::Release);
-        metrics::ready(self.lifecycle.ready());
+        self.health.set_ready(self.lifecycle.ready());
         metrics::assigned(self.lifecycle.assigned());
     }
 

@@ -10,6 +10,7 @@
 //!   deterministic trigger ids make a redelivery produce the same ids).
 //! * Shutdown: stop fetching, drain, commit, flush the producer — within `shutdown.timeout`.
 
+pub mod changelog;
 pub mod consumer;
 pub mod lifecycle;
 pub mod offsets;
@@ -97,8 +98,8 @@ pub fn producer_config(s: &Settings) -> ClientConfig {
     c
 }
 
-/// The topics momentd reads and writes, with whether each should be compacted. (None is yet:
-/// a state changelog, when there is one, will be.)
+/// The topics momentd reads and writes, with whether each should be compacted (the state
+/// changelog is).
 pub fn topics(s: &Settings) -> Vec<(String, bool)> {
     let mut t: Vec<(String, bool)> = s
         .kafka
@@ -111,7 +112,44 @@ pub fn topics(s: &Settings) -> Vec<(String, bool)> {
     if s.audit.enabled {
         t.push((s.audit.topic.clone(), false));
     }
+    if s.state.changelog {
+        t.push((s.changelog_topic(), true));
+    }
     t
+}
+
+/// Co-partitioning (CONTRACT §9): every input topic has the same partition count, and the
+/// changelog (when it exists) has it too. `counts` holds the partition counts of the topics
+/// that exist. Returns the input partition count, if any input topic exists.
+pub fn check_partitions(
+    s: &Settings,
+    counts: &std::collections::HashMap<String, usize>,
+) -> anyhow::Result<Option<usize>> {
+    let inputs: Vec<(&str, usize)> = s
+        .kafka
+        .input_topics
+        .iter()
+        .filter_map(|t| counts.get(t).map(|&n| (t.as_str(), n)))
+        .collect();
+    if inputs.windows(2).any(|w| w[0].1 != w[1].1) {
+        let list: Vec<String> = inputs.iter().map(|(t, n)| format!("{t}: {n}")).collect();
+        bail!(
+            "the input topics must have the same number of partitions (partition p of each feeds one task), but they have {}",
+            list.join(", ")
+        );
+    }
+    let n = inputs.first().map(|x| x.1);
+    if s.state.changelog {
+        let cl = s.changelog_topic();
+        if let (Some(n), Some(&c)) = (n, counts.get(&cl)) {
+            if c != n {
+                bail!(
+                    "the changelog topic {cl} has {c} partitions but the input topics have {n}: its partition p holds the state of input partition p. A changelog of another partition count cannot be used (after adding input partitions, start with a fresh changelog topic: state.changelog_topic)"
+                );
+            }
+        }
+    }
+    Ok(n)
 }
 
 /// Checks that the topics exist; with `kafka.create_topics`, creates the missing ones.
@@ -123,12 +161,14 @@ pub async fn ensure_topics(s: &Settings) -> anyhow::Result<()> {
         .inner()
         .fetch_metadata(None, Duration::from_secs(10))
         .context("fetching cluster metadata (are kafka.brokers reachable?)")?;
-    let existing: HashSet<&str> = md
+    let counts: std::collections::HashMap<String, usize> = md
         .topics()
         .iter()
         .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-        .map(|t| t.name())
+        .map(|t| (t.name().to_string(), t.partitions().len()))
         .collect();
+    let existing: HashSet<&str> = counts.keys().map(String::as_str).collect();
+    let input_partitions = check_partitions(s, &counts)?;
     let missing: Vec<(String, bool)> = topics(s)
         .into_iter()
         .filter(|(t, _)| !existing.contains(t.as_str()))
@@ -145,9 +185,16 @@ pub async fn ensure_topics(s: &Settings) -> anyhow::Result<()> {
     let new: Vec<NewTopic<'_>> = missing
         .iter()
         .map(|(t, compacted)| {
+            // Input topics and the changelog are co-partitioned: a missing one gets the
+            // partition count of the inputs that exist.
+            let co = s.kafka.input_topics.contains(t) || (*compacted && s.state.changelog);
+            let partitions = match input_partitions {
+                Some(n) if co => n as i32,
+                _ => s.kafka.topic_partitions as i32,
+            };
             let nt = NewTopic::new(
                 t,
-                s.kafka.topic_partitions as i32,
+                partitions,
                 TopicReplication::Fixed(s.kafka.topic_replication as i32),
             );
             if *compacted {
@@ -179,7 +226,39 @@ pub async fn ensure_topics(s: &Settings) -> anyhow::Result<()> {
 /// What `run` shares with the HTTP endpoints.
 #[derive(Clone, Default)]
 pub struct Health {
+    /// Partitions are assigned and their tasks run (the lifecycle's word).
     pub ready: Arc<AtomicBool>,
+    /// Assigned partitions whose state is still being restored.
+    pub restoring: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Health {
+    /// `/readyz`: assigned, and no task restoring.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && self.restoring.load(Ordering::Acquire) == 0
+    }
+
+    /// Sets the lifecycle's word and the `momentd_ready` gauge.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+        self.publish();
+    }
+
+    fn publish(&self) {
+        crate::metrics::ready(self.is_ready());
+        crate::metrics::restoring(self.restoring.load(Ordering::Acquire));
+    }
+
+    /// A task starts restoring: not ready until [`Health::restored`].
+    pub fn restoring(&self) {
+        self.restoring.fetch_add(1, Ordering::AcqRel);
+        self.publish();
+    }
+
+    pub fn restored(&self) {
+        self.restoring.fetch_sub(1, Ordering::AcqRel);
+        self.publish();
+    }
 }
 
 /// Runs the daemon until `shutdown` is cancelled, then stops within `shutdown.timeout`:
@@ -211,6 +290,13 @@ pub async fn run(
         max_event_bytes: settings.input.max_event_bytes,
         idle_timeout: settings.time.idle_timeout.0,
         engine: Arc::new(move || Engine::from_settings(&engine_settings, pseudonymizer.clone())),
+        changelog: settings.state.changelog.then(|| changelog::Changelog {
+            topic: settings.changelog_topic().into(),
+            inputs: settings.kafka.input_topics.clone().into(),
+            client: client_config(&settings),
+            interval: settings.kafka.commit_interval.0,
+        }),
+        health: health.clone(),
     };
     let router = consumer::Router::new(
         tokio::runtime::Handle::current(),
@@ -220,7 +306,7 @@ pub async fn run(
             .drain_timeout
             .0
             .min(settings.shutdown.timeout.0),
-        Arc::clone(&health.ready),
+        health.clone(),
         settings.kafka.split_partition_queues,
     );
     let consumer: Arc<BaseConsumer<consumer::Ctx>> = Arc::new(
@@ -264,8 +350,7 @@ pub async fn run(
     let started = tokio::time::Instant::now();
     let budget = settings.shutdown.timeout.0;
     stop.store(true, Ordering::Release);
-    health.ready.store(false, Ordering::Release);
-    crate::metrics::ready(false);
+    health.set_ready(false);
     // The consumer thread drains (bounded by the drain timeout, itself within the budget).
     if tokio::time::timeout(budget, &mut done_rx).await.is_err() {
         tracing::warn!("the consumer did not finish within shutdown.timeout");

@@ -49,6 +49,11 @@ impl OffsetTracker {
         Some(self.pending.front().map_or(next, |&p| p.min(next)))
     }
 
+    /// The next offset after the last message processed.
+    pub fn next(&self) -> Option<i64> {
+        self.next
+    }
+
     /// Groups of outputs not yet acknowledged.
     pub fn in_flight(&self) -> usize {
         self.pending.len()

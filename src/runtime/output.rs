@@ -26,6 +26,8 @@ pub enum Kind {
         decision: &'static str,
     },
     DeadLetter,
+    /// A state changelog record (counted by the checkpoint it belongs to).
+    Changelog,
 }
 
 impl Kind {
@@ -34,6 +36,7 @@ impl Kind {
             Kind::Trigger { .. } => "triggers",
             Kind::Audit { .. } => "audit",
             Kind::DeadLetter => "dead_letters",
+            Kind::Changelog => "changelog",
         }
     }
 }
@@ -42,8 +45,12 @@ impl Kind {
 #[derive(Debug, Clone)]
 pub struct Record {
     pub topic: Arc<str>,
+    /// Where it must go (the changelog's partition p is task p's); `None`: the partitioner's
+    /// choice by key.
+    pub partition: Option<i32>,
     pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
+    /// `None`: a tombstone.
+    pub payload: Option<Vec<u8>>,
     pub headers: Vec<(&'static str, Vec<u8>)>,
     pub kind: Kind,
 }
@@ -69,8 +76,9 @@ impl Sink {
                 };
                 Some(Record {
                     topic: Arc::clone(&self.output_topic),
+                    partition: None,
                     key: Some(t.subject.clone().into_bytes()),
-                    payload,
+                    payload: Some(payload),
                     headers: vec![("content-type", self.encoding.content_type().into())],
                     kind: Kind::Trigger {
                         rule: t.rule,
@@ -83,8 +91,9 @@ impl Sink {
                 let topic = self.audit_topic.as_ref()?;
                 Some(Record {
                     topic: Arc::clone(topic),
+                    partition: None,
                     key: Some(a.subject.clone().into_bytes()),
-                    payload: serde_json::to_vec(&a).unwrap_or_default(),
+                    payload: Some(serde_json::to_vec(&a).unwrap_or_default()),
                     headers: vec![("content-type", b"application/json".to_vec())],
                     kind: Kind::Audit {
                         decision: a.decision.as_str(),
@@ -121,8 +130,9 @@ impl Sink {
         }
         Record {
             topic: Arc::clone(&self.dlq_topic),
+            partition: None,
             key,
-            payload,
+            payload: Some(payload),
             headers,
             kind: Kind::DeadLetter,
         }
@@ -142,11 +152,15 @@ pub async fn deliver(producer: &FutureProducer, rec: &Record) {
                 value: Some(v.as_slice()),
             });
         }
-        let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&rec.topic)
-            .payload(rec.payload.as_slice())
-            .headers(headers);
+        let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&rec.topic).headers(headers);
+        if let Some(p) = &rec.payload {
+            fr = fr.payload(p.as_slice());
+        }
         if let Some(k) = &rec.key {
             fr = fr.key(k.as_slice());
+        }
+        if let Some(p) = rec.partition {
+            fr = fr.partition(p);
         }
         let fut = loop {
             match producer.send_result(fr) {
@@ -191,7 +205,7 @@ fn acknowledged(kind: &Kind) {
             escalation,
         } => metrics::trigger_acked(rule, severity, *escalation),
         Kind::Audit { rule, decision } => metrics::audit_acked(rule, decision),
-        Kind::DeadLetter => {}
+        Kind::DeadLetter | Kind::Changelog => {}
     }
 }
 

@@ -1,7 +1,8 @@
 //! One input partition's task: messages in offset order through decode and the engine, outputs
 //! to the producer, acknowledgements back into the commit position; the idle-partition clock.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,10 +10,12 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::mpsc;
 
+use super::changelog::{Changelog, Staged};
 use super::consumer::Ctx;
 use super::offsets::OffsetTracker;
 use super::output::{deliver, Record, Sink};
 use super::queue::{Fetched, Msg, SplitQueue, Waker};
+use crate::engine::changelog::Written;
 use crate::engine::{Engine, Keys, Output};
 use crate::event::{decode, Encoding, Event, Reject};
 use crate::metrics::{self, PartitionLabels};
@@ -114,6 +117,9 @@ pub struct Shared {
     pub idle_timeout: Duration,
     /// Builds a fresh engine for a partition.
     pub engine: Arc<dyn Fn() -> Engine + Send + Sync>,
+    /// The state changelog, when `state.changelog` is on.
+    pub changelog: Option<Changelog>,
+    pub health: super::Health,
 }
 
 /// The partition's own librdkafka queue and what wakes the task when it has messages.
@@ -151,6 +157,16 @@ pub struct PartitionTask {
     outputs: Vec<Output>,
     last_state_bytes: Option<Instant>,
     counters: metrics::EventCounters,
+    /// Groups of outputs pushed to `pending`, and acknowledged, since the start.
+    pushed: u64,
+    acked: u64,
+    /// Checkpoints waiting for the outputs before them, oldest first.
+    staged: VecDeque<Staged>,
+    /// Checkpoints whose records are being delivered: each yields its input position.
+    sending: FuturesOrdered<BoxFuture<'static, (i64, Written)>>,
+    /// The input position of the last checkpoint the broker acknowledged: with a changelog,
+    /// the commit position.
+    checkpointed: Option<i64>,
 }
 
 impl PartitionTask {
@@ -169,6 +185,11 @@ impl PartitionTask {
             outputs: Vec::new(),
             last_state_bytes: None,
             counters: metrics::EventCounters::new(topic),
+            pushed: 0,
+            acked: 0,
+            staged: VecDeque::new(),
+            sending: FuturesOrdered::new(),
+            checkpointed: None,
         }
     }
 
@@ -182,8 +203,20 @@ impl PartitionTask {
         assigned: Instant,
         mut source: Option<Source>,
     ) {
+        if self.shared.changelog.is_some() && !self.restore(&mut rx, &mut source).await {
+            // Revoked (or the router gone) while restoring.
+            metrics::partition_revoked(&self.labels);
+            return;
+        }
         metrics::restored(assigned.elapsed());
         let mut tick = tokio::time::interval(TICK);
+        let mut checkpoint = tokio::time::interval(
+            self.shared
+                .changelog
+                .as_ref()
+                .map_or(Duration::from_secs(3600), |c| c.interval),
+        );
+        checkpoint.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let waker = source.as_ref().map(|(_, w)| Arc::clone(w));
         let mut fetched = Fetched::default();
@@ -202,6 +235,9 @@ impl PartitionTask {
                 biased;
                 // Acknowledgements first, so memory cannot grow without bound.
                 Some(()) = self.pending.next(), if !self.pending.is_empty() => self.acked(),
+                Some((through, written)) = self.sending.next(), if !self.sending.is_empty() => {
+                    self.checkpoint_acked(through, written)
+                }
                 cmd = rx.recv(), if room => match cmd {
                     Some(Cmd::Batch(batch)) => {
                         let received = batch.received.unwrap_or_else(Instant::now);
@@ -212,7 +248,7 @@ impl PartitionTask {
                         // partition's next assignment may split it off again at once.
                         drop(source.take());
                         self.drain(deadline).await;
-                        let _ = reply.send(self.tracker.committable());
+                        let _ = reply.send(self.commit_position());
                         break;
                     }
                     None => break,
@@ -229,20 +265,161 @@ impl PartitionTask {
                     self.on_tick();
                     more = source.is_some();
                 }
+                _ = checkpoint.tick(), if self.shared.changelog.is_some() => self.checkpoint(),
             }
         }
         metrics::partition_revoked(&self.labels);
     }
 
+    /// Restores the partition's state from its changelog partition before any input is
+    /// taken, in a blocking thread (the consumer thread goes on polling); `/readyz` says 503
+    /// meanwhile. Messages the consumer thread hands over meanwhile are held and processed
+    /// after. False when the partition was revoked (or the router went away) first.
+    async fn restore(&mut self, rx: &mut mpsc::Receiver<Cmd>, source: &mut Option<Source>) -> bool {
+        let Some(cl) = self.shared.changelog.clone() else {
+            return true;
+        };
+        let health = self.shared.health.clone();
+        health.restoring();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let mut engine = std::mem::replace(&mut self.engine, (self.shared.engine)());
+        let partition = self.partition;
+        let job = {
+            let cancel = Arc::clone(&cancel);
+            tokio::task::spawn_blocking(move || {
+                let r = cl.restore(partition, &mut engine, &cancel);
+                (engine, r)
+            })
+        };
+        tokio::pin!(job);
+        let mut held: Vec<InBatch> = Vec::new();
+        let result = loop {
+            tokio::select! {
+                r = &mut job => break r,
+                cmd = rx.recv() => match cmd {
+                    Some(Cmd::Batch(b)) => held.push(b),
+                    Some(Cmd::Drain { reply, .. }) => {
+                        cancel.store(true, Ordering::Release);
+                        drop(source.take());
+                        let _ = reply.send(None);
+                        health.restored();
+                        return false;
+                    }
+                    None => {
+                        cancel.store(true, Ordering::Release);
+                        health.restored();
+                        return false;
+                    }
+                },
+            }
+        };
+        health.restored();
+        match result {
+            Ok((engine, Some(r))) => {
+                self.engine = engine;
+                metrics::restored_records(r.records, r.bytes);
+                tracing::info!(
+                    topic = %self.topic, partition = self.partition,
+                    employees = r.employees, records = r.records, bytes = r.bytes,
+                    corrupt = r.corrupt, seconds = r.elapsed.as_secs_f64(),
+                    "state restored from the changelog"
+                );
+            }
+            Ok((_, None)) => return false,
+            Err(e) => tracing::error!(
+                topic = %self.topic, partition = self.partition, error = %e,
+                "restoring the partition's state failed; it starts empty"
+            ),
+        }
+        for b in held {
+            let received = b.received.unwrap_or_else(Instant::now);
+            self.process_batch(&b.views(), received);
+        }
+        true
+    }
+
     fn acked(&mut self) {
         self.tracker.acked();
+        self.acked += 1;
+        self.send_staged();
         self.publish_position();
     }
 
+    /// Pushes a group of outputs to be awaited in order.
+    fn push_outputs(&mut self, f: BoxFuture<'static, ()>) {
+        self.pushed += 1;
+        self.pending.push_back(f);
+    }
+
+    /// The offset the consumer may commit: with a changelog, the last acknowledged
+    /// checkpoint's (the state up to it is durable); without, what the outputs allow.
+    fn commit_position(&self) -> Option<i64> {
+        if self.shared.changelog.is_some() {
+            self.checkpointed
+        } else {
+            self.tracker.committable()
+        }
+    }
+
     fn publish_position(&self) {
-        if let Some(o) = self.tracker.committable() {
+        if let Some(o) = self.commit_position() {
             self.position.store(o, Ordering::Release);
         }
+    }
+
+    /// Writes what changed since the last checkpoint (CONTRACT §9): its records wait for the
+    /// outputs pushed before them, then go to the changelog partition of this partition.
+    fn checkpoint(&mut self) {
+        let Some(cl) = &self.shared.changelog else {
+            return;
+        };
+        // The position never goes back behind a restored checkpoint.
+        let restored = self
+            .engine
+            .last_checkpoint()
+            .and_then(|c| c.through.first().copied());
+        let through = match (self.tracker.next(), restored) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => match a.or(b) {
+                Some(t) => t,
+                None if self.engine.is_dirty() => 0,
+                None => return,
+            },
+        };
+        let mut recs = Vec::new();
+        let written = self.engine.checkpoint(&cl.inputs, &[through], &mut recs);
+        if recs.is_empty() {
+            return;
+        }
+        let records = cl.records(self.partition, recs);
+        self.staged.push_back(Staged {
+            after: self.pushed,
+            through,
+            records,
+            written,
+        });
+        self.send_staged();
+    }
+
+    /// Sends the checkpoints whose outputs are all acknowledged, in order. (The producer is
+    /// idempotent and the records go to one partition, so they are persisted in order.)
+    fn send_staged(&mut self) {
+        while self.staged.front().is_some_and(|s| s.after <= self.acked) {
+            let Some(s) = self.staged.pop_front() else {
+                break;
+            };
+            let producer = self.shared.sink.producer.clone();
+            self.sending.push_back(Box::pin(async move {
+                futures::future::join_all(s.records.iter().map(|r| deliver(&producer, r))).await;
+                (s.through, s.written)
+            }));
+        }
+    }
+
+    fn checkpoint_acked(&mut self, through: i64, written: Written) {
+        metrics::changelog_written(&written);
+        self.checkpointed = Some(self.checkpointed.map_or(through, |c| c.max(through)));
+        self.publish_position();
     }
 
     async fn drain(&mut self, deadline: Instant) {
@@ -250,6 +427,13 @@ impl PartitionTask {
         let _ = tokio::time::timeout(left, async {
             while self.pending.next().await.is_some() {
                 self.tracker.acked();
+                self.acked += 1;
+            }
+            // The last checkpoint: everything processed, so the next owner restores it all.
+            self.send_staged();
+            self.checkpoint();
+            while let Some((through, written)) = self.sending.next().await {
+                self.checkpoint_acked(through, written);
             }
         })
         .await;
@@ -341,8 +525,14 @@ impl PartitionTask {
         match decoded {
             Ok(ev) => {
                 let outcome = match keys {
-                    Some(k) => self.engine.apply_keyed(ev, k, &mut self.outputs),
-                    None => self.engine.apply(ev, &mut self.outputs),
+                    Some(k) => self
+                        .engine
+                        .apply_at(ev, k, (0, m.offset), &mut self.outputs),
+                    None => {
+                        let k = self.engine.keys(ev);
+                        self.engine
+                            .apply_at(ev, k, (0, m.offset), &mut self.outputs)
+                    }
                 };
                 self.counters.event(ev.kind.type_name(), outcome.as_str());
                 records.extend(
@@ -371,8 +561,8 @@ impl PartitionTask {
         let has_outputs = !records.is_empty();
         self.tracker.processed(m.offset, has_outputs);
         if has_outputs {
-            self.pending
-                .push_back(self.deliver_all(records, Some(received)));
+            let f = self.deliver_all(records, Some(received));
+            self.push_outputs(f);
         }
     }
 
@@ -406,7 +596,8 @@ impl PartitionTask {
                     .collect();
                 if !records.is_empty() {
                     self.tracker.spontaneous();
-                    self.pending.push_back(self.deliver_all(records, None));
+                    let f = self.deliver_all(records, None);
+                    self.push_outputs(f);
                 }
             }
         }

@@ -39,7 +39,10 @@ pub struct Broker {
     pub kind: Kind,
     pub bootstrap: String,
     child: Child,
-    _stdin: Option<ChildStdin>,
+    /// The mock broker's command line (stdin) and its answers (stdout).
+    commands: std::sync::Mutex<Option<(ChildStdin, BufReader<std::process::ChildStdout>)>>,
+    /// The topics created, with their partition counts.
+    topics: std::sync::Mutex<HashMap<String, i32>>,
     _dir: tempfile::TempDir,
 }
 
@@ -81,20 +84,22 @@ impl Broker {
             .spawn()
             .expect("the mock broker starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
         let bootstrap = line
             .trim()
             .strip_prefix("bootstrap=")
             .unwrap_or_else(|| panic!("mock broker said {line:?}"))
             .to_string();
-        let stdin = child.stdin.take();
+        let stdin = child.stdin.take().unwrap();
         Broker {
             kind: Kind::Mock,
             bootstrap,
             child,
-            _stdin: stdin,
+            commands: std::sync::Mutex::new(Some((stdin, out))),
+            topics: std::sync::Mutex::new(
+                topics.iter().map(|(t, p)| (t.to_string(), *p)).collect(),
+            ),
             _dir: dir,
         }
     }
@@ -146,11 +151,46 @@ impl Broker {
             kind: Kind::Tansu,
             bootstrap,
             child,
-            _stdin: None,
+            commands: std::sync::Mutex::new(None),
+            topics: std::sync::Mutex::new(HashMap::new()),
             _dir: dir,
         };
         b.create_topics(topics);
         b
+    }
+
+    /// A line to the mock broker's command interface; its answer.
+    pub fn command(&self, line: &str) -> String {
+        let mut g = self.commands.lock().unwrap();
+        let (stdin, out) = g.as_mut().expect("only the mock broker takes commands");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        let mut answer = String::new();
+        out.read_line(&mut answer).unwrap();
+        answer.trim().to_string()
+    }
+
+    /// Creates a topic (if this broker does not have it yet).
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        if self.topics.lock().unwrap().contains_key(topic) {
+            return;
+        }
+        match self.kind {
+            Kind::Mock => {
+                let a = self.command(&format!("create {topic} {partitions}"));
+                assert_eq!(a, "ok", "creating {topic}");
+                self.topics
+                    .lock()
+                    .unwrap()
+                    .insert(topic.to_string(), partitions);
+            }
+            Kind::Tansu => self.create_topics(&[(topic, partitions)]),
+        }
+    }
+
+    /// The partition count of a topic created here.
+    pub fn partitions(&self, topic: &str) -> Option<i32> {
+        self.topics.lock().unwrap().get(topic).copied()
     }
 
     fn create_topics(&self, topics: &[(&str, i32)]) {
@@ -172,6 +212,10 @@ impl Broker {
         for r in res {
             r.expect("topic created");
         }
+        let mut known = self.topics.lock().unwrap();
+        for (t, p) in topics {
+            known.insert(t.to_string(), *p);
+        }
     }
 }
 
@@ -191,9 +235,23 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `momentd run` against `bootstrap` in consumer group `group`, with `env` on top of
-    /// the test defaults (no lateness: the test streams are in order).
-    pub fn start(bootstrap: &str, group: &str, env: &[(&str, &str)]) -> Daemon {
+    /// Starts `momentd run` against `broker` in consumer group `group`, with `env` on top of
+    /// the test defaults (no lateness: the test streams are in order). The group's changelog
+    /// topic is created first, co-partitioned with the input (the mock cluster cannot create
+    /// topics for the daemon).
+    pub fn start(broker: &Broker, group: &str, env: &[(&str, &str)]) -> Daemon {
+        let partitions = broker.partitions(INPUT).unwrap_or(1);
+        let changelog = env
+            .iter()
+            .find(|(k, _)| *k == "MOMENTD__STATE__CHANGELOG_TOPIC")
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_else(|| format!("{group}-state-changelog"));
+        broker.create_topic(&changelog, partitions);
+        Daemon::start_on(&broker.bootstrap, group, env)
+    }
+
+    /// [`Daemon::start`] without creating any topic.
+    pub fn start_on(bootstrap: &str, group: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("momentd.log");
         let http = format!("127.0.0.1:{}", free_port());

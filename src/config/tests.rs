@@ -97,6 +97,10 @@ fn environment_overrides_every_level() {
             "a,b".to_string(),
         ),
         (
+            "MOMENTD__STATE__CHANGELOG".to_string(),
+            "false".to_string(),
+        ),
+        (
             "MOMENTD__KAFKA__CLIENT__SECURITY_PROTOCOL".to_string(),
             "SASL_SSL".to_string(),
         ),

@@ -96,10 +96,7 @@ fn environment_overrides_every_level() {
             "MOMENTD__KAFKA__INPUT_TOPICS".to_string(),
             "a,b".to_string(),
         ),
-        (
-            "MOMENTD__STATE__CHANGELOG".to_string(),
-            "false".to_string(),
-        ),
+        ("MOMENTD__STATE__CHANGELOG".to_string(), "false".to_string()),
         (
             "MOMENTD__KAFKA__CLIENT__SECURITY_PROTOCOL".to_string(),
             "SASL_SSL".to_string(),

@@ -573,3 +573,32 @@ fn kind_name(kind: u8) -> &'static str {
         _ => "cohort",
     }
 }
+
+/// The changelog key of an employee's record, as the engine writes it (for tools and tests).
+pub fn employee_record_key(
+    employee_id: &str,
+    pseudonymizer: Option<&super::Pseudonymizer>,
+) -> Vec<u8> {
+    let k = match pseudonymizer {
+        Some(p) => xxhash_rust::xxh3::xxh3_128_with_secret(
+            employee_id.as_bytes(),
+            &p.fingerprint_secret()[..],
+        ),
+        None => xxhash_rust::xxh3::xxh3_128(employee_id.as_bytes()),
+    };
+    key(EMPLOYEE, k)
+}
+
+/// What a record is: `clock`, `employee`, `erased`, `team` or `cohort` (`tombstone` for none).
+pub fn record_kind(value: Option<&[u8]>) -> Result<&'static str, RecordError> {
+    let Some(v) = value else {
+        return Ok("tombstone");
+    };
+    Ok(match decode_body(v)? {
+        Value::Clock(_) => "clock",
+        Value::Employee { .. } => "employee",
+        Value::Erased { .. } => "erased",
+        Value::Team { .. } => "team",
+        Value::Cohort { .. } => "cohort",
+    })
+}

@@ -133,6 +133,10 @@ impl Router {
         let task = PartitionTask::new(&tp.0, tp.1, self.shared.clone(), Arc::clone(&position));
         let source = self.splits.remove(&tp);
         let own_queue = source.is_some();
+        if self.shared.changelog.is_some() {
+            // Not ready until the task has restored (it says so when it has).
+            self.health.restoring();
+        }
         self.runtime.spawn(task.run(rx, assigned, source));
         tracing::info!(topic = %tp.0, partition = tp.1, own_queue, "partition assigned");
         self.tasks.insert(

@@ -279,8 +279,9 @@ impl PartitionTask {
         let Some(cl) = self.shared.changelog.clone() else {
             return true;
         };
+        // Counted as restoring by the router since it started the task (so /readyz never says
+        // 200 between the assignment and the restore).
         let health = self.shared.health.clone();
-        health.restoring();
         let cancel = Arc::new(AtomicBool::new(false));
         let mut engine = std::mem::replace(&mut self.engine, (self.shared.engine)());
         let partition = self.partition;
@@ -313,7 +314,6 @@ impl PartitionTask {
                 },
             }
         };
-        health.restored();
         match result {
             Ok((engine, Some(r))) => {
                 self.engine = engine;
@@ -325,12 +325,16 @@ impl PartitionTask {
                     "state restored from the changelog"
                 );
             }
-            Ok((_, None)) => return false,
+            Ok((_, None)) => {
+                health.restored();
+                return false;
+            }
             Err(e) => tracing::error!(
                 topic = %self.topic, partition = self.partition, error = %e,
                 "restoring the partition's state failed; it starts empty"
             ),
         }
+        health.restored();
         for b in held {
             let received = b.received.unwrap_or_else(Instant::now);
             self.process_batch(&b.views(), received);

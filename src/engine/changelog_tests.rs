@@ -336,3 +336,132 @@ fn bad_records_are_refused_not_panicked_on() {
     r.finish(&mut e, &["in".to_string()]);
     assert_eq!(e.employees(), 0);
 }
+
+/// The fixture of format-1 records (`tests/fixtures/changelog-v1/`): written by this version
+/// from a simulated stream checkpointed at day 70, with the rest of the stream and the
+/// triggers the uninterrupted engine gave for it. A later momentd must restore these records
+/// and, given the rest of the stream, give those triggers (a change to a rule's behaviour
+/// regenerates the fixture with `MOMENTD_WRITE_FIXTURE=1`; a change to the format must not
+/// stop it from restoring).
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/changelog-v1");
+
+fn write_records(path: &std::path::Path, log: &[Record]) {
+    let mut b = Vec::new();
+    for r in log {
+        b.extend((r.key.len() as u32).to_le_bytes());
+        b.extend(&r.key);
+        match &r.value {
+            Some(v) => {
+                b.extend((v.len() as i32).to_le_bytes());
+                b.extend(v);
+            }
+            None => b.extend((-1i32).to_le_bytes()),
+        }
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+fn read_records(path: &std::path::Path) -> Vec<Record> {
+    let b = std::fs::read(path).expect("the fixture exists");
+    let mut out = Vec::new();
+    let mut rest = b.as_slice();
+    let mut take = |n: usize| {
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        head.to_vec()
+    };
+    for _ in 0..b.len() {
+        let kl = u32::from_le_bytes(take(4).try_into().unwrap()) as usize;
+        let key = take(kl);
+        let vl = i32::from_le_bytes(take(4).try_into().unwrap());
+        let value = (vl >= 0).then(|| take(vl as usize));
+        out.push(Record { key, value });
+        if out.iter().map(|r| 8 + r.key.len() + r.value.as_ref().map_or(0, Vec::len)).sum::<usize>() >= b.len() {
+            break;
+        }
+    }
+    out
+}
+
+#[test]
+fn records_of_format_1_restore_and_continue_as_they_did() {
+    let s = settings();
+    let topics = vec!["in".to_string()];
+    let dir = std::path::Path::new(FIXTURE);
+    if std::env::var_os("MOMENTD_WRITE_FIXTURE").is_some() {
+        std::fs::create_dir_all(dir).unwrap();
+        let evs: Vec<Event<'static>> = simulate(&SimOptions {
+            employees: 40,
+            days: 90,
+            seed: 21,
+            pattern_share: 1.0,
+            ..Default::default()
+        })
+        .records
+        .into_iter()
+        .filter_map(|r| match r {
+            crate::sim::Record::Event(e) => Some(e),
+            crate::sim::Record::Malformed(_) => None,
+        })
+        .collect();
+        let cut = evs
+            .iter()
+            .position(|e| e.occurred_at >= evs[0].occurred_at + 70 * crate::time::DAY)
+            .unwrap();
+        let mut e = engine(&s, None);
+        let mut out = Vec::new();
+        for ev in &evs[..cut] {
+            e.apply(ev, &mut out);
+        }
+        let mut log = Vec::new();
+        e.checkpoint(&topics, &[cut as i64], &mut log);
+        write_records(&dir.join("records.bin"), &log);
+        out.clear();
+        let mut rest = String::new();
+        for ev in &evs[cut..] {
+            rest.push_str(&crate::event::encode_json(ev));
+            rest.push('\n');
+            e.apply(ev, &mut out);
+        }
+        std::fs::write(dir.join("rest.jsonl"), rest).unwrap();
+        let triggers: String = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Trigger(t) => Some(t.to_json() + "\n"),
+                _ => None,
+            })
+            .collect();
+        std::fs::write(dir.join("triggers.jsonl"), triggers).unwrap();
+    }
+    let log = read_records(&dir.join("records.bin"));
+    assert!(log.iter().all(|r| r.value.as_ref().is_some_and(|v| v[0] == 1)));
+    let mut e = restore(&s, None, &log, &topics);
+    assert_eq!(e.employees(), 40);
+    let rest = std::fs::read_to_string(dir.join("rest.jsonl")).unwrap();
+    let limits = crate::event::Limits {
+        max_event_bytes: 65536,
+        now: None,
+        max_future: crate::time::DAY,
+    };
+    let mut out = Vec::new();
+    for (n, line) in rest.lines().enumerate() {
+        let ev = crate::event::decode(line.as_bytes(), crate::event::Encoding::Json, None, &limits)
+            .expect("the fixture's events decode");
+        let k = e.keys(&ev);
+        e.apply_at(&ev, k, (0, (log.len() + n) as i64 + 1_000_000), &mut out);
+    }
+    let got: Vec<String> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Trigger(t) => Some(t.to_json()),
+            _ => None,
+        })
+        .collect();
+    let want: Vec<String> = std::fs::read_to_string(dir.join("triggers.jsonl"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(!want.is_empty(), "the fixture's continuation fires");
+    assert_eq!(got, want);
+}

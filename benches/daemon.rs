@@ -197,7 +197,12 @@ fn count_baseline(bootstrap: &str, n: usize, round: usize) -> (f64, f64) {
 
 /// `momentd run` in a fresh group over the same topic: events/s from the first event consumed
 /// to the last (counted by its own metrics), and the running process.
-fn run_momentd(bootstrap: &str, n: usize, round: usize) -> (Proc, String, f64, f64, f64) {
+fn run_momentd(
+    bootstrap: &str,
+    n: usize,
+    round: usize,
+    changelog: bool,
+) -> (Proc, String, f64, f64, f64) {
     let http = format!("127.0.0.1:{}", {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -208,6 +213,7 @@ fn run_momentd(bootstrap: &str, n: usize, round: usize) -> (Proc, String, f64, f
         .env("MOMENTD__KAFKA__BROKERS", bootstrap)
         .env("MOMENTD__KAFKA__GROUP_ID", format!("bench-run-{round}"))
         .env("MOMENTD__HTTP__LISTEN", &http)
+        .env("MOMENTD__STATE__CHANGELOG", changelog.to_string())
         // The mock cluster answers a fetch only when fetch.wait.max.ms has passed if no data
         // was there when it arrived (a real broker answers as data comes): keep that wait short
         // so the latency measured is momentd's, not the mock's long poll.
@@ -271,11 +277,21 @@ fn main() {
         .spawn()
         .expect("mock broker");
     let mut line = String::new();
-    BufReader::new(broker.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut answers = BufReader::new(broker.stdout.take().unwrap());
+    answers.read_line(&mut line).unwrap();
     let bootstrap = line.trim().trim_start_matches("bootstrap=").to_string();
+    let mut commands = broker.stdin.take().unwrap();
     let _broker = Proc(broker);
+    // The state changelog is on unless CHANGELOG=0; each round's group gets its own topic
+    // (the mock cluster cannot create topics for the daemon).
+    let changelog = env_num("CHANGELOG", 1) != 0;
+    let mut create_topic = |name: &str| {
+        writeln!(commands, "create {name} {}", partitions()).unwrap();
+        commands.flush().unwrap();
+        let mut a = String::new();
+        answers.read_line(&mut a).unwrap();
+        assert_eq!(a.trim(), "ok", "creating {name}");
+    };
 
     // The stream: `momentd simulate`'s workforce over `days` (everyday behaviour, injected
     // patterns, duplicates, malformed records), in event-time order.
@@ -315,11 +331,18 @@ fn main() {
         // The previous round's daemon stops first: idle, it still polls the broker.
         drop(daemon.take());
         let (base_rate, base_cores) = count_baseline(&bootstrap, n, round);
-        let (proc_, http, run_rate, run_cores, triggers) = run_momentd(&bootstrap, n, round);
+        if changelog {
+            create_topic(&format!("bench-run-{round}-state-changelog"));
+        }
+        let (proc_, http, run_rate, run_cores, triggers) =
+            run_momentd(&bootstrap, n, round, changelog);
+        let written = metric(&http, "momentd_changelog_records_written_total");
         eprintln!(
-            "bench: round {round}: plain consumer counting {base_rate:.0} msg/s ({base_cores:.2} cores busy, {:.2} us CPU a message); momentd run {run_rate:.0} events/s ({run_cores:.2} cores busy, {:.2} us CPU an event; {triggers} triggers acknowledged so far) = {:.2}",
+            "bench: round {round}: plain consumer counting {base_rate:.0} msg/s ({base_cores:.2} cores busy, {:.2} us CPU a message); momentd run {run_rate:.0} events/s ({run_cores:.2} cores busy, {:.2} us CPU an event; {triggers} triggers acknowledged so far; changelog {}: {written} records, {:.3} per event) = {:.2}",
             base_cores / base_rate * 1e6,
             run_cores / run_rate * 1e6,
+            if changelog { "on" } else { "off" },
+            written / n as f64,
             run_rate / base_rate
         );
         base_rates.push(base_rate);

@@ -353,9 +353,11 @@ enum Entry {
 #[derive(Default)]
 pub struct Restorer {
     clock: Option<Clock>,
-    employees: HashMap<u128, Entry>,
-    teams: HashMap<u128, (Vec<i64>, Option<i64>, Team)>,
-    cohorts: HashMap<u128, (Vec<i64>, Vec<(Ts, String)>, Cohort)>,
+    // Boxed: a restore moves each entry once into the map and once out of it, not its ~200
+    // bytes at every rehash. (The keys are fingerprints already: ahash is plenty.)
+    employees: HashMap<u128, Box<Entry>, ahash::RandomState>,
+    teams: HashMap<u128, (Vec<i64>, Option<i64>, Team), ahash::RandomState>,
+    cohorts: HashMap<u128, (Vec<i64>, Vec<(Ts, String)>, Cohort), ahash::RandomState>,
     /// Records and bytes read.
     pub records: u64,
     pub bytes: u64,
@@ -411,16 +413,16 @@ impl Restorer {
                 }
                 self.employees.insert(
                     k,
-                    Entry::Employee {
+                    Box::new(Entry::Employee {
                         through,
                         subject,
                         points,
                         state,
-                    },
+                    }),
                 );
             }
             (EMPLOYEE, Value::Erased { through }) => {
-                self.employees.insert(k, Entry::Erased(through));
+                self.employees.insert(k, Box::new(Entry::Erased(through)));
             }
             (
                 TEAM,
@@ -491,8 +493,8 @@ impl Restorer {
             engine.last_clock = Some(c.clone());
         }
         let positions = |t: Vec<i64>| if same_topics { t } else { Vec::new() };
-        // In key order, so the engine's layout (and its timers' order) does not depend on the
-        // hash map's.
+        // Groups in key order: a day's close evaluates teams in id order whatever their
+        // positions, but their positions are then the same on every restore.
         let mut teams: Vec<_> = teams.into_iter().collect();
         teams.sort_unstable_by_key(|t| t.0);
         for (k, (through, evaluated, team)) in teams {
@@ -515,11 +517,12 @@ impl Restorer {
             }
             engine.groups.restore_cohort(cohort, timers, watermark);
         }
-        let mut employees: Vec<_> = employees.into_iter().collect();
-        employees.sort_unstable_by_key(|e| e.0);
+        // Employees in the map's order: where a slot sits changes nothing but which of two
+        // timers due at the same instant fires first (outputs about different employees).
         let experiments = std::sync::Arc::clone(&engine.ctx.rules);
+        engine.slots.reserve(employees.len());
         for (k, entry) in employees {
-            match entry {
+            match *entry {
                 Entry::Erased(through) => {
                     let through = positions(through);
                     if ahead.note(&through) {

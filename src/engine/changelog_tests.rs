@@ -376,7 +376,12 @@ fn read_records(path: &std::path::Path) -> Vec<Record> {
         let vl = i32::from_le_bytes(take(4).try_into().unwrap());
         let value = (vl >= 0).then(|| take(vl as usize));
         out.push(Record { key, value });
-        if out.iter().map(|r| 8 + r.key.len() + r.value.as_ref().map_or(0, Vec::len)).sum::<usize>() >= b.len() {
+        if out
+            .iter()
+            .map(|r| 8 + r.key.len() + r.value.as_ref().map_or(0, Vec::len))
+            .sum::<usize>()
+            >= b.len()
+        {
             break;
         }
     }
@@ -434,7 +439,9 @@ fn records_of_format_1_restore_and_continue_as_they_did() {
         std::fs::write(dir.join("triggers.jsonl"), triggers).unwrap();
     }
     let log = read_records(&dir.join("records.bin"));
-    assert!(log.iter().all(|r| r.value.as_ref().is_some_and(|v| v[0] == 1)));
+    assert!(log
+        .iter()
+        .all(|r| r.value.as_ref().is_some_and(|v| v[0] == 1)));
     let mut e = restore(&s, None, &log, &topics);
     assert_eq!(e.employees(), 40);
     let rest = std::fs::read_to_string(dir.join("rest.jsonl")).unwrap();

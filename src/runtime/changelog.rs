@@ -31,6 +31,55 @@ pub struct Changelog {
     /// Settings for the restore consumers (brokers, security, …).
     pub client: ClientConfig,
     pub interval: Duration,
+    /// How many partitions restore at once (the others wait their turn): four per core keeps
+    /// the cores busy decoding while other restores open their consumers and fetch, without a
+    /// hundred consumers' fetch buffers at once (1,000,000 employees over 125 partitions on 2
+    /// cores: 5.5 s, against 7.5 s with no limit and 8.8 s with one per core).
+    pub gate: Arc<Gate>,
+}
+
+/// A counting gate for blocking threads: at most `n` inside at once.
+#[derive(Debug)]
+pub struct Gate {
+    free: std::sync::Mutex<usize>,
+    cv: std::sync::Condvar,
+}
+
+impl Gate {
+    pub fn new(n: usize) -> Gate {
+        Gate {
+            free: std::sync::Mutex::new(n.max(1)),
+            cv: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Waits for a place; `None` when `cancel` is set first.
+    fn enter(&self, cancel: &AtomicBool) -> Option<GateGuard<'_>> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if cancel.load(Ordering::Acquire) {
+                return None;
+            }
+            if *free > 0 {
+                *free -= 1;
+                return Some(GateGuard(self));
+            }
+            free = self
+                .cv
+                .wait_timeout(free, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+struct GateGuard<'a>(&'a Gate);
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.cv.notify_one();
+    }
 }
 
 /// What a restore read.
@@ -86,6 +135,7 @@ impl Changelog {
         cancel: &AtomicBool,
     ) -> Option<Restored> {
         let started = Instant::now();
+        let _turn = self.gate.enter(cancel)?;
         let mut backoff = Duration::from_millis(200);
         let (consumer, high) = loop {
             if cancel.load(Ordering::Acquire) {

@@ -295,6 +295,9 @@ pub async fn run(
             inputs: settings.kafka.input_topics.clone().into(),
             client: client_config(&settings),
             interval: settings.kafka.commit_interval.0,
+            gate: Arc::new(changelog::Gate::new(
+                4 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         }),
         health: health.clone(),
     };

@@ -427,6 +427,10 @@ pub struct State {
     pub changelog: bool,
     /// The compacted changelog topic; empty: `{kafka.group_id}-state-changelog`.
     pub changelog_topic: String,
+    /// An employee with no event for this long (event time) is evicted: their state is
+    /// dropped and the changelog gets a tombstone. Exit and consent flags are kept (only the
+    /// history goes). `0s`: never.
+    pub idle_ttl: Dur,
 }
 
 impl Default for State {
@@ -434,6 +438,7 @@ impl Default for State {
         State {
             changelog: true,
             changelog_topic: String::new(),
+            idle_ttl: Dur(std::time::Duration::from_secs(180 * 86_400)),
         }
     }
 }

@@ -71,7 +71,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     for kind in ["assign", "revoke", "error"] {
         counter!(REBALANCES, "kind" => kind).increment(0);
     }
-    for kind in ["employee", "group", "erased", "clock"] {
+    for kind in ["employee", "group", "erased", "evicted", "clock"] {
         counter!(CHANGELOG_WRITTEN, "kind" => kind).increment(0);
     }
     counter!(RESTORED_RECORDS).increment(0);
@@ -184,7 +184,7 @@ fn describe() {
     );
     describe_counter!(
         CHANGELOG_WRITTEN,
-        "Changelog records acknowledged by the broker, by kind (employee, group, erased, clock)"
+        "Changelog records acknowledged by the broker, by kind (employee, group, erased, evicted: tombstones of state.idle_ttl, clock)"
     );
     describe_counter!(
         CHANGELOG_CORRUPT,
@@ -321,6 +321,7 @@ pub fn changelog_written(w: &crate::engine::changelog::Written) {
         ("employee", w.employees),
         ("group", w.groups),
         ("erased", w.erased),
+        ("evicted", w.evicted),
         ("clock", w.clock),
     ] {
         if n > 0 {

@@ -219,12 +219,14 @@ pub struct Written {
     pub employees: usize,
     pub groups: usize,
     pub erased: usize,
+    /// Tombstones of employees evicted by `state.idle_ttl`.
+    pub evicted: usize,
     pub clock: usize,
 }
 
 impl Written {
     pub fn total(&self) -> usize {
-        self.employees + self.groups + self.erased + self.clock
+        self.employees + self.groups + self.erased + self.evicted + self.clock
     }
 }
 
@@ -236,7 +238,10 @@ impl Engine {
 
     /// Whether anything changed since the last checkpoint.
     pub fn is_dirty(&self) -> bool {
-        !self.dirty.is_empty() || !self.dirty_erased.is_empty() || self.groups.has_dirty()
+        !self.dirty.is_empty()
+            || !self.dirty_erased.is_empty()
+            || !self.dirty_evicted.is_empty()
+            || self.groups.has_dirty()
     }
 
     /// The records of everything that changed since the last checkpoint, as of the input
@@ -301,6 +306,17 @@ impl Engine {
                     points,
                     state: &sl.state,
                 })),
+            });
+        }
+        for k in std::mem::take(&mut self.dirty_evicted) {
+            // Evicted and back since: the employee's record above holds the new state.
+            if self.index.get(k).is_some() {
+                continue;
+            }
+            w.evicted += 1;
+            out.push(Record {
+                key: key(EMPLOYEE, k),
+                value: None,
             });
         }
         for k in std::mem::take(&mut self.dirty_erased) {
@@ -488,6 +504,8 @@ impl Restorer {
         }
         if let Some(c) = &clock {
             engine.watermark = c.watermark;
+            // Idle employees were last looked for on the watermark's day.
+            engine.idle_checked = crate::time::day_of(c.watermark);
             engine.max_event_time = c.max_event_time;
             engine.groups.restore_clock(c.groups_evaluated_through);
             engine.last_clock = Some(c.clone());

@@ -472,3 +472,66 @@ fn records_of_format_1_restore_and_continue_as_they_did() {
     assert!(!want.is_empty(), "the fixture's continuation fires");
     assert_eq!(got, want);
 }
+
+#[test]
+fn idle_employees_are_evicted_with_a_tombstone_and_flags_stay() {
+    let mut s = settings();
+    s.state.idle_ttl = crate::config::Dur(std::time::Duration::from_secs(30 * 86_400));
+    let topics = vec!["in".to_string()];
+    let mut h = super::test_support::H::with(s.clone(), None);
+    let day = super::test_support::day;
+    h.send("quiet", day(0), Kind::RecognitionGiven);
+    h.send("private", day(0), Kind::RecognitionGiven);
+    h.send(
+        "private",
+        day(1),
+        Kind::ConsentUpdated {
+            individual_processing: false,
+        },
+    );
+    let mut log = Vec::new();
+    h.engine.checkpoint(&topics, &[3], &mut log);
+    h.send("busy", day(31), Kind::RecognitionGiven);
+    assert!(h.engine.state_of("quiet").is_some(), "30 days idle: kept");
+    h.send("busy", day(32), Kind::RecognitionGiven);
+    assert!(
+        h.engine.state_of("quiet").is_none(),
+        "31 days idle: evicted"
+    );
+    let private = h
+        .engine
+        .state_of("private")
+        .expect("the consent flag is kept");
+    assert!(private.has(CONSENT_WITHDRAWN) && !private.has_history());
+    let start = log.len();
+    let w = h.engine.checkpoint(&topics, &[5], &mut log);
+    assert_eq!(w.evicted, 1);
+    let key = changelog::employee_record_key("quiet", None);
+    assert!(
+        log[start..]
+            .iter()
+            .any(|r| r.key == key && r.value.is_none()),
+        "a tombstone"
+    );
+    // Restored, the evicted employee is gone and the private one still private.
+    let e = restore(&s, None, &log, &topics);
+    assert!(e.state_of("quiet").is_none());
+    assert!(e
+        .state_of("private")
+        .is_some_and(|p| p.has(CONSENT_WITHDRAWN)));
+}
+
+#[test]
+fn evictions_survive_crashes_too() {
+    let mut s = settings();
+    // Two days: the weekend evicts most of the workforce, Monday brings them back.
+    s.state.idle_ttl = crate::config::Dur(std::time::Duration::from_secs(2 * 86_400));
+    let evs = events(160, 100, 13);
+    let want = uninterrupted(&s, None, &evs);
+    let (got, log) = with_crashes(&s, None, &evs, 5, 21);
+    assert!(
+        log.iter().any(|r| r.value.is_none()),
+        "some employee was evicted"
+    );
+    assert_eq!(got, want);
+}

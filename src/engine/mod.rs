@@ -777,6 +777,10 @@ pub struct Engine {
     dirty: Vec<u32>,
     /// Employee keys erased since the last checkpoint (their records become erasure marks).
     dirty_erased: Vec<u128>,
+    /// Employee keys evicted since the last checkpoint (their records become tombstones).
+    dirty_evicted: Vec<u128>,
+    /// The UTC day of the watermark when idle employees were last looked for.
+    idle_checked: i64,
     /// What a restore found ahead of its checkpoint: input to skip (see `changelog`).
     ahead: Option<Box<changelog::Ahead>>,
     /// The clock of the last checkpoint (an unchanged clock is not written again).
@@ -808,6 +812,8 @@ impl Engine {
             group_fires: Vec::new(),
             dirty: Vec::new(),
             dirty_erased: Vec::new(),
+            dirty_evicted: Vec::new(),
+            idle_checked: i64::MIN,
             ahead: None,
             last_clock: None,
         }
@@ -1157,6 +1163,44 @@ impl Engine {
         if watermark > self.watermark {
             self.watermark = watermark;
             self.fire_due(out);
+            self.evict_idle();
+        }
+    }
+
+    /// `state.idle_ttl`: once per UTC day of the watermark, employees whose last event is older
+    /// than the TTL are evicted (a tombstone at the next checkpoint). An exited employee, or one
+    /// who withdrew consent, keeps the flag (only the history goes): a late event must still not
+    /// fire about them.
+    fn evict_idle(&mut self) {
+        let ttl = self.ctx.rules.idle_ttl_days;
+        let today = crate::time::day_of(self.watermark);
+        if ttl <= 0 || today <= self.idle_checked {
+            return;
+        }
+        self.idle_checked = today;
+        for slot in 0..self.slots.len() as u32 {
+            let sl = &mut self.slots[slot as usize];
+            if sl.subject.is_empty() || today - sl.state.seen_day as i64 <= ttl {
+                continue;
+            }
+            if sl.state.flags == 0 {
+                let key = sl.key;
+                self.release(slot);
+                self.dirty_evicted.push(key);
+            } else if sl.state.has_history() {
+                let flags = sl.state.flags;
+                sl.state = EmployeeState {
+                    flags,
+                    seen_day: sl.state.seen_day,
+                    ..Default::default()
+                };
+                sl.dues = Dues::default();
+                if !sl.dirty {
+                    sl.dirty = true;
+                    self.dirty.push(slot);
+                }
+                self.reschedule(slot, None);
+            }
         }
     }
 
@@ -1339,6 +1383,12 @@ impl Engine {
 
     /// Deletes every piece of state about the employee in this slot.
     fn erase(&mut self, slot: u32) {
+        let key = self.release(slot);
+        self.groups.erase(employee_fp(key));
+    }
+
+    /// Frees the slot: the employee's state, timers and index entry go. Returns its key.
+    fn release(&mut self, slot: u32) -> u128 {
         let sl = &mut self.slots[slot as usize];
         if sl.due.take().is_some() {
             self.pending -= 1;
@@ -1351,8 +1401,8 @@ impl Engine {
         // written for its key instead).
         let key = sl.key;
         self.index.remove(key);
-        self.groups.erase(employee_fp(key));
         self.free.push(slot);
+        key
     }
 }
 

@@ -203,6 +203,17 @@ impl EmployeeState {
         }
     }
 
+    /// Whether anything beyond the flags (and the last day seen) is held: history, dedup,
+    /// cooldowns.
+    pub fn has_history(&self) -> bool {
+        *self
+            != EmployeeState {
+                flags: self.flags,
+                seen_day: self.seen_day,
+                ..Default::default()
+            }
+    }
+
     /// Everything but the flags and dedup: what an exit discards.
     pub fn clear_rules(&mut self) {
         let flags = self.flags;

@@ -211,6 +211,8 @@ pub struct RuleSet {
     pub deliver_within: Ts,
     pub allowed_lateness: Ts,
     pub dedup_horizon: Ts,
+    /// `state.idle_ttl` in whole days (0: never evict).
+    pub idle_ttl_days: i64,
     /// The experiment covering each rule, by rule index.
     pub experiments: Vec<Option<std::sync::Arc<Experiment>>>,
     /// Every experiment, in the configuration's order (`Experiment::index`).
@@ -424,6 +426,7 @@ impl RuleSet {
             deliver_within: s.actions.deliver_within.ms(),
             allowed_lateness: s.time.allowed_lateness.ms(),
             dedup_horizon: s.time.dedup_horizon.ms(),
+            idle_ttl_days: s.state.idle_ttl.ms() / crate::time::DAY,
             experiments,
             experiment_list,
         }

@@ -30,7 +30,13 @@ pub struct Changelog {
     pub inputs: Arc<[String]>,
     /// Settings for the restore consumers (brokers, security, …).
     pub client: ClientConfig,
+    /// A producer of its own (idempotent, like the outputs'): a checkpoint's burst of records
+    /// does not queue in front of the triggers on the outputs' connection.
+    pub producer: rdkafka::producer::FutureProducer,
     pub interval: Duration,
+    /// One client for every restore's end-offset look-up, made at the first: an empty
+    /// changelog partition (a new deployment) then costs a round trip, not a consumer.
+    pub meta: Arc<std::sync::Mutex<Option<Arc<BaseConsumer>>>>,
     /// How many partitions restore at once (the others wait their turn): four per core keeps
     /// the cores busy decoding while other restores open their consumers and fetch, without a
     /// hundred consumers' fetch buffers at once (1,000,000 employees over 125 partitions on 2
@@ -135,7 +141,6 @@ impl Changelog {
         cancel: &AtomicBool,
     ) -> Option<Restored> {
         let started = Instant::now();
-        let _turn = self.gate.enter(cancel)?;
         let mut backoff = Duration::from_millis(200);
         let (consumer, high) = loop {
             if cancel.load(Ordering::Acquire) {
@@ -156,6 +161,11 @@ impl Changelog {
         let mut r = Restorer::default();
         let mut corrupt = 0;
         let mut last_log = Instant::now();
+        // Only restores that read take a turn at the gate.
+        let _turn = match consumer {
+            Some(_) => Some(self.gate.enter(cancel)?),
+            None => None,
+        };
         if let Some(consumer) = consumer {
             loop {
                 if cancel.load(Ordering::Acquire) {
@@ -214,12 +224,22 @@ impl Changelog {
     /// A consumer assigned to the partition from its beginning, and the end offset to read
     /// to (`None`: the partition is empty).
     fn open(&self, partition: i32) -> Result<(Option<BaseConsumer>, i64), KafkaError> {
-        let consumer = self.consumer()?;
-        let (low, high) =
-            consumer.fetch_watermarks(&self.topic, partition, Duration::from_secs(10))?;
+        let meta = {
+            let mut g = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+            match g.as_ref() {
+                Some(m) => Arc::clone(m),
+                None => {
+                    let m = Arc::new(self.consumer()?);
+                    *g = Some(Arc::clone(&m));
+                    m
+                }
+            }
+        };
+        let (low, high) = meta.fetch_watermarks(&self.topic, partition, Duration::from_secs(10))?;
         if high <= low {
             return Ok((None, high));
         }
+        let consumer = self.consumer()?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, partition, Offset::Beginning)?;
         consumer.assign(&tpl)?;

@@ -283,6 +283,15 @@ pub async fn run(
             .then(|| settings.audit.topic.as_str().into()),
         encoding: settings.output.encoding,
     };
+    let changelog_producer: Option<FutureProducer> = if settings.state.changelog {
+        Some(
+            producer_config(&settings)
+                .create()
+                .context("creating the changelog's Kafka producer")?,
+        )
+    } else {
+        None
+    };
     let engine_settings = settings.clone();
     let shared = partition::Shared {
         sink,
@@ -290,15 +299,19 @@ pub async fn run(
         max_event_bytes: settings.input.max_event_bytes,
         idle_timeout: settings.time.idle_timeout.0,
         engine: Arc::new(move || Engine::from_settings(&engine_settings, pseudonymizer.clone())),
-        changelog: settings.state.changelog.then(|| changelog::Changelog {
-            topic: settings.changelog_topic().into(),
-            inputs: settings.kafka.input_topics.clone().into(),
-            client: client_config(&settings),
-            interval: settings.kafka.commit_interval.0,
-            gate: Arc::new(changelog::Gate::new(
-                4 * std::thread::available_parallelism().map_or(2, |n| n.get()),
-            )),
-        }),
+        changelog: changelog_producer
+            .clone()
+            .map(|producer| changelog::Changelog {
+                producer,
+                topic: settings.changelog_topic().into(),
+                inputs: settings.kafka.input_topics.clone().into(),
+                client: client_config(&settings),
+                interval: settings.kafka.commit_interval.0,
+                meta: Arc::default(),
+                gate: Arc::new(changelog::Gate::new(
+                    4 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+                )),
+            }),
         health: health.clone(),
     };
     let router = consumer::Router::new(
@@ -363,6 +376,11 @@ pub async fn run(
     let left = budget.saturating_sub(started.elapsed());
     if let Err(e) = producer.flush(left) {
         tracing::warn!(error = %e, "producer flush did not finish");
+    }
+    if let Some(p) = &changelog_producer {
+        if let Err(e) = p.flush(budget.saturating_sub(started.elapsed())) {
+            tracing::warn!(error = %e, "changelog producer flush did not finish");
+        }
     }
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
     Ok(())

@@ -412,7 +412,11 @@ impl PartitionTask {
             let Some(s) = self.staged.pop_front() else {
                 break;
             };
-            let producer = self.shared.sink.producer.clone();
+            let producer = self
+                .shared
+                .changelog
+                .as_ref()
+                .map_or_else(|| self.shared.sink.producer.clone(), |c| c.producer.clone());
             self.sending.push_back(Box::pin(async move {
                 futures::future::join_all(s.records.iter().map(|r| deliver(&producer, r))).await;
                 (s.through, s.written)

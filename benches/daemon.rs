@@ -214,6 +214,12 @@ fn run_momentd(
         .env("MOMENTD__KAFKA__GROUP_ID", format!("bench-run-{round}"))
         .env("MOMENTD__HTTP__LISTEN", &http)
         .env("MOMENTD__STATE__CHANGELOG", changelog.to_string())
+        // A round lasts about half a second: COMMIT_INTERVAL=100ms puts several checkpoints in
+        // it (ten times the default's rate, a harsher test of their cost).
+        .env(
+            "MOMENTD__KAFKA__COMMIT_INTERVAL",
+            std::env::var("COMMIT_INTERVAL").unwrap_or_else(|_| "1s".into()),
+        )
         // The mock cluster answers a fetch only when fetch.wait.max.ms has passed if no data
         // was there when it arrived (a real broker answers as data comes): keep that wait short
         // so the latency measured is momentd's, not the mock's long poll.

@@ -36,21 +36,26 @@ fn by_id(triggers: &[serde_json::Value]) -> BTreeMap<String, serde_json::Value> 
     m
 }
 
-/// A simulated workforce (one partition: its team and cohort rules see everyone, as replay
-/// does) with one employee erased a third of the way in, whose late events come at the end.
-fn stream() -> (Vec<String>, String) {
+/// `momentd simulate`'s JSON lines for a workforce in which every ordinary team has a pattern.
+fn simulated(employees: u32, days: u32, seed: u64) -> Vec<String> {
     let sim = momentd::sim::simulate(&momentd::sim::SimOptions {
-        employees: 80,
-        days: 100,
-        seed: 4,
+        employees,
+        days,
+        seed,
         pattern_share: 1.0,
         ..Default::default()
     });
-    let mut lines: Vec<String> = String::from_utf8(momentd::sim::to_json_lines(&sim.records))
+    String::from_utf8(momentd::sim::to_json_lines(&sim.records))
         .unwrap()
         .lines()
         .map(str::to_string)
-        .collect();
+        .collect()
+}
+
+/// A simulated workforce (one partition: its team and cohort rules see everyone, as replay
+/// does) with one employee erased a third of the way in, whose late events come at the end.
+fn stream() -> (Vec<String>, String) {
+    let mut lines = simulated(80, 100, 4);
     let erased = momentd::sim::employee_id(10);
     let third = lines.len() / 3;
     let at = serde_json::from_str::<serde_json::Value>(&lines[third])
@@ -225,18 +230,7 @@ fn kill_9_twice_mid_stream_gives_replays_triggers_on_tansu() {
 #[test]
 fn pseudonymized_outputs_and_changelog_hold_no_employee_id() {
     let _g = serial();
-    let sim = momentd::sim::simulate(&momentd::sim::SimOptions {
-        employees: 40,
-        days: 80,
-        seed: 8,
-        pattern_share: 1.0,
-        ..Default::default()
-    });
-    let lines: Vec<String> = String::from_utf8(momentd::sim::to_json_lines(&sim.records))
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let lines = simulated(40, 80, 8);
     let ids: Vec<String> = (0..40).map(momentd::sim::employee_id).collect();
     let audit = "hr.triggers.audit";
     let b = Broker::start(Kind::Mock, &[(INPUT, 1), (OUTPUT, 1), (DLQ, 1), (audit, 1)]);

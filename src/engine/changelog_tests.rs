@@ -10,19 +10,24 @@ use crate::config::Settings;
 use crate::sim::{simulate, SimOptions};
 
 fn events(employees: u32, days: u32, seed: u64) -> Vec<Event<'static>> {
-    simulate(&SimOptions {
+    events_of(&SimOptions {
         employees,
         days,
         seed,
         ..Default::default()
     })
-    .records
-    .into_iter()
-    .filter_map(|r| match r {
-        crate::sim::Record::Event(e) => Some(e),
-        crate::sim::Record::Malformed(_) => None,
-    })
-    .collect()
+}
+
+/// The events of a simulation (its malformed records left out).
+fn events_of(opts: &SimOptions) -> Vec<Event<'static>> {
+    simulate(opts)
+        .records
+        .into_iter()
+        .filter_map(|r| match r {
+            crate::sim::Record::Event(e) => Some(e),
+            crate::sim::Record::Malformed(_) => None,
+        })
+        .collect()
 }
 
 fn settings() -> Settings {
@@ -395,20 +400,13 @@ fn records_of_format_1_restore_and_continue_as_they_did() {
     let dir = std::path::Path::new(FIXTURE);
     if std::env::var_os("MOMENTD_WRITE_FIXTURE").is_some() {
         std::fs::create_dir_all(dir).unwrap();
-        let evs: Vec<Event<'static>> = simulate(&SimOptions {
+        let evs = events_of(&SimOptions {
             employees: 40,
             days: 90,
             seed: 21,
             pattern_share: 1.0,
             ..Default::default()
-        })
-        .records
-        .into_iter()
-        .filter_map(|r| match r {
-            crate::sim::Record::Event(e) => Some(e),
-            crate::sim::Record::Malformed(_) => None,
-        })
-        .collect();
+        });
         let cut = evs
             .iter()
             .position(|e| e.occurred_at >= evs[0].occurred_at + 70 * crate::time::DAY)

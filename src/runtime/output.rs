@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use crate::engine::Output;
 use crate::event::{Encoding, Reject};
@@ -145,55 +145,106 @@ impl Sink {
 pub async fn deliver(producer: &FutureProducer, rec: &Record) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let mut headers = OwnedHeaders::new_with_capacity(rec.headers.len());
-        for (k, v) in &rec.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v.as_slice()),
-            });
-        }
-        let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&rec.topic).headers(headers);
-        if let Some(p) = &rec.payload {
-            fr = fr.payload(p.as_slice());
-        }
-        if let Some(k) = &rec.key {
-            fr = fr.key(k.as_slice());
-        }
-        if let Some(p) = rec.partition {
-            fr = fr.partition(p);
-        }
-        let fut = loop {
-            match producer.send_result(fr) {
-                Ok(f) => break Some(f),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    fr = back;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((e, _)) => {
-                    metrics::produce_error(rec.kind.label());
-                    tracing::warn!(topic = %rec.topic, error = %e, "could not enqueue a record; retrying");
-                    break None;
-                }
-            }
-        };
-        if let Some(f) = fut {
-            match f.await {
-                Ok(Ok(_)) => {
-                    acknowledged(&rec.kind);
-                    return;
-                }
-                Ok(Err((e, _))) => {
-                    metrics::produce_error(rec.kind.label());
-                    tracing::warn!(topic = %rec.topic, error = %e, "delivery failed; retrying");
-                }
-                Err(_) => {
-                    metrics::produce_error(rec.kind.label());
-                    tracing::warn!(topic = %rec.topic, "delivery outcome lost; retrying");
-                }
+        if let Some(f) = enqueue(producer, rec).await {
+            if delivered(rec, f.await) {
+                return;
             }
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Produces `recs` (one changelog partition's checkpoint) until the broker acknowledges them
+/// all, **in order**: when one fails after librdkafka's own retries, it and every record after
+/// it are sent again, in order — so the partition's log never holds a later record of the
+/// checkpoint without the earlier ones after it (what the restore relies on: a persisted
+/// employee record implies its groups' records). A record delivered twice is the same record.
+pub async fn deliver_in_order(producer: &FutureProducer, recs: &[Record]) {
+    let mut from = 0;
+    let mut backoff = Duration::from_millis(100);
+    while from < recs.len() {
+        let mut pending = Vec::with_capacity(recs.len() - from);
+        for (i, rec) in recs.iter().enumerate().skip(from) {
+            match enqueue(producer, rec).await {
+                Some(f) => pending.push((i, f)),
+                None => break,
+            }
+        }
+        let mut failed = from + pending.len();
+        for (i, f) in pending {
+            if !delivered(&recs[i], f.await) {
+                failed = failed.min(i);
+            }
+        }
+        if failed >= recs.len() {
+            return;
+        }
+        from = failed;
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Hands `rec` to the producer (a full local queue is waited out); `None` when it refused the
+/// record (counted and logged).
+async fn enqueue(producer: &FutureProducer, rec: &Record) -> Option<DeliveryFuture> {
+    let mut headers = OwnedHeaders::new_with_capacity(rec.headers.len());
+    for (k, v) in &rec.headers {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v.as_slice()),
+        });
+    }
+    let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&rec.topic).headers(headers);
+    if let Some(p) = &rec.payload {
+        fr = fr.payload(p.as_slice());
+    }
+    if let Some(k) = &rec.key {
+        fr = fr.key(k.as_slice());
+    }
+    if let Some(p) = rec.partition {
+        fr = fr.partition(p);
+    }
+    loop {
+        match producer.send_result(fr) {
+            Ok(f) => return Some(f),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                fr = back;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => {
+                metrics::produce_error(rec.kind.label());
+                tracing::warn!(topic = %rec.topic, error = %e, "could not enqueue a record; retrying");
+                return None;
+            }
+        }
+    }
+}
+
+/// Whether a delivery succeeded (counted as acknowledged); a failure is counted and logged.
+fn delivered(
+    rec: &Record,
+    result: Result<
+        rdkafka::producer::future_producer::OwnedDeliveryResult,
+        futures::channel::oneshot::Canceled,
+    >,
+) -> bool {
+    match result {
+        Ok(Ok(_)) => {
+            acknowledged(&rec.kind);
+            true
+        }
+        Ok(Err((e, _))) => {
+            metrics::produce_error(rec.kind.label());
+            tracing::warn!(topic = %rec.topic, error = %e, "delivery failed; retrying");
+            false
+        }
+        Err(_) => {
+            metrics::produce_error(rec.kind.label());
+            tracing::warn!(topic = %rec.topic, "delivery outcome lost; retrying");
+            false
+        }
     }
 }
 

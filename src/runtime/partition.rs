@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::changelog::{Changelog, Staged};
 use super::consumer::Ctx;
 use super::offsets::OffsetTracker;
-use super::output::{deliver, Record, Sink};
+use super::output::{deliver, deliver_in_order, Record, Sink};
 use super::queue::{Fetched, Msg, SplitQueue, Waker};
 use crate::engine::changelog::Written;
 use crate::engine::{Engine, Keys, Output};
@@ -411,7 +411,8 @@ impl PartitionTask {
     }
 
     /// Sends the checkpoints whose outputs are all acknowledged, in order. (The producer is
-    /// idempotent and the records go to one partition, so they are persisted in order.)
+    /// idempotent and the records go to one partition, so they are persisted in order; a
+    /// failed delivery re-sends from the failed record on, see `deliver_in_order`.)
     fn send_staged(&mut self) {
         while self.staged.front().is_some_and(|s| s.after <= self.acked) {
             let Some(s) = self.staged.pop_front() else {
@@ -423,7 +424,7 @@ impl PartitionTask {
                 .as_ref()
                 .map_or_else(|| self.shared.sink.producer.clone(), |c| c.producer.clone());
             self.sending.push_back(Box::pin(async move {
-                futures::future::join_all(s.records.iter().map(|r| deliver(&producer, r))).await;
+                deliver_in_order(&producer, &s.records).await;
                 (s.through, s.written)
             }));
         }

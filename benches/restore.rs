@@ -32,8 +32,10 @@ impl Drop for Proc {
     }
 }
 
-/// One employee's changelog records (key, value) of a 90-day history.
-fn template() -> Vec<(Vec<u8>, Vec<u8>)> {
+/// Employees' changelog records (key, value) of a 90-day history, and the clock record of
+/// their checkpoint (every partition of the bench gets one: a restore takes the deadlines the
+/// employee records give only under the clock's rules).
+fn template() -> (Vec<(Vec<u8>, Vec<u8>)>, (Vec<u8>, Vec<u8>)) {
     let sim = momentd::sim::simulate(&momentd::sim::SimOptions {
         employees: 2_000,
         days: 90,
@@ -50,10 +52,17 @@ fn template() -> Vec<(Vec<u8>, Vec<u8>)> {
     }
     let mut recs = Vec::new();
     engine.checkpoint(&["hr.interactions".to_string()], &[1], &mut recs);
-    recs.into_iter()
+    let clock = recs
+        .iter()
+        .find(|r| r.key == momentd::engine::changelog::CLOCK_KEY)
+        .and_then(|r| Some((r.key.clone(), r.value.clone()?)))
+        .expect("a clock record");
+    let employees = recs
+        .into_iter()
         .filter(|r| r.key.first() == Some(&b'e'))
         .filter_map(|r| Some((r.key, r.value?)))
-        .collect()
+        .collect();
+    (employees, clock)
 }
 
 fn get(http: &str, path: &str) -> Option<(u16, String)> {
@@ -80,7 +89,7 @@ fn metric(http: &str, name: &str) -> f64 {
     })
 }
 
-fn run(employees: usize, template: &[(Vec<u8>, Vec<u8>)]) {
+fn run(employees: usize, template: &[(Vec<u8>, Vec<u8>)], clock: &(Vec<u8>, Vec<u8>)) {
     // Some 8,000 records a partition: about 3 MB, inside the mock's per-partition limit.
     let partitions = employees.div_ceil(8_000).max(1) as i32;
     let changelog = format!("bench-restore-{employees}-state-changelog");
@@ -135,6 +144,21 @@ fn run(employees: usize, template: &[(Vec<u8>, Vec<u8>)]) {
         }
         p.poll(Duration::ZERO);
     }
+    for part in 0..partitions {
+        let (k, v) = clock;
+        let rec = BaseRecord::<[u8], [u8]>::to(&changelog)
+            .partition(part)
+            .key(k.as_slice())
+            .payload(v.as_slice());
+        if p.send(rec).is_err() {
+            p.flush(Duration::from_secs(60)).unwrap();
+            let rec = BaseRecord::<[u8], [u8]>::to(&changelog)
+                .partition(part)
+                .key(k.as_slice())
+                .payload(v.as_slice());
+            p.send(rec).map_err(|(e, _)| e).expect("clock record");
+        }
+    }
     p.flush(Duration::from_secs(120)).unwrap();
     eprintln!(
         "restore bench: {employees} employee records ({:.0} MB, {:.0} bytes each) in {changelog} ({partitions} partitions)",
@@ -157,7 +181,7 @@ fn run(employees: usize, template: &[(Vec<u8>, Vec<u8>)]) {
     let t0 = Instant::now();
     c.assign(&tpl).unwrap();
     let mut read = 0;
-    while read < employees {
+    while read < employees + partitions as usize {
         if let Some(Ok(_)) = c.poll(Duration::from_millis(100)) {
             read += 1;
         }
@@ -222,7 +246,11 @@ fn run(employees: usize, template: &[(Vec<u8>, Vec<u8>)]) {
         live_at.map_or("-".into(), |t| format!("{t:.2} s")),
         rss / 1024.0
     );
-    assert_eq!(restored as usize, employees, "every record restored");
+    assert_eq!(
+        restored as usize,
+        employees + partitions as usize,
+        "every record restored"
+    );
     // From the log: when the partitions were assigned, and each restore's own time.
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let lines: Vec<serde_json::Value> = text
@@ -258,7 +286,7 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let t = template();
+    let (t, clock) = template();
     eprintln!(
         "restore bench: {} template records, {:.0} bytes each",
         t.len(),
@@ -279,6 +307,7 @@ fn main() {
         }
         r.add(&key, Some(v)).unwrap();
     }
+    r.add(&clock.0, Some(&clock.1)).unwrap();
     let decoded = t0.elapsed().as_secs_f64();
     let mut e = momentd::Engine::from_settings(&momentd::config::Settings::default(), None);
     r.finish(&mut e, &["hr.interactions".to_string()]);
@@ -289,6 +318,6 @@ fn main() {
         built / n as f64 * 1e6
     );
     for n in sizes {
-        run(n, &t);
+        run(n, &t, &clock);
     }
 }

@@ -623,11 +623,17 @@ impl Settings {
                 ),
             ));
         }
-        if self.state.changelog && k.input_topics.len() > 1 {
-            return Err(invalid(
-                "state.changelog",
-                "is on with several kafka.input_topics: a task per partition number across them is not in this version; use one input topic, or turn the changelog off",
-            ));
+        if k.input_topics.len() > 1 {
+            // Partition p of every input topic feeds one task (CONTRACT §9): only the range
+            // assignor keeps them on one member (with equal partition counts).
+            if let Some(strategy) = k.client.get("partition.assignment.strategy") {
+                if strategy.split(',').next().map(str::trim) != Some("range") {
+                    return Err(invalid(
+                        "kafka.client.partition.assignment.strategy",
+                        format!("is {strategy:?}, but with several kafka.input_topics partition p of each must be assigned to one member, which only \"range\" does: use \"range\""),
+                    ));
+                }
+            }
         }
         if k.commit_interval.0.is_zero() {
             return Err(invalid("kafka.commit_interval", "must be more than 0"));

@@ -279,3 +279,136 @@ fn pseudonymized_outputs_and_changelog_hold_no_employee_id() {
         .iter()
         .any(|id| r.value.windows(id.len()).any(|w| w == id.as_bytes()))));
 }
+
+/// Two input topics, each employee's events split between them by type (learning and
+/// collaboration on one, the rest on the other), over two partitions: partition p of both
+/// feeds one task, which merges them by event time, so an employee's state is one whatever
+/// topic an event came by — and the state, with a position per topic, survives a kill -9
+/// between the two halves of the stream. The employees' triggers are those of one
+/// uninterrupted `replay` of the same events as one stream (the team and cohort rules judge
+/// each partition's members until the repartition stage, so group triggers are left out).
+#[test]
+fn two_input_topics_split_by_type_give_one_topics_triggers_through_a_crash() {
+    let _g = serial();
+    let time = |l: &String| {
+        serde_json::from_str::<serde_json::Value>(l)
+            .ok()
+            .and_then(|v| {
+                v["occurred_at"]
+                    .as_str()
+                    .and_then(momentd::time::parse_rfc3339)
+            })
+    };
+    // Events only (the simulator's malformed lines are the dead-letter tests' business), each
+    // topic in event-time order, as a live feed is.
+    let mut lines: Vec<String> = simulated(120, 100, 6)
+        .into_iter()
+        .filter(|l| time(l).is_some())
+        .collect();
+    lines.sort_by_key(time);
+    let employee_triggers = |ts: &[serde_json::Value]| {
+        by_id(
+            &ts.iter()
+                .filter(|t| t["scope"] == "employee")
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+    };
+    let want = employee_triggers(&replay(&lines));
+    assert!(
+        want.values().any(|t| t["rule"] == "collaboration_decline")
+            && want.values().any(|t| t["rule"] == "learning_abandonment"),
+        "triggers from both topics' events"
+    );
+    let second = "hr.interactions.learning";
+    let on_second = |l: &String| {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let t = v["type"].as_str().unwrap_or_default();
+        t.starts_with("learning.") || t.starts_with("collab.")
+    };
+    // Halves split between two instants, so nothing of the second half is older than the
+    // first's last event.
+    let mut half = lines.len() / 2;
+    while half < lines.len() && time(&lines[half]) == time(&lines[half - 1]) {
+        half += 1;
+    }
+    let b = Broker::start(
+        Kind::Mock,
+        &[(INPUT, 2), (second, 2), (OUTPUT, 1), (DLQ, 1)],
+    );
+    let group = "g-two-inputs";
+    let env = [(
+        "MOMENTD__KAFKA__INPUT_TOPICS",
+        "hr.interactions,hr.interactions.learning",
+    )];
+    let produce_split = |part: &[String]| {
+        let (b_lines, a_lines): (Vec<String>, Vec<String>) =
+            part.iter().cloned().partition(on_second);
+        produce(&b.bootstrap, INPUT, &json_inputs(&a_lines));
+        produce(&b.bootstrap, second, &json_inputs(&b_lines));
+        (a_lines.len() as i64, b_lines.len() as i64)
+    };
+    let committed_both = || {
+        let a: i64 = committed(&b.bootstrap, group, INPUT, 2).values().sum();
+        let c: i64 = committed(&b.bootstrap, group, second, 2).values().sum();
+        (a, c)
+    };
+    let wait_for = |d: &Daemon, want: (i64, i64)| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while committed_both() != want {
+            assert!(
+                Instant::now() < deadline,
+                "committed {:?}, want {want:?}: {}",
+                committed_both(),
+                d.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let first = produce_split(&lines[..half]);
+    let mut d = Daemon::start(&b, group, &env);
+    d.wait_ready(Duration::from_secs(60));
+    wait_for(&d, first);
+    assert!(d.logged("partition assigned"), "{}", d.logs());
+    d.kill9();
+    let rest = produce_split(&lines[half..]);
+    let d = Daemon::start(&b, group, &env);
+    d.wait_ready(Duration::from_secs(60));
+    assert!(
+        d.metric("momentd_changelog_records_restored_total", &[]) > 0.0,
+        "the restart restored its state: {}",
+        d.logs()
+    );
+    wait_for(&d, (first.0 + rest.0, first.1 + rest.1));
+    assert_eq!(
+        d.metric("momentd_dead_letters_total", &[]),
+        0.0,
+        "{}",
+        d.logs()
+    );
+    let got_all: Vec<serde_json::Value> =
+        read(&b.bootstrap, OUTPUT, usize::MAX, Duration::from_secs(3))
+            .iter()
+            .map(Rec::json)
+            .collect();
+    let got = employee_triggers(&got_all);
+    let names = |m: &BTreeMap<String, serde_json::Value>,
+                 other: &BTreeMap<String, serde_json::Value>| {
+        m.iter()
+            .filter(|(k, _)| !other.contains_key(*k))
+            .map(|(_, t)| format!("{} {} {}", t["rule"], t["subject"], t["detected_at"]))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        got == want,
+        "two topics differ from one: missing {:?}, extra {:?}",
+        names(&want, &got),
+        names(&got, &want)
+    );
+    eprintln!(
+        "{} employee triggers from {} + {} events on two topics, as one topic's replay",
+        want.len(),
+        first.0 + rest.0,
+        first.1 + rest.1
+    );
+}

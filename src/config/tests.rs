@@ -96,7 +96,6 @@ fn environment_overrides_every_level() {
             "MOMENTD__KAFKA__INPUT_TOPICS".to_string(),
             "a,b".to_string(),
         ),
-        ("MOMENTD__STATE__CHANGELOG".to_string(), "false".to_string()),
         (
             "MOMENTD__KAFKA__CLIENT__SECURITY_PROTOCOL".to_string(),
             "SASL_SSL".to_string(),
@@ -165,4 +164,28 @@ fn rule_version_changes_with_the_rule_numbers_only() {
         a.meta(CollaborationDecline).version,
         b.meta(CollaborationDecline).version
     );
+}
+
+/// Several input topics feed one task per partition number, so an assignor that may split
+/// partition p of them over members is refused; with one input topic any strategy is the
+/// user's.
+#[test]
+fn several_inputs_need_the_range_assignor() {
+    let two = "[kafka]\ninput_topics = [\"a\", \"b\"]\n";
+    assert!(from_toml_str(two).is_ok(), "the default strategy is range");
+    let e = err(&format!(
+        "{two}[kafka.client]\n\"partition.assignment.strategy\" = \"cooperative-sticky\"\n"
+    ));
+    assert!(
+        e.contains("partition.assignment.strategy") && e.contains("range"),
+        "{e}"
+    );
+    assert!(from_toml_str(&format!(
+        "{two}[kafka.client]\n\"partition.assignment.strategy\" = \"range,roundrobin\"\n"
+    ))
+    .is_ok());
+    assert!(from_toml_str(
+        "[kafka.client]\n\"partition.assignment.strategy\" = \"cooperative-sticky\"\n"
+    )
+    .is_ok());
 }

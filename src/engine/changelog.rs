@@ -36,7 +36,13 @@ use crate::rules::group::{group_key, Cohort, GroupRecord, Team};
 use crate::time::Ts;
 
 /// The format byte every value starts with. A later version reads every earlier one.
-pub const FORMAT: u8 = 1;
+///
+/// * 1: an employee's record holds its state as a nested value.
+/// * 2: the state as bytes of its own, beside the flags, the last day seen and the earliest
+///   deadline; the clock gains the rules' deadline version. A restore keeps the bytes as they
+///   are and decodes them at the employee's next event or deadline (Kafka Streams restores
+///   bytes into its store the same way), so a restore costs little more than reading.
+pub const FORMAT: u8 = 2;
 
 const CLOCK: u8 = b'c';
 const EMPLOYEE: u8 = b'e';
@@ -71,6 +77,20 @@ pub struct Clock {
     pub max_event_time: Option<Ts>,
     /// The last UTC day whose close the team rules evaluated.
     pub groups_evaluated_through: Option<i64>,
+    /// A hash of what employees' deadlines depend on besides their state (the rules'
+    /// parameters): the deadlines in employee records are taken as they are only under the
+    /// same (0: unknown, as in format 1).
+    pub dues_version: u64,
+}
+
+/// A format-1 clock.
+#[derive(Debug, Deserialize)]
+struct Clock1 {
+    topics: Vec<String>,
+    through: Vec<i64>,
+    watermark: Ts,
+    max_event_time: Option<Ts>,
+    groups_evaluated_through: Option<i64>,
 }
 
 /// A value as written (borrowing the engine's state) — the same postcard layout as [`Value`].
@@ -81,7 +101,11 @@ enum ValueRef<'a> {
         through: &'a [i64],
         subject: &'a str,
         points: Vec<(&'a str, f64)>,
-        state: &'a EmployeeState,
+        flags: u8,
+        seen_day: i32,
+        due: Option<Ts>,
+        /// [`EmployeeState::to_bytes`].
+        state: &'a [u8],
     },
     Erased {
         through: &'a [i64],
@@ -98,10 +122,39 @@ enum ValueRef<'a> {
     },
 }
 
-/// A value as read.
+/// A format-2 value as read (the state's bytes borrowed from the record).
 #[derive(Debug, Deserialize)]
-enum Value {
+enum Value<'a> {
     Clock(Clock),
+    Employee {
+        through: Vec<i64>,
+        subject: String,
+        points: Vec<(String, f64)>,
+        flags: u8,
+        seen_day: i32,
+        due: Option<Ts>,
+        #[serde(borrow)]
+        state: &'a [u8],
+    },
+    Erased {
+        through: Vec<i64>,
+    },
+    Team {
+        through: Vec<i64>,
+        evaluated_through: Option<i64>,
+        team: Team,
+    },
+    Cohort {
+        through: Vec<i64>,
+        timers: Vec<(Ts, String)>,
+        cohort: Cohort,
+    },
+}
+
+/// A format-1 value as read.
+#[derive(Debug, Deserialize)]
+enum Value1 {
+    Clock(Clock1),
     Employee {
         through: Vec<i64>,
         subject: String,
@@ -121,6 +174,133 @@ enum Value {
         timers: Vec<(Ts, String)>,
         cohort: Cohort,
     },
+}
+
+/// A restored employee's state: decoded (format 1), or its bytes with what is read without
+/// decoding them (format 2).
+enum StateIn<'a> {
+    Full(EmployeeState),
+    Packed {
+        flags: u8,
+        seen_day: i32,
+        due: Option<Ts>,
+        bytes: &'a [u8],
+    },
+}
+
+/// A value of any format, as the restore takes it.
+enum Parsed<'a> {
+    Clock(Clock),
+    Employee {
+        through: Vec<i64>,
+        subject: String,
+        points: Vec<(String, f64)>,
+        state: StateIn<'a>,
+    },
+    Erased {
+        through: Vec<i64>,
+    },
+    Team {
+        through: Vec<i64>,
+        evaluated_through: Option<i64>,
+        team: Team,
+    },
+    Cohort {
+        through: Vec<i64>,
+        timers: Vec<(Ts, String)>,
+        cohort: Cohort,
+    },
+}
+
+impl<'a> From<Value<'a>> for Parsed<'a> {
+    fn from(v: Value<'a>) -> Parsed<'a> {
+        match v {
+            Value::Clock(c) => Parsed::Clock(c),
+            Value::Employee {
+                through,
+                subject,
+                points,
+                flags,
+                seen_day,
+                due,
+                state,
+            } => Parsed::Employee {
+                through,
+                subject,
+                points,
+                state: StateIn::Packed {
+                    flags,
+                    seen_day,
+                    due,
+                    bytes: state,
+                },
+            },
+            Value::Erased { through } => Parsed::Erased { through },
+            Value::Team {
+                through,
+                evaluated_through,
+                team,
+            } => Parsed::Team {
+                through,
+                evaluated_through,
+                team,
+            },
+            Value::Cohort {
+                through,
+                timers,
+                cohort,
+            } => Parsed::Cohort {
+                through,
+                timers,
+                cohort,
+            },
+        }
+    }
+}
+
+impl From<Value1> for Parsed<'_> {
+    fn from(v: Value1) -> Self {
+        match v {
+            Value1::Clock(c) => Parsed::Clock(Clock {
+                topics: c.topics,
+                through: c.through,
+                watermark: c.watermark,
+                max_event_time: c.max_event_time,
+                groups_evaluated_through: c.groups_evaluated_through,
+                dues_version: 0,
+            }),
+            Value1::Employee {
+                through,
+                subject,
+                points,
+                state,
+            } => Parsed::Employee {
+                through,
+                subject,
+                points,
+                state: StateIn::Full(state),
+            },
+            Value1::Erased { through } => Parsed::Erased { through },
+            Value1::Team {
+                through,
+                evaluated_through,
+                team,
+            } => Parsed::Team {
+                through,
+                evaluated_through,
+                team,
+            },
+            Value1::Cohort {
+                through,
+                timers,
+                cohort,
+            } => Parsed::Cohort {
+                through,
+                timers,
+                cohort,
+            },
+        }
+    }
 }
 
 fn encode(v: &ValueRef<'_>) -> Vec<u8> {
@@ -298,13 +478,20 @@ impl Engine {
                 .map(|(e, &p)| (e.id.as_str(), p))
                 .collect();
             w.employees += 1;
+            let (bytes, due) = match &sl.packed {
+                Some(b) => (std::borrow::Cow::Borrowed(&b[..]), sl.due),
+                None => (std::borrow::Cow::Owned(sl.state.to_bytes()), sl.dues.min()),
+            };
             out.push(Record {
                 key: key(EMPLOYEE, sl.key),
                 value: Some(encode(&ValueRef::Employee {
                     through,
                     subject: &sl.subject,
                     points,
-                    state: &sl.state,
+                    flags: sl.state.flags,
+                    seen_day: sl.state.seen_day,
+                    due,
+                    state: &bytes,
                 })),
             });
         }
@@ -332,6 +519,7 @@ impl Engine {
             watermark: self.watermark,
             max_event_time: self.max_event_time,
             groups_evaluated_through: self.groups.evaluated_through(),
+            dues_version: self.dues_version,
         };
         if w.total() > 0 || self.last_clock.as_ref() != Some(&clock) {
             w.clock = 1;
@@ -345,12 +533,29 @@ impl Engine {
     }
 }
 
-fn decode_body(v: &[u8]) -> Result<Value, RecordError> {
+fn decode_body(v: &[u8]) -> Result<Parsed<'_>, RecordError> {
     let (&format, body) = v.split_first().ok_or(RecordError::Empty(v.len()))?;
-    if format == 0 || format > FORMAT {
-        return Err(RecordError::Format(format));
+    let bad = |e: postcard::Error| RecordError::Body(e.to_string());
+    match format {
+        1 => postcard::from_bytes::<Value1>(body)
+            .map(Parsed::from)
+            .map_err(bad),
+        2 => postcard::from_bytes::<Value<'_>>(body)
+            .map(Parsed::from)
+            .map_err(bad),
+        _ => Err(RecordError::Format(format)),
     }
-    postcard::from_bytes(body).map_err(|e| RecordError::Body(e.to_string()))
+}
+
+/// A restored employee's state, owned.
+enum Restored {
+    Full(EmployeeState),
+    Packed {
+        flags: u8,
+        seen_day: i32,
+        due: Option<Ts>,
+        bytes: Box<[u8]>,
+    },
 }
 
 enum Entry {
@@ -358,7 +563,7 @@ enum Entry {
         through: Vec<i64>,
         subject: String,
         points: Vec<(String, f64)>,
-        state: EmployeeState,
+        state: Restored,
     },
     Erased(Vec<i64>),
 }
@@ -412,10 +617,10 @@ impl Restorer {
         };
         let mismatch = |what| RecordError::Mismatch(what, kind_name(kind));
         match (kind, decode_body(v)?) {
-            (CLOCK, Value::Clock(c)) => self.clock = Some(c),
+            (CLOCK, Parsed::Clock(c)) => self.clock = Some(c),
             (
                 EMPLOYEE,
-                Value::Employee {
+                Parsed::Employee {
                     through,
                     subject,
                     points,
@@ -427,6 +632,20 @@ impl Restorer {
                         "an employee with an empty subject".into(),
                     ));
                 }
+                let state = match state {
+                    StateIn::Full(s) => Restored::Full(s),
+                    StateIn::Packed {
+                        flags,
+                        seen_day,
+                        due,
+                        bytes,
+                    } => Restored::Packed {
+                        flags,
+                        seen_day,
+                        due,
+                        bytes: bytes.into(),
+                    },
+                };
                 self.employees.insert(
                     k,
                     Box::new(Entry::Employee {
@@ -437,12 +656,12 @@ impl Restorer {
                     }),
                 );
             }
-            (EMPLOYEE, Value::Erased { through }) => {
+            (EMPLOYEE, Parsed::Erased { through }) => {
                 self.employees.insert(k, Box::new(Entry::Erased(through)));
             }
             (
                 TEAM,
-                Value::Team {
+                Parsed::Team {
                     through,
                     evaluated_through,
                     team,
@@ -452,7 +671,7 @@ impl Restorer {
             }
             (
                 COHORT,
-                Value::Cohort {
+                Parsed::Cohort {
                     through,
                     timers,
                     cohort,
@@ -460,10 +679,12 @@ impl Restorer {
             ) => {
                 self.cohorts.insert(k, (through, timers, cohort));
             }
-            (_, Value::Clock(_)) => return Err(mismatch("clock")),
-            (_, Value::Employee { .. } | Value::Erased { .. }) => return Err(mismatch("employee")),
-            (_, Value::Team { .. }) => return Err(mismatch("team")),
-            (_, Value::Cohort { .. }) => return Err(mismatch("cohort")),
+            (_, Parsed::Clock(_)) => return Err(mismatch("clock")),
+            (_, Parsed::Employee { .. } | Parsed::Erased { .. }) => {
+                return Err(mismatch("employee"))
+            }
+            (_, Parsed::Team { .. }) => return Err(mismatch("team")),
+            (_, Parsed::Cohort { .. }) => return Err(mismatch("cohort")),
         }
         Ok(())
     }
@@ -490,6 +711,10 @@ impl Restorer {
             ..
         } = self;
         let same_topics = clock.as_ref().is_none_or(|c| c.topics == topics);
+        // Deadlines from the records only under the rules they were written under.
+        let dues_known = clock
+            .as_ref()
+            .is_some_and(|c| c.dues_version != 0 && c.dues_version == engine.dues_version);
         let mut ahead = Ahead {
             clock: clock
                 .as_ref()
@@ -552,7 +777,7 @@ impl Restorer {
                     through,
                     subject,
                     points,
-                    state,
+                    state: restored,
                 } => {
                     let through = positions(through);
                     if ahead.note(&through) {
@@ -568,11 +793,45 @@ impl Restorer {
                                 .map_or(f64::NAN, |p| p.1)
                         })
                         .collect();
-                    let slot = engine.alloc_slot(k, subject.into_boxed_str(), points, state);
-                    let sl = &mut engine.slots[slot as usize];
-                    sl.dues = Dues::of(&engine.ctx.rules, &sl.state);
                     // Every deadline up to the checkpoint's watermark was handled before it.
                     let not_before = engine.watermark.saturating_add(1);
+                    let subject = subject.into_boxed_str();
+                    let state = match restored {
+                        Restored::Packed {
+                            flags,
+                            seen_day,
+                            due,
+                            bytes,
+                        } if dues_known => {
+                            // Kept as bytes until needed (see `FORMAT`).
+                            let stub = EmployeeState {
+                                flags,
+                                seen_day,
+                                ..Default::default()
+                            };
+                            let slot = engine.alloc_slot(k, subject, points, stub);
+                            engine.slots[slot as usize].packed = Some(bytes);
+                            engine.schedule(slot, due.map(|d| d.max(not_before)));
+                            continue;
+                        }
+                        Restored::Packed {
+                            flags,
+                            seen_day,
+                            bytes,
+                            ..
+                        } => EmployeeState::from_bytes(&bytes).unwrap_or_else(|| {
+                            engine.corrupt_states += 1;
+                            EmployeeState {
+                                flags,
+                                seen_day,
+                                ..Default::default()
+                            }
+                        }),
+                        Restored::Full(state) => state,
+                    };
+                    let slot = engine.alloc_slot(k, subject, points, state);
+                    let sl = &mut engine.slots[slot as usize];
+                    sl.dues = Dues::of(&engine.ctx.rules, &sl.state);
                     engine.reschedule(slot, Some(not_before));
                 }
             }
@@ -616,10 +875,10 @@ pub fn record_kind(value: Option<&[u8]>) -> Result<&'static str, RecordError> {
         return Ok("tombstone");
     };
     Ok(match decode_body(v)? {
-        Value::Clock(_) => "clock",
-        Value::Employee { .. } => "employee",
-        Value::Erased { .. } => "erased",
-        Value::Team { .. } => "team",
-        Value::Cohort { .. } => "cohort",
+        Parsed::Clock(_) => "clock",
+        Parsed::Employee { .. } => "employee",
+        Parsed::Erased { .. } => "erased",
+        Parsed::Team { .. } => "team",
+        Parsed::Cohort { .. } => "cohort",
     })
 }

@@ -342,13 +342,16 @@ fn bad_records_are_refused_not_panicked_on() {
     assert_eq!(e.employees(), 0);
 }
 
-/// The fixture of format-1 records (`tests/fixtures/changelog-v1/`): written by this version
-/// from a simulated stream checkpointed at day 70, with the rest of the stream and the
-/// triggers the uninterrupted engine gave for it. A later momentd must restore these records
-/// and, given the rest of the stream, give those triggers (a change to a rule's behaviour
-/// regenerates the fixture with `MOMENTD_WRITE_FIXTURE=1`; a change to the format must not
-/// stop it from restoring).
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/changelog-v1");
+/// The fixtures of each format's records (`tests/fixtures/changelog-v{format}/`), written by
+/// the version that introduced the format from a simulated stream checkpointed at day 70, with
+/// the rest of the stream and the triggers the uninterrupted engine gave for it. Every later
+/// momentd must restore them and, given the rest of the stream, give those triggers. (A change
+/// to a rule's behaviour regenerates the current format's with `MOMENTD_WRITE_FIXTURE=1`; a
+/// change to the format adds a fixture and must not stop the earlier ones from restoring.)
+fn fixture(format: u8) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/fixtures/changelog-v{format}"))
+}
 
 fn write_records(path: &std::path::Path, log: &[Record]) {
     let mut b = Vec::new();
@@ -395,10 +398,19 @@ fn read_records(path: &std::path::Path) -> Vec<Record> {
 
 #[test]
 fn records_of_format_1_restore_and_continue_as_they_did() {
+    restores_fixture(1);
+}
+
+#[test]
+fn records_of_format_2_restore_and_continue_as_they_did() {
+    restores_fixture(2);
+}
+
+fn restores_fixture(format: u8) {
     let s = settings();
     let topics = vec!["in".to_string()];
-    let dir = std::path::Path::new(FIXTURE);
-    if std::env::var_os("MOMENTD_WRITE_FIXTURE").is_some() {
+    let dir = &fixture(format);
+    if format == super::changelog::FORMAT && std::env::var_os("MOMENTD_WRITE_FIXTURE").is_some() {
         std::fs::create_dir_all(dir).unwrap();
         let evs = events_of(&SimOptions {
             employees: 40,
@@ -439,7 +451,7 @@ fn records_of_format_1_restore_and_continue_as_they_did() {
     let log = read_records(&dir.join("records.bin"));
     assert!(log
         .iter()
-        .all(|r| r.value.as_ref().is_some_and(|v| v[0] == 1)));
+        .all(|r| r.value.as_ref().is_some_and(|v| v[0] == format)));
     let mut e = restore(&s, None, &log, &topics);
     assert_eq!(e.employees(), 40);
     let rest = std::fs::read_to_string(dir.join("rest.jsonl")).unwrap();
@@ -532,4 +544,93 @@ fn evictions_survive_crashes_too() {
         "some employee was evicted"
     );
     assert_eq!(got, want);
+}
+
+/// Format 2: a restore keeps each employee's state as bytes until the employee's next event or
+/// deadline needs it. Bytes that turn out not to decode then are counted, and the employee
+/// goes on from the flags its record held beside them — a withdrawn consent stays withdrawn.
+#[test]
+fn restored_states_stay_packed_until_needed_and_a_corrupt_one_keeps_its_flags() {
+    let s = settings();
+    let topics = vec!["in".to_string()];
+    let mut h = super::test_support::H::with(s.clone(), None);
+    let day = super::test_support::day;
+    for who in ["ana", "ben", "private"] {
+        h.send(who, day(0), Kind::RecognitionGiven);
+    }
+    h.send(
+        "private",
+        day(1),
+        Kind::ConsentUpdated {
+            individual_processing: false,
+        },
+    );
+    let mut log = Vec::new();
+    h.engine.checkpoint(&topics, &[4], &mut log);
+    let e = restore(&s, None, &log, &topics);
+    assert_eq!((e.employees(), e.packed()), (3, 3), "all held as bytes");
+    // The last bytes of an employee value are its state's: make them undecodable (an
+    // `Option` tag of 0xff), leaving the record itself readable.
+    let key = changelog::employee_record_key("private", None);
+    let mut bad = log.clone();
+    let rec = bad.iter_mut().find(|r| r.key == key).unwrap();
+    let v = rec.value.as_mut().unwrap();
+    let n = v.len();
+    v[n - 8..].fill(0xff);
+    let mut h2 = super::test_support::H::with(s.clone(), None);
+    h2.engine = restore(&s, None, &bad, &topics);
+    assert_eq!(h2.engine.packed(), 3);
+    h2.send("ana", day(2), Kind::RecognitionGiven);
+    assert_eq!(h2.engine.packed(), 2, "ana's state decoded at her event");
+    assert_eq!(h2.engine.corrupt_states(), 0);
+    h2.send("private", day(2), Kind::RecognitionGiven);
+    assert_eq!(h2.engine.corrupt_states(), 1);
+    let private = h2.engine.state_of("private").expect("kept from its flags");
+    assert!(private.has(CONSENT_WITHDRAWN));
+    // The next checkpoint writes a readable record for them again.
+    let mut again = Vec::new();
+    h2.engine.checkpoint(&topics, &[6], &mut again);
+    assert!(again.iter().any(|r| r.key == key));
+    let e3 = restore(&s, None, &[bad, again].concat(), &topics);
+    assert!(e3
+        .state_of("private")
+        .is_some_and(|p| p.has(CONSENT_WITHDRAWN)));
+}
+
+/// Deadlines are taken from the records only under the rules they were written under: with a
+/// rule's parameters changed, the restore decodes every state and derives the deadlines anew
+/// (debug builds check each slot's deadlines against its state's when it fires).
+#[test]
+fn a_restore_under_changed_rules_decodes_and_derives_the_deadlines() {
+    let s = settings();
+    let topics = vec!["in".to_string()];
+    let evs = events(30, 40, 9);
+    let mut e = engine(&s, None);
+    let mut out = Vec::new();
+    for ev in &evs {
+        e.apply(ev, &mut out);
+    }
+    let mut log = Vec::new();
+    e.checkpoint(&topics, &[evs.len() as i64], &mut log);
+    let same = restore(&s, None, &log, &topics);
+    assert_eq!(same.packed(), same.employees());
+    let mut changed = s.clone();
+    changed.rules.recognition_withdrawal.quiet_window = crate::config::Dur::days(25);
+    let other = restore(&changed, None, &log, &topics);
+    assert_eq!(other.packed(), 0, "decoded at once");
+    assert_eq!(other.employees(), same.employees());
+    let not_before = other.watermark.saturating_add(1);
+    let mut moved = 0;
+    let hinted: BTreeMap<u128, Option<Ts>> = same.slots.iter().map(|a| (a.key, a.due)).collect();
+    for b in &other.slots {
+        let want = Dues::of(&other.ctx.rules, &b.state)
+            .min()
+            .map(|d| d.max(not_before));
+        assert_eq!(b.due, want, "deadlines derived under the rules now");
+        moved += usize::from(hinted[&b.key] != b.due);
+    }
+    assert!(
+        moved > 0,
+        "the change moves some deadline (else this shows nothing)"
+    );
 }

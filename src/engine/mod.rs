@@ -237,6 +237,10 @@ struct Slot {
     /// the state): an event recomputes only its rule's, a firing only the due rules'.
     dues: Dues,
     state: EmployeeState,
+    /// Restored and not needed since: the state's serialized bytes, decoded at the employee's
+    /// next event or deadline (`Engine::unpack`). Meanwhile `state` holds only the flags and
+    /// the last day seen, `dues` is empty, and `due` is the deadline the record gave.
+    packed: Option<Box<[u8]>>,
 }
 
 /// Where the follow-up ladder's deadline sits in [`Dues`] (the employee rules use their
@@ -264,6 +268,23 @@ impl Dues {
         let m = self.0.iter().copied().min().unwrap_or(Ts::MAX);
         (m != Ts::MAX).then_some(m)
     }
+    /// What the deadlines [`Dues::of`] gives depend on besides the state: every enabled
+    /// employee rule's parameters and the ladder's, hashed. A restore takes the deadlines its
+    /// records give only when the checkpoint was written under the same.
+    fn version(rules: &RuleSet) -> u64 {
+        let mut parts = String::new();
+        macro_rules! params {
+            ($($id:ident => $module:ident, $params:ident;)*) => {$(
+                if rules.enabled(RuleId::$id) {
+                    parts.push_str(&format!("{}:{:?};", stringify!($id), rules.$params));
+                }
+            )*};
+        }
+        for_each_employee_rule!(params);
+        parts.push_str(&format!("ladder:{:?}", rules.ladder));
+        xxhash_rust::xxh3::xxh3_64(parts.as_bytes())
+    }
+
     /// Every rule's deadline, recomputed from the state.
     fn of(rules: &RuleSet, st: &EmployeeState) -> Dues {
         let mut d = Dues::default();
@@ -785,6 +806,10 @@ pub struct Engine {
     ahead: Option<Box<changelog::Ahead>>,
     /// The clock of the last checkpoint (an unchanged clock is not written again).
     last_clock: Option<changelog::Clock>,
+    /// [`Dues::version`] of the rules.
+    dues_version: u64,
+    /// Restored states that turned out not to decode when needed (see `Slot::packed`).
+    corrupt_states: u64,
 }
 
 impl Engine {
@@ -793,6 +818,7 @@ impl Engine {
             .pseudonymizer
             .as_ref()
             .map(Pseudonymizer::fingerprint_secret);
+        let dues_version = Dues::version(&rules);
         Engine {
             ctx: Ctx {
                 rules,
@@ -816,7 +842,48 @@ impl Engine {
             idle_checked: i64::MIN,
             ahead: None,
             last_clock: None,
+            dues_version,
+            corrupt_states: 0,
         }
+    }
+
+    /// Restored states still held as bytes (not needed since the restore).
+    pub fn packed(&self) -> usize {
+        self.slots.iter().filter(|s| s.packed.is_some()).count()
+    }
+
+    /// Restored states that could not be decoded when their employee was next needed: each
+    /// went on from its flags alone (see `changelog`).
+    pub fn corrupt_states(&self) -> u64 {
+        self.corrupt_states
+    }
+
+    /// Decodes a slot's state restored packed (a no-op otherwise) and derives its deadlines.
+    /// Bytes that do not decode leave the flags and the last day seen (read with the record):
+    /// the history is lost, the employee's exit or consent is not.
+    fn unpack(&mut self, slot: u32) {
+        let Some(sl) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        let Some(bytes) = sl.packed.take() else {
+            return;
+        };
+        match EmployeeState::from_bytes(&bytes) {
+            Some(st) => sl.state = st,
+            None => {
+                self.corrupt_states += 1;
+                sl.state = EmployeeState {
+                    flags: sl.state.flags,
+                    seen_day: sl.state.seen_day,
+                    ..Default::default()
+                };
+                if !sl.dirty {
+                    sl.dirty = true;
+                    self.dirty.push(slot);
+                }
+            }
+        }
+        sl.dues = Dues::of(&self.ctx.rules, &sl.state);
     }
 
     /// An engine for the settings, with options taken from them (audit, pseudonymization key).
@@ -853,17 +920,25 @@ impl Engine {
         self.pending
     }
 
-    pub fn state_of(&self, employee_id: &str) -> Option<&EmployeeState> {
-        self.index
-            .get(self.ctx.employee_key(employee_id))
-            .map(|s| &self.slots[s as usize].state)
+    pub fn state_of(&self, employee_id: &str) -> Option<std::borrow::Cow<'_, EmployeeState>> {
+        use std::borrow::Cow;
+        let sl = &self.slots[self.index.get(self.ctx.employee_key(employee_id))? as usize];
+        Some(match &sl.packed {
+            Some(b) => Cow::Owned(EmployeeState::from_bytes(b)?),
+            None => Cow::Borrowed(&sl.state),
+        })
     }
 
     /// Serialized bytes of every employee's state, added up (the `state bytes` figure).
     pub fn state_bytes(&self) -> usize {
         self.index
             .slots()
-            .map(|s| self.slots[s as usize].state.to_bytes().len())
+            .map(|s| {
+                let sl = &self.slots[s as usize];
+                sl.packed
+                    .as_ref()
+                    .map_or_else(|| sl.state.to_bytes().len(), |b| b.len())
+            })
             .sum()
     }
 
@@ -1050,7 +1125,10 @@ impl Engine {
             return Outcome::Erased;
         }
         let slot = match self.index.get(key) {
-            Some(s) => s,
+            Some(s) => {
+                self.unpack(s);
+                s
+            }
             None => {
                 if matches!(ev.kind, Kind::Erased) {
                     self.erased.insert(employee_fp());
@@ -1187,7 +1265,7 @@ impl Engine {
                 let key = sl.key;
                 self.release(slot);
                 self.dirty_evicted.push(key);
-            } else if sl.state.has_history() {
+            } else if sl.packed.take().is_some() || sl.state.has_history() {
                 let flags = sl.state.flags;
                 sl.state = EmployeeState {
                     flags,
@@ -1250,6 +1328,7 @@ impl Engine {
     }
 
     fn fire_slot(&mut self, slot: u32, out: &mut Vec<Output>) {
+        self.unpack(slot);
         let now = self.watermark;
         let rules: &RuleSet = &self.ctx.rules;
         let sl = &mut self.slots[slot as usize];
@@ -1297,7 +1376,7 @@ impl Engine {
     fn debug_check_dues(&self, slot: u32) {
         if cfg!(debug_assertions) {
             if let Some(sl) = self.slots.get(slot as usize) {
-                if !sl.subject.is_empty() {
+                if !sl.subject.is_empty() && sl.packed.is_none() {
                     assert_eq!(
                         sl.dues,
                         Dues::of(&self.ctx.rules, &sl.state),
@@ -1309,11 +1388,16 @@ impl Engine {
     }
 
     fn reschedule(&mut self, slot: u32, not_before: Option<Ts>) {
-        let sl = &mut self.slots[slot as usize];
-        let mut due = sl.dues.min();
+        let mut due = self.slots[slot as usize].dues.min();
         if let (Some(d), Some(nb)) = (due, not_before) {
             due = Some(d.max(nb));
         }
+        self.schedule(slot, due);
+    }
+
+    /// Sets the slot's timer to `due`.
+    fn schedule(&mut self, slot: u32, due: Option<Ts>) {
+        let sl = &mut self.slots[slot as usize];
         if due != sl.due {
             match (sl.due, due) {
                 (None, Some(_)) => self.pending += 1,
@@ -1366,6 +1450,7 @@ impl Engine {
             due: None,
             dues: Dues::default(),
             state,
+            packed: None,
         };
         let n = match self.free.pop() {
             Some(n) => {
@@ -1396,6 +1481,7 @@ impl Engine {
         sl.subject = Box::default();
         sl.points = Box::default();
         sl.state = EmployeeState::default();
+        sl.packed = None;
         sl.dues = Dues::default();
         // A dirty slot stays listed: the checkpoint skips free slots (the erasure mark is
         // written for its key instead).

@@ -2,11 +2,14 @@
 //! and the records a checkpoint produces. The engine decides what the records hold
 //! ([`crate::engine::changelog`]); this moves them.
 //!
-//! A restore runs in a blocking thread with a consumer of its own (no group: the partition is
-//! assigned), so the consumer thread goes on polling, heartbeating and taking rebalances
-//! while it runs. It reads the partition from its beginning to the end offset found when the
-//! restore starts (read-uncommitted), then stops — it does not wait for a "caught up" that a
-//! compacted or transactional log may never report.
+//! A restore runs in a blocking thread, so the consumer thread goes on polling, heartbeating
+//! and taking rebalances while it runs. Every restore of the instance reads through one
+//! consumer of its own (no group: partitions are assigned to it as their restores start and
+//! unassigned as they end), each from its partition's own queue split off that consumer —
+//! one fetcher and one set of connections for all of them, as a plain consumer reading the
+//! topic has, and each partition decoded on its own thread. It reads the partition from its
+//! beginning to the end offset found when the restore starts (read-uncommitted), then stops —
+//! it does not wait for a "caught up" that a compacted or transactional log may never report.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,8 +37,8 @@ pub struct Changelog {
     /// does not queue in front of the triggers on the outputs' connection.
     pub producer: rdkafka::producer::FutureProducer,
     pub interval: Duration,
-    /// One client for every restore's end-offset look-up, made at the first: an empty
-    /// changelog partition (a new deployment) then costs a round trip, not a consumer.
+    /// The restores' consumer, made at the first restore (it also looks up end offsets: an
+    /// empty changelog partition, as in a new deployment, costs a round trip).
     pub meta: Arc<std::sync::Mutex<Option<Arc<BaseConsumer>>>>,
     /// How many partitions restore at once (the others wait their turn): four per core keeps
     /// the cores busy decoding while other restores open their consumers and fetch, without a
@@ -130,6 +133,30 @@ impl Changelog {
         c.create()
     }
 
+    /// The instance's restore consumer (made at the first call). A thread polls its own
+    /// queue (errors and events not of a partition); the partitions' messages go to their
+    /// split queues.
+    fn reader(&self) -> Result<Arc<BaseConsumer>, KafkaError> {
+        let mut g = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = g.as_ref() {
+            return Ok(Arc::clone(m));
+        }
+        let m = Arc::new(self.consumer()?);
+        let weak = Arc::downgrade(&m);
+        let topic = Arc::clone(&self.topic);
+        let _ = std::thread::Builder::new()
+            .name("momentd-restore".into())
+            .spawn(move || {
+                while let Some(c) = weak.upgrade() {
+                    if let Some(Err(e)) = c.poll(Duration::from_millis(200)) {
+                        tracing::debug!(topic = %topic, error = %e, "restore consumer");
+                    }
+                }
+            });
+        *g = Some(Arc::clone(&m));
+        Ok(m)
+    }
+
     /// Restores partition `partition`'s state into `engine` (fresh), blocking; gives up only
     /// when `cancel` is set (the partition was revoked meanwhile), retrying broker errors.
     /// A record that cannot be read is counted, logged with its offset, and skipped: the
@@ -142,11 +169,11 @@ impl Changelog {
     ) -> Option<Restored> {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(200);
-        let (consumer, high) = loop {
+        let (reader, high) = loop {
             if cancel.load(Ordering::Acquire) {
                 return None;
             }
-            match self.open(partition) {
+            match self.end_offset(partition) {
                 Ok(x) => break x,
                 Err(e) => {
                     tracing::warn!(
@@ -160,18 +187,26 @@ impl Changelog {
         };
         let mut r = Restorer::default();
         let mut corrupt = 0;
-        let mut last_log = Instant::now();
-        // Only restores that read take a turn at the gate.
-        let _turn = match consumer {
-            Some(_) => Some(self.gate.enter(cancel)?),
-            None => None,
-        };
-        if let Some(consumer) = consumer {
+        if let Some(reader) = reader {
+            // Only restores that read take a turn at the gate.
+            let _turn = self.gate.enter(cancel)?;
+            let read = Reading::start(&reader, &self.topic, partition);
+            let queue = match read {
+                Ok(q) => q,
+                Err(e) => {
+                    tracing::error!(
+                        topic = %self.topic, partition, error = %e,
+                        "cannot read the changelog partition; it starts empty"
+                    );
+                    return None;
+                }
+            };
+            let mut last_log = Instant::now();
             loop {
                 if cancel.load(Ordering::Acquire) {
                     return None;
                 }
-                match consumer.poll(Duration::from_millis(200)) {
+                match queue.queue.poll(Duration::from_millis(200)) {
                     Some(Ok(m)) => {
                         let offset = m.offset();
                         if let Err(e) = r.add(m.key().unwrap_or_default(), m.payload()) {
@@ -221,29 +256,50 @@ impl Changelog {
         })
     }
 
-    /// A consumer assigned to the partition from its beginning, and the end offset to read
-    /// to (`None`: the partition is empty).
-    fn open(&self, partition: i32) -> Result<(Option<BaseConsumer>, i64), KafkaError> {
-        let meta = {
-            let mut g = self.meta.lock().unwrap_or_else(|e| e.into_inner());
-            match g.as_ref() {
-                Some(m) => Arc::clone(m),
-                None => {
-                    let m = Arc::new(self.consumer()?);
-                    *g = Some(Arc::clone(&m));
-                    m
-                }
-            }
-        };
-        let (low, high) = meta.fetch_watermarks(&self.topic, partition, Duration::from_secs(10))?;
-        if high <= low {
-            return Ok((None, high));
-        }
-        let consumer = self.consumer()?;
+    /// The restore consumer and the partition's end offset to read to (no consumer: the
+    /// partition is empty).
+    fn end_offset(&self, partition: i32) -> Result<(Option<Arc<BaseConsumer>>, i64), KafkaError> {
+        let reader = self.reader()?;
+        let (low, high) =
+            reader.fetch_watermarks(&self.topic, partition, Duration::from_secs(10))?;
+        Ok(((high > low).then_some(reader), high))
+    }
+}
+
+/// A partition being read by the restore consumer: its queue split off, the partition
+/// assigned from its beginning; unassigned when dropped.
+struct Reading<'a> {
+    reader: &'a Arc<BaseConsumer>,
+    tpl: TopicPartitionList,
+    queue:
+        rdkafka::consumer::base_consumer::PartitionQueue<rdkafka::consumer::DefaultConsumerContext>,
+}
+
+impl<'a> Reading<'a> {
+    fn start(
+        reader: &'a Arc<BaseConsumer>,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Reading<'a>, KafkaError> {
+        // Split before the assignment, so none of its messages reach the consumer's queue.
+        let queue =
+            reader
+                .split_partition_queue(topic, partition)
+                .ok_or(KafkaError::Subscription(format!(
+                    "cannot split the queue of {topic} [{partition}]"
+                )))?;
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, partition, Offset::Beginning)?;
-        consumer.assign(&tpl)?;
-        Ok((Some(consumer), high))
+        tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
+        reader.incremental_assign(&tpl)?;
+        Ok(Reading { reader, tpl, queue })
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.reader.incremental_unassign(&self.tpl) {
+            tracing::warn!(error = %e, "unassigning a restored changelog partition");
+        }
     }
 }
 
@@ -251,8 +307,8 @@ impl Changelog {
 pub struct Staged {
     /// Output groups pushed before it: it is sent once that many are acknowledged.
     pub after: u64,
-    /// The input position it covers (the next offset to read).
-    pub through: i64,
+    /// The input positions it covers (per input topic, the next offset to read; -1: none).
+    pub through: Vec<i64>,
     pub records: Vec<Record>,
     pub written: Written,
 }

@@ -26,16 +26,22 @@ use crate::metrics;
 /// [`MAX_BATCH`] messages).
 const TASK_QUEUE: usize = 16;
 
+/// A running partition task: partition p of every input topic.
 struct Task {
     tx: mpsc::Sender<Cmd>,
-    position: Arc<AtomicI64>,
-    committed: i64,
+    /// Per input topic (in `kafka.input_topics` order): its commit position, and what was
+    /// last committed.
+    positions: Vec<(Arc<AtomicI64>, i64)>,
 }
 
 /// What the consumer thread owns besides the consumer: the lifecycle and the partition tasks.
 pub struct Router {
     lifecycle: Lifecycle,
-    tasks: HashMap<Tp, Task>,
+    /// By partition number.
+    tasks: HashMap<i32, Task>,
+    /// Input partitions assigned whose partition number does not have all its input topics
+    /// assigned here (yet): not started, since one task must own partition p of every input.
+    partial: HashMap<i32, std::collections::BTreeSet<usize>>,
     runtime: tokio::runtime::Handle,
     shared: Shared,
     drain_timeout: Duration,
@@ -64,6 +70,7 @@ impl Router {
         Router {
             lifecycle: Lifecycle::default(),
             tasks: HashMap::new(),
+            partial: HashMap::new(),
             runtime,
             shared,
             drain_timeout,
@@ -85,7 +92,7 @@ impl Router {
             return;
         };
         for tp in tps {
-            if self.tasks.contains_key(tp) || self.splits.contains_key(tp) {
+            if self.tasks.contains_key(&tp.1) || self.splits.contains_key(tp) {
                 continue;
             }
             let waker = Arc::clone(
@@ -110,10 +117,14 @@ impl Router {
     fn step(&mut self, consumer: &BaseConsumer<Ctx>, input: Input) {
         for action in self.lifecycle.step(input) {
             match action {
-                Action::Start(tps) => tps.into_iter().for_each(|tp| self.start(tp)),
+                Action::Start(tps) => self.start(tps),
                 Action::Drain(tps) => self.drain(consumer, tps),
                 Action::DrainAll => {
-                    let tps: Vec<Tp> = self.tasks.keys().cloned().collect();
+                    let tps: Vec<Tp> = self
+                        .tasks
+                        .keys()
+                        .flat_map(|&p| self.shared.inputs.iter().map(move |t| (t.clone(), p)))
+                        .collect();
                     self.drain(consumer, tps);
                     // Whatever comes next (Close) is for the caller.
                     let more = self.lifecycle.step(Input::Drained);
@@ -126,41 +137,109 @@ impl Router {
         metrics::assigned(self.lifecycle.assigned());
     }
 
-    fn start(&mut self, tp: Tp) {
+    /// The index of `topic` among the input topics.
+    fn input_index(&self, topic: &str) -> Option<usize> {
+        self.shared.inputs.iter().position(|t| t == topic)
+    }
+
+    /// Starts the tasks of the partition numbers that now have every input topic assigned
+    /// here. One that does not is held, and said loudly: the assignment splits co-partitioned
+    /// inputs (another member with another `partition.assignment.strategy`, or input topics
+    /// of different partition counts), and this instance does not process it.
+    fn start(&mut self, tps: Vec<Tp>) {
+        let mut touched = std::collections::BTreeSet::new();
+        for tp in tps {
+            let Some(i) = self.input_index(&tp.0) else {
+                tracing::warn!(topic = %tp.0, partition = tp.1, "assigned a topic that is not an input");
+                continue;
+            };
+            self.partial.entry(tp.1).or_default().insert(i);
+            touched.insert(tp.1);
+        }
+        let n = self.shared.inputs.len();
+        for p in touched {
+            let complete = self.partial.get(&p).is_some_and(|s| s.len() == n);
+            if complete && !self.tasks.contains_key(&p) {
+                self.partial.remove(&p);
+                self.start_task(p);
+            } else if !complete {
+                let have: Vec<&str> = self.partial[&p]
+                    .iter()
+                    .map(|&i| self.shared.inputs[i].as_str())
+                    .collect();
+                tracing::error!(
+                    partition = p, assigned = ?have, inputs = ?self.shared.inputs,
+                    "the assignment splits co-partitioned input partitions (partition p of every input topic must be assigned to one member: partition.assignment.strategy = range, equal partition counts); this partition is not processed until it is whole"
+                );
+            }
+        }
+    }
+
+    fn start_task(&mut self, p: i32) {
         let assigned = Instant::now();
         let (tx, rx) = mpsc::channel(TASK_QUEUE);
-        let position = Arc::new(AtomicI64::new(-1));
-        let task = PartitionTask::new(&tp.0, tp.1, self.shared.clone(), Arc::clone(&position));
-        let source = self.splits.remove(&tp);
-        let own_queue = source.is_some();
+        let positions: Vec<Arc<AtomicI64>> = self
+            .shared
+            .inputs
+            .iter()
+            .map(|_| Arc::new(AtomicI64::new(-1)))
+            .collect();
+        let task = PartitionTask::new(
+            p,
+            self.shared.clone(),
+            positions.clone(),
+            self.consumer.clone(),
+        );
+        let sources: Vec<Option<Source>> = self
+            .shared
+            .inputs
+            .iter()
+            .map(|t| self.splits.remove(&(t.clone(), p)))
+            .collect();
+        let own_queue = sources.iter().all(Option::is_some);
         if self.shared.changelog.is_some() {
             // Not ready until the task has restored (it says so when it has).
             self.health.restoring();
         }
-        self.runtime.spawn(task.run(rx, assigned, source));
-        tracing::info!(topic = %tp.0, partition = tp.1, own_queue, "partition assigned");
+        self.runtime.spawn(task.run(rx, assigned, sources));
+        tracing::info!(partition = p, topics = ?self.shared.inputs, own_queue, "partition assigned");
         self.tasks.insert(
-            tp,
+            p,
             Task {
                 tx,
-                position,
-                committed: -1,
+                positions: positions.into_iter().map(|a| (a, -1)).collect(),
             },
         );
     }
 
     /// Finishes the partitions' in-flight work (all of them in parallel, one deadline), commits
-    /// their positions synchronously, and drops their tasks.
+    /// their positions synchronously, and drops their tasks. A task goes when any of its input
+    /// partitions is revoked; its others (if still assigned) are held until whole again.
     fn drain(&mut self, consumer: &BaseConsumer<Ctx>, tps: Vec<Tp>) {
         let deadline = Instant::now() + self.drain_timeout;
         // Messages of these partitions polled in this round but not handed over are dropped:
         // they are not committed, so the partitions' next owner reads them again.
-        self.batches.retain(|(tp, _)| !tps.contains(tp));
+        let parts: std::collections::BTreeSet<i32> = tps.iter().map(|tp| tp.1).collect();
+        self.batches.retain(|(tp, _)| !parts.contains(&tp.1));
+        for tp in &tps {
+            if let Some(i) = self.input_index(&tp.0) {
+                if let Some(s) = self.partial.get_mut(&tp.1) {
+                    s.remove(&i);
+                }
+            }
+        }
+        self.partial.retain(|_, s| !s.is_empty());
         let mut waiting = Vec::new();
-        for tp in tps {
-            let Some(task) = self.tasks.remove(&tp) else {
+        for p in parts {
+            let Some(task) = self.tasks.remove(&p) else {
                 continue;
             };
+            // Its inputs not revoked stay assigned, held.
+            for (i, t) in self.shared.inputs.iter().enumerate() {
+                if !tps.iter().any(|tp| tp.1 == p && &tp.0 == t) {
+                    self.partial.entry(p).or_default().insert(i);
+                }
+            }
             let (reply, answer) = std::sync::mpsc::sync_channel(1);
             let mut cmd = Cmd::Drain { deadline, reply };
             // The queue may be full: wait for room, but not past the deadline.
@@ -174,21 +253,33 @@ impl Router {
                     Err(_) => break,
                 }
             }
-            waiting.push((tp, task, answer));
+            waiting.push((p, task, answer));
         }
         let mut tpl = TopicPartitionList::new();
-        for (tp, task, answer) in waiting {
+        for (p, task, answer) in waiting {
             let left =
                 deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(50);
-            let pos = match answer.recv_timeout(left) {
-                Ok(p) => p,
+            let positions: Vec<Option<i64>> = match answer.recv_timeout(left) {
+                Ok(ps) => ps,
                 // The task did not answer in time: commit what it had published.
-                Err(_) => Some(task.position.load(Ordering::Acquire)).filter(|&p| p >= 0),
+                Err(_) => task
+                    .positions
+                    .iter()
+                    .map(|(a, _)| Some(a.load(Ordering::Acquire)).filter(|&o| o >= 0))
+                    .collect(),
             };
-            if let Some(p) = pos.filter(|&p| p > task.committed) {
-                let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(p));
+            for ((topic, pos), (_, committed)) in self
+                .shared
+                .inputs
+                .iter()
+                .zip(&positions)
+                .zip(&task.positions)
+            {
+                if let Some(o) = pos.filter(|&o| o > *committed) {
+                    let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));
+                }
             }
-            tracing::info!(topic = %tp.0, partition = tp.1, position = ?pos, "partition drained");
+            tracing::info!(partition = p, positions = ?positions, "partition drained");
         }
         commit_sync(consumer, &tpl, "revoke");
     }
@@ -198,18 +289,23 @@ impl Router {
     /// librdkafka does not reliably report asynchronous commit results to this consumer.
     fn commit_positions(&mut self, consumer: &BaseConsumer<Ctx>) {
         let mut tpl = TopicPartitionList::new();
-        for (tp, task) in self.tasks.iter_mut() {
-            let p = task.position.load(Ordering::Acquire);
-            if p > task.committed {
-                let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(p));
-                task.committed = p;
+        for (&p, task) in self.tasks.iter_mut() {
+            for (topic, (position, committed)) in self.shared.inputs.iter().zip(&mut task.positions)
+            {
+                let o = position.load(Ordering::Acquire);
+                if o > *committed {
+                    let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));
+                    *committed = o;
+                }
             }
         }
         if !commit_sync(consumer, &tpl, "periodic") {
             // Try these positions again at the next interval.
-            for (tp, task) in self.tasks.iter_mut() {
-                if tpl.find_partition(&tp.0, tp.1).is_some() {
-                    task.committed = -1;
+            for (&p, task) in self.tasks.iter_mut() {
+                for (topic, (_, committed)) in self.shared.inputs.iter().zip(&mut task.positions) {
+                    if tpl.find_partition(topic, p).is_some() {
+                        *committed = -1;
+                    }
                 }
             }
         }
@@ -226,7 +322,7 @@ impl Router {
             Some(i) => i,
             None => {
                 let tp = (topic.to_string(), partition);
-                if !self.tasks.contains_key(&tp) {
+                if !self.tasks.contains_key(&partition) {
                     // Not (or no longer) ours: its new owner reads it from the committed offset.
                     return;
                 }
@@ -254,10 +350,10 @@ impl Router {
     /// Hands each partition its batch. Waits while a task's queue is full (backpressure).
     fn flush(&mut self) {
         for (tp, msgs) in std::mem::take(&mut self.batches) {
-            let Some(task) = self.tasks.get(&tp) else {
+            let (Some(task), Some(i)) = (self.tasks.get(&tp.1), self.input_index(&tp.0)) else {
                 continue;
             };
-            if task.tx.blocking_send(Cmd::Batch(msgs)).is_err() {
+            if task.tx.blocking_send(Cmd::Batch(i, msgs)).is_err() {
                 tracing::error!(topic = %tp.0, partition = tp.1, "partition task ended unexpectedly");
             }
         }

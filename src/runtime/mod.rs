@@ -76,6 +76,12 @@ fn consumer_config(s: &Settings) -> ClientConfig {
         // (fetches then wait for the broker's long poll).
         .set("queued.max.messages.kbytes", "4096")
         .set("queued.min.messages", "20000");
+    if s.kafka.input_topics.len() > 1 {
+        // Partition p of every input topic goes to one member (configuration refuses another
+        // strategy with several inputs). librdkafka's default, "range,roundrobin", picks
+        // range too, but only while every member lists it first.
+        c.set("partition.assignment.strategy", "range");
+    }
     // Passed-through settings win (after the defaults above).
     for (k, v) in client_config(s).config_map() {
         c.set(k, v);
@@ -295,6 +301,7 @@ pub async fn run(
     let engine_settings = settings.clone();
     let shared = partition::Shared {
         sink,
+        inputs: settings.kafka.input_topics.clone().into(),
         default_encoding: settings.input.default_encoding,
         max_event_bytes: settings.input.max_event_bytes,
         idle_timeout: settings.time.idle_timeout.0,
@@ -309,7 +316,7 @@ pub async fn run(
                 interval: settings.kafka.commit_interval.0,
                 meta: Arc::default(),
                 gate: Arc::new(changelog::Gate::new(
-                    4 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+                    8 * std::thread::available_parallelism().map_or(2, |n| n.get()),
                 )),
             }),
         health: health.clone(),

@@ -1,5 +1,14 @@
-//! One input partition's task: messages in offset order through decode and the engine, outputs
-//! to the producer, acknowledgements back into the commit position; the idle-partition clock.
+//! One task per input partition number: partition p of every input topic (CONTRACT §9: they
+//! are co-partitioned) through decode and one engine, outputs to the producer,
+//! acknowledgements back into each input's commit position; the idle-partition clock.
+//!
+//! With one input topic the task processes its messages in offset order as they come. With
+//! two or more it merges them by event time: the message with the smallest `occurred_at` at
+//! the head of an input goes first, ties to the input listed first in `kafka.input_topics`,
+//! so the engine sees one order whatever the timing of the fetches. An input with nothing
+//! buffered holds the others back until it has messages, until it is known to be caught up
+//! (everything up to the partition's high watermark, as the last fetch reported it, is
+//! processed), or for at most [`MAX_MERGE_WAIT`] (after Kafka Streams' `max.task.idle.ms`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -14,7 +23,7 @@ use super::changelog::{Changelog, Staged};
 use super::consumer::Ctx;
 use super::offsets::OffsetTracker;
 use super::output::{deliver, deliver_in_order, Record, Sink};
-use super::queue::{Fetched, Msg, SplitQueue, Waker};
+use super::queue::{Fetch, Fetched, Msg, SplitQueue, Waker};
 use crate::engine::changelog::Written;
 use crate::engine::{Engine, Keys, Output};
 use crate::event::{decode, Encoding, Event, Reject};
@@ -98,13 +107,14 @@ impl InBatch {
 
 #[derive(Debug)]
 pub enum Cmd {
-    /// Messages of this partition polled by the consumer thread, in offset order (only when
-    /// the partition's queue could not be split off).
-    Batch(InBatch),
-    /// Finish: await every output until the deadline, then answer with the offset to commit.
+    /// Messages of input `.0` (its index in `kafka.input_topics`) polled by the consumer
+    /// thread, in offset order (only when the partition's queue could not be split off).
+    Batch(usize, InBatch),
+    /// Finish: await every output until the deadline, then answer with the offset to commit
+    /// for each input.
     Drain {
         deadline: Instant,
-        reply: std::sync::mpsc::SyncSender<Option<i64>>,
+        reply: std::sync::mpsc::SyncSender<Vec<Option<i64>>>,
     },
 }
 
@@ -112,6 +122,8 @@ pub enum Cmd {
 #[derive(Clone)]
 pub struct Shared {
     pub sink: Sink,
+    /// `kafka.input_topics`: a task reads partition p of each, in this order.
+    pub inputs: Arc<[String]>,
     pub default_encoding: Encoding,
     pub max_event_bytes: usize,
     pub idle_timeout: Duration,
@@ -141,69 +153,179 @@ const TICK: Duration = Duration::from_millis(500);
 /// How often the (costly) serialized state size is measured.
 const STATE_BYTES_EVERY: Duration = Duration::from_secs(30);
 
-pub struct PartitionTask {
+/// Merging: the longest an input with nothing buffered, not known to be caught up, holds the
+/// task's other inputs back.
+pub const MAX_MERGE_WAIT: Duration = Duration::from_secs(1);
+
+/// Merging: how often a held-back merge looks again (whether the empty input caught up).
+const HOLD_RETRY: Duration = Duration::from_millis(20);
+
+/// Messages taken from an input but not processed yet (merging only).
+enum Buffered {
+    Fetched {
+        msgs: Fetched,
+        received: Instant,
+        done: usize,
+    },
+    Polled {
+        batch: InBatch,
+        done: usize,
+    },
+}
+
+impl Buffered {
+    /// The messages not processed yet, with when they were taken.
+    fn rest(&self) -> impl Iterator<Item = (Fetch<'_>, Instant)> + '_ {
+        let (all, received, done): (Vec<Fetch<'_>>, Instant, usize) = match self {
+            Buffered::Fetched {
+                msgs,
+                received,
+                done,
+            } => (msgs.iter().collect(), *received, *done),
+            Buffered::Polled { batch, done } => (
+                batch.views().into_iter().map(Ok).collect(),
+                batch.received.unwrap_or_else(Instant::now),
+                *done,
+            ),
+        };
+        all.into_iter().skip(done).map(move |f| (f, received))
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Buffered::Fetched { msgs, .. } => msgs.len(),
+            Buffered::Polled { batch, .. } => batch.msgs.len(),
+        }
+    }
+
+    fn done(&mut self) -> &mut usize {
+        match self {
+            Buffered::Fetched { done, .. } | Buffered::Polled { done, .. } => done,
+        }
+    }
+}
+
+/// Partition p of one input topic, as its task reads it.
+struct Input {
     topic: String,
+    /// Which offsets may be committed.
+    tracker: OffsetTracker,
+    /// The commit position, read by the consumer thread (-1: nothing yet).
+    position: Arc<AtomicI64>,
+    counters: metrics::EventCounters,
+    /// Merging: messages taken and not processed yet, oldest first.
+    buffered: VecDeque<Buffered>,
+    /// Merging: since when this input, with nothing buffered, holds the others back.
+    holding_since: Option<Instant>,
+    /// With a changelog: the position of the last checkpoint the broker acknowledged.
+    checkpointed: Option<i64>,
+}
+
+impl Input {
+    fn buffered(&self) -> bool {
+        self.buffered.iter().any(|b| b.len() > 0)
+    }
+}
+
+/// What one look at the queues did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Pulled {
+    /// A take filled its batch: more may be waiting without a wake-up.
+    full: bool,
+    /// Messages were processed.
+    progressed: bool,
+    /// Merging: an input with nothing buffered holds the others back.
+    held: bool,
+}
+
+pub struct PartitionTask {
     partition: i32,
     labels: PartitionLabels,
     shared: Shared,
     engine: Engine,
-    tracker: OffsetTracker,
-    /// The commit position, read by the consumer thread (-1: nothing yet).
-    position: Arc<AtomicI64>,
+    inputs: Vec<Input>,
+    /// For the high watermarks librdkafka's fetches report (merging: is an input caught up?).
+    consumer: std::sync::Weak<rdkafka::consumer::BaseConsumer<Ctx>>,
     pending: FuturesOrdered<BoxFuture<'static, ()>>,
+    /// The input each group of `pending` outputs belongs to, in the same order.
+    pending_inputs: VecDeque<usize>,
     last_input: Instant,
     /// The watermark when the partition last saw an event (the idle clock counts from it).
     watermark_at_last_input: Option<Ts>,
     outputs: Vec<Output>,
     last_state_bytes: Option<Instant>,
-    counters: metrics::EventCounters,
     /// Groups of outputs pushed to `pending`, and acknowledged, since the start.
     pushed: u64,
     acked: u64,
     /// Checkpoints waiting for the outputs before them, oldest first.
     staged: VecDeque<Staged>,
-    /// Checkpoints whose records are being delivered: each yields its input position.
-    sending: FuturesOrdered<BoxFuture<'static, (i64, Written)>>,
-    /// The input position of the last checkpoint the broker acknowledged: with a changelog,
-    /// the commit position.
-    checkpointed: Option<i64>,
+    /// Checkpoints whose records are being delivered: each yields its input positions.
+    sending: FuturesOrdered<BoxFuture<'static, (Vec<i64>, Written)>>,
+    /// The engine's count of restored states found undecodable, as last reported.
+    corrupt_states: u64,
 }
 
 impl PartitionTask {
-    pub fn new(topic: &str, partition: i32, shared: Shared, position: Arc<AtomicI64>) -> Self {
+    /// The task of partition `partition`; `positions` are its inputs' commit positions (one
+    /// per input topic, in order), read by the consumer thread.
+    pub fn new(
+        partition: i32,
+        shared: Shared,
+        positions: Vec<Arc<AtomicI64>>,
+        consumer: std::sync::Weak<rdkafka::consumer::BaseConsumer<Ctx>>,
+    ) -> Self {
+        let inputs = shared
+            .inputs
+            .iter()
+            .zip(positions)
+            .map(|(topic, position)| Input {
+                topic: topic.clone(),
+                tracker: OffsetTracker::default(),
+                position,
+                counters: metrics::EventCounters::new(topic),
+                buffered: VecDeque::new(),
+                holding_since: None,
+                checkpointed: None,
+            })
+            .collect();
+        // Task-wide gauges carry the first input topic's name.
+        let first = shared.inputs.first().map_or("", String::as_str);
         PartitionTask {
-            topic: topic.to_string(),
             partition,
-            labels: PartitionLabels::new(topic, partition),
+            labels: PartitionLabels::new(first, partition),
             engine: (shared.engine)(),
             shared,
-            tracker: OffsetTracker::default(),
-            position,
+            inputs,
+            consumer,
             pending: FuturesOrdered::new(),
+            pending_inputs: VecDeque::new(),
             last_input: Instant::now(),
             watermark_at_last_input: None,
             outputs: Vec::new(),
             last_state_bytes: None,
-            counters: metrics::EventCounters::new(topic),
             pushed: 0,
             acked: 0,
             staged: VecDeque::new(),
             sending: FuturesOrdered::new(),
-            checkpointed: None,
+            corrupt_states: 0,
         }
     }
 
+    fn merging(&self) -> bool {
+        self.inputs.len() > 1
+    }
+
     /// Runs the partition until it is drained or its channel closes; `assigned` is when the
-    /// partition was assigned (its restore time ends as the task starts taking input). With a
-    /// `source` the task reads the partition's own queue; without, it gets the messages the
-    /// consumer thread polled, over `rx`.
+    /// partition was assigned (its restore time ends as the task starts taking input).
+    /// `sources` has, per input, its own queue if it could be split off; an input without one
+    /// gets the messages the consumer thread polled, over `rx`.
     pub async fn run(
         mut self,
         mut rx: mpsc::Receiver<Cmd>,
         assigned: Instant,
-        mut source: Option<Source>,
+        mut sources: Vec<Option<Source>>,
     ) {
-        if self.shared.changelog.is_some() && !self.restore(&mut rx, &mut source).await {
+        if self.shared.changelog.is_some() && !self.restore(&mut rx, &mut sources).await {
             // Revoked (or the router gone) while restoring.
             metrics::partition_revoked(&self.labels);
             return;
@@ -223,12 +345,20 @@ impl PartitionTask {
         let mut checkpoint = tokio::time::interval_at(tokio::time::Instant::now() + phase, every);
         checkpoint.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let waker = source.as_ref().map(|(_, w)| Arc::clone(w));
+        let wakers: Vec<Waker> = sources
+            .iter()
+            .flatten()
+            .map(|(_, w)| Arc::clone(w))
+            .collect();
+        let any_source = !wakers.is_empty();
         let mut fetched = Fetched::default();
-        // Whether the queue may hold messages without a wake-up to come: at the start, after a
-        // full take, and at every tick (a safety net: a wake-up is only sent when the queue
-        // goes from empty to non-empty).
-        let mut more = source.is_some();
+        // Whether a queue may hold messages without a wake-up to come: at the start, after a
+        // full take (or, merging, any progress), and at every tick (a safety net: a wake-up is
+        // only sent when a queue goes from empty to non-empty).
+        let mut more = any_source;
+        // Merging, held back by an empty input: when to look again.
+        let mut held: Option<tokio::time::Instant> = None;
+        let hold = |p: Pulled| p.held.then(|| tokio::time::Instant::now() + HOLD_RETRY);
         loop {
             if more {
                 // A full take is a few hundred microseconds of work: let the worker's other
@@ -241,34 +371,33 @@ impl PartitionTask {
                 // Acknowledgements first, so memory cannot grow without bound.
                 Some(()) = self.pending.next(), if !self.pending.is_empty() => self.acked(),
                 Some((through, written)) = self.sending.next(), if !self.sending.is_empty() => {
-                    self.checkpoint_acked(through, written)
+                    self.checkpoint_acked(&through, written)
                 }
                 cmd = rx.recv(), if room => match cmd {
-                    Some(Cmd::Batch(batch)) => {
-                        let received = batch.received.unwrap_or_else(Instant::now);
-                        self.process_batch(&batch.views(), received);
-                    }
+                    Some(Cmd::Batch(i, batch)) => held = hold(self.polled(i, batch)),
                     Some(Cmd::Drain { deadline, reply }) => {
-                        // Stop reading the queue (and release it) before answering: the
-                        // partition's next assignment may split it off again at once.
-                        drop(source.take());
+                        // Stop reading the queues (and release them) before answering: the
+                        // partition's next assignment may split them off again at once.
+                        sources.clear();
                         self.drain(deadline).await;
-                        let _ = reply.send(self.commit_position());
+                        let _ = reply.send(self.commit_positions());
                         break;
                     }
                     None => break,
                 },
-                _ = wake(waker.as_deref(), more), if room && source.is_some() => {
-                    if let Some((queue, _)) = &source {
-                        queue.take(&mut fetched, TAKE);
-                        more = fetched.len() == TAKE;
-                        self.process_fetched(&fetched);
-                        fetched.clear();
-                    }
+                _ = wake(&wakers, more), if room && any_source => {
+                    let p = self.pull(&sources, &mut fetched);
+                    more = p.full || (p.progressed && self.merging());
+                    held = hold(p);
+                },
+                _ = sleep_until(held), if room && held.is_some() => {
+                    let p = self.pull(&sources, &mut fetched);
+                    more = p.full || (p.progressed && any_source);
+                    held = hold(p);
                 },
                 _ = tick.tick() => {
                     self.on_tick();
-                    more = source.is_some();
+                    more = any_source;
                 }
                 _ = checkpoint.tick(), if self.shared.changelog.is_some() => self.checkpoint(),
             }
@@ -280,7 +409,11 @@ impl PartitionTask {
     /// taken, in a blocking thread (the consumer thread goes on polling); `/readyz` says 503
     /// meanwhile. Messages the consumer thread hands over meanwhile are held and processed
     /// after. False when the partition was revoked (or the router went away) first.
-    async fn restore(&mut self, rx: &mut mpsc::Receiver<Cmd>, source: &mut Option<Source>) -> bool {
+    async fn restore(
+        &mut self,
+        rx: &mut mpsc::Receiver<Cmd>,
+        sources: &mut Vec<Option<Source>>,
+    ) -> bool {
         let Some(cl) = self.shared.changelog.clone() else {
             return true;
         };
@@ -298,16 +431,16 @@ impl PartitionTask {
             })
         };
         tokio::pin!(job);
-        let mut held: Vec<InBatch> = Vec::new();
+        let mut held: Vec<(usize, InBatch)> = Vec::new();
         let result = loop {
             tokio::select! {
                 r = &mut job => break r,
                 cmd = rx.recv() => match cmd {
-                    Some(Cmd::Batch(b)) => held.push(b),
+                    Some(Cmd::Batch(i, b)) => held.push((i, b)),
                     Some(Cmd::Drain { reply, .. }) => {
                         cancel.store(true, Ordering::Release);
-                        drop(source.take());
-                        let _ = reply.send(None);
+                        sources.clear();
+                        let _ = reply.send(vec![None; self.inputs.len()]);
                         health.restored();
                         return false;
                     }
@@ -324,7 +457,7 @@ impl PartitionTask {
                 self.engine = engine;
                 metrics::restored_records(r.records, r.bytes);
                 tracing::info!(
-                    topic = %self.topic, partition = self.partition,
+                    topic = %self.labels.topic, partition = self.partition,
                     employees = r.employees, records = r.records, bytes = r.bytes,
                     corrupt = r.corrupt, seconds = r.elapsed.as_secs_f64(),
                     "state restored from the changelog"
@@ -335,44 +468,65 @@ impl PartitionTask {
                 return false;
             }
             Err(e) => tracing::error!(
-                topic = %self.topic, partition = self.partition, error = %e,
+                topic = %self.labels.topic, partition = self.partition, error = %e,
                 "restoring the partition's state failed; it starts empty"
             ),
         }
         health.restored();
-        for b in held {
-            let received = b.received.unwrap_or_else(Instant::now);
-            self.process_batch(&b.views(), received);
+        for (i, b) in held {
+            self.polled(i, b);
         }
         true
     }
 
+    /// Input positions of the last checkpoint restored or written for these input topics
+    /// (-1: none for that input).
+    fn restored_through(&self) -> Vec<i64> {
+        let n = self.inputs.len();
+        self.engine
+            .last_checkpoint()
+            .filter(|c| c.topics.as_slice() == &*self.shared.inputs)
+            .map_or_else(|| vec![-1; n], |c| c.through.clone())
+    }
+
     fn acked(&mut self) {
-        self.tracker.acked();
+        if let Some(i) = self.pending_inputs.pop_front() {
+            self.inputs[i].tracker.acked();
+        }
         self.acked += 1;
         self.send_staged();
-        self.publish_position();
+        self.publish_positions();
     }
 
-    /// Pushes a group of outputs to be awaited in order.
-    fn push_outputs(&mut self, f: BoxFuture<'static, ()>) {
+    /// Pushes a group of outputs of input `input` to be awaited in order.
+    fn push_outputs(&mut self, input: usize, f: BoxFuture<'static, ()>) {
         self.pushed += 1;
         self.pending.push_back(f);
+        self.pending_inputs.push_back(input);
     }
 
-    /// The offset the consumer may commit: with a changelog, the last acknowledged
-    /// checkpoint's (the state up to it is durable); without, what the outputs allow.
-    fn commit_position(&self) -> Option<i64> {
+    /// The offset the consumer may commit for input `i`: with a changelog, the last
+    /// acknowledged checkpoint's (the state up to it is durable); without, what the outputs
+    /// allow.
+    fn commit_position(&self, i: usize) -> Option<i64> {
         if self.shared.changelog.is_some() {
-            self.checkpointed
+            self.inputs[i].checkpointed
         } else {
-            self.tracker.committable()
+            self.inputs[i].tracker.committable()
         }
     }
 
-    fn publish_position(&self) {
-        if let Some(o) = self.commit_position() {
-            self.position.store(o, Ordering::Release);
+    fn commit_positions(&self) -> Vec<Option<i64>> {
+        (0..self.inputs.len())
+            .map(|i| self.commit_position(i))
+            .collect()
+    }
+
+    fn publish_positions(&self) {
+        for (i, input) in self.inputs.iter().enumerate() {
+            if let Some(o) = self.commit_position(i) {
+                input.position.store(o, Ordering::Release);
+            }
         }
     }
 
@@ -382,21 +536,23 @@ impl PartitionTask {
         let Some(cl) = &self.shared.changelog else {
             return;
         };
-        // The position never goes back behind a restored checkpoint.
-        let restored = self
-            .engine
-            .last_checkpoint()
-            .and_then(|c| c.through.first().copied());
-        let through = match (self.tracker.next(), restored) {
-            (Some(a), Some(b)) => a.max(b),
-            (a, b) => match a.or(b) {
-                Some(t) => t,
-                None if self.engine.is_dirty() => 0,
-                None => return,
-            },
-        };
+        // The position never goes back behind a restored checkpoint; an input with none yet
+        // is at -1 (nothing of it is in the state, nothing of it is committed).
+        let restored = self.restored_through();
+        let through: Vec<i64> = self
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| {
+                let r = restored.get(i).copied().unwrap_or(-1);
+                input.tracker.next().map_or(r, |n| n.max(r))
+            })
+            .collect();
+        if through.iter().all(|&t| t < 0) && !self.engine.is_dirty() {
+            return;
+        }
         let mut recs = Vec::new();
-        let written = self.engine.checkpoint(&cl.inputs, &[through], &mut recs);
+        let written = self.engine.checkpoint(&cl.inputs, &through, &mut recs);
         if recs.is_empty() {
             return;
         }
@@ -430,31 +586,37 @@ impl PartitionTask {
         }
     }
 
-    fn checkpoint_acked(&mut self, through: i64, written: Written) {
+    fn checkpoint_acked(&mut self, through: &[i64], written: Written) {
         metrics::changelog_written(&written);
-        self.checkpointed = Some(self.checkpointed.map_or(through, |c| c.max(through)));
-        self.publish_position();
+        for (input, &t) in self.inputs.iter_mut().zip(through) {
+            if t >= 0 {
+                input.checkpointed = Some(input.checkpointed.map_or(t, |c| c.max(t)));
+            }
+        }
+        self.publish_positions();
     }
 
     async fn drain(&mut self, deadline: Instant) {
         let left = deadline.saturating_duration_since(Instant::now());
         let _ = tokio::time::timeout(left, async {
             while self.pending.next().await.is_some() {
-                self.tracker.acked();
+                if let Some(i) = self.pending_inputs.pop_front() {
+                    self.inputs[i].tracker.acked();
+                }
                 self.acked += 1;
             }
             // The last checkpoint: everything processed, so the next owner restores it all.
             self.send_staged();
             self.checkpoint();
             while let Some((through, written)) = self.sending.next().await {
-                self.checkpoint_acked(through, written);
+                self.checkpoint_acked(&through, written);
             }
         })
         .await;
-        self.publish_position();
+        self.publish_positions();
         if !self.pending.is_empty() {
             tracing::warn!(
-                topic = %self.topic,
+                topic = %self.labels.topic,
                 partition = self.partition,
                 unacknowledged = self.pending.len(),
                 "drain deadline passed; committing only what the broker acknowledged (the rest is redelivered)"
@@ -462,7 +624,204 @@ impl PartitionTask {
         }
     }
 
-    /// Messages taken from the partition's queue (errors librdkafka put there are logged:
+    /// Takes what the inputs' own queues hold and processes it: with one input, a batch in
+    /// offset order; merging, into the inputs' buffers and then merged.
+    fn pull(&mut self, sources: &[Option<Source>], fetched: &mut Fetched) -> Pulled {
+        if !self.merging() {
+            let Some(Some((queue, _))) = sources.first() else {
+                return Pulled::default();
+            };
+            queue.take(fetched, TAKE);
+            let p = Pulled {
+                full: fetched.len() == TAKE,
+                progressed: !fetched.is_empty(),
+                held: false,
+            };
+            self.process_fetched(fetched);
+            fetched.clear();
+            return p;
+        }
+        let mut full = false;
+        for (input, source) in self.inputs.iter_mut().zip(sources) {
+            let Some((queue, _)) = source else { continue };
+            if input.buffered() {
+                continue;
+            }
+            let mut msgs = Fetched::default();
+            queue.take(&mut msgs, TAKE);
+            full |= msgs.len() == TAKE;
+            if !msgs.is_empty() {
+                input.buffered.push_back(Buffered::Fetched {
+                    msgs,
+                    received: Instant::now(),
+                    done: 0,
+                });
+            }
+        }
+        Pulled {
+            full,
+            ..self.merge()
+        }
+    }
+
+    /// Messages the consumer thread polled for input `i`.
+    fn polled(&mut self, i: usize, batch: InBatch) -> Pulled {
+        if i >= self.inputs.len() {
+            return Pulled::default();
+        }
+        if !self.merging() {
+            let received = batch.received.unwrap_or_else(Instant::now);
+            self.process_batch(i, &batch.views(), received);
+            return Pulled {
+                progressed: true,
+                ..Pulled::default()
+            };
+        }
+        self.inputs[i]
+            .buffered
+            .push_back(Buffered::Polled { batch, done: 0 });
+        self.merge()
+    }
+
+    /// Whether input `i`, with nothing buffered, may be passed over by the merge: everything
+    /// up to its high watermark (as librdkafka's last fetch reported it) is processed, or it
+    /// has held the others back for [`MAX_MERGE_WAIT`].
+    fn may_pass(&mut self, i: usize, now: Instant, restored: &[i64]) -> bool {
+        let input = &self.inputs[i];
+        let next = input
+            .tracker
+            .next()
+            .or_else(|| restored.get(i).copied().filter(|&t| t >= 0));
+        let caught_up = self.consumer.upgrade().is_some_and(|c| {
+            match super::queue::cached_watermarks(&c, &input.topic, self.partition) {
+                Some((low, high)) => match next {
+                    Some(n) => n >= high,
+                    None => high <= low,
+                },
+                None => false,
+            }
+        });
+        let input = &mut self.inputs[i];
+        if caught_up {
+            input.holding_since = None;
+            return true;
+        }
+        let since = *input.holding_since.get_or_insert(now);
+        now.duration_since(since) >= MAX_MERGE_WAIT
+    }
+
+    /// Merges the inputs' buffered messages by event time (see the module's comment) and
+    /// processes them, until every buffer is empty or an empty input holds the rest back.
+    fn merge(&mut self) -> Pulled {
+        let n = self.inputs.len();
+        let mut bufs: Vec<VecDeque<Buffered>> = self
+            .inputs
+            .iter_mut()
+            .map(|i| std::mem::take(&mut i.buffered))
+            .collect();
+        let restored = self.restored_through();
+        let now = Instant::now();
+        let mut heads = vec![0usize; n];
+        let mut held = false;
+        let mut any_event = false;
+        {
+            let lists: Vec<Vec<(Fetch<'_>, Instant)>> = bufs
+                .iter()
+                .map(|q| q.iter().flat_map(Buffered::rest).collect())
+                .collect();
+            let limits = self.limits();
+            let default = self.shared.default_encoding;
+            let decoded: Vec<Vec<Option<Result<Event<'_>, Reject>>>> = lists
+                .iter()
+                .map(|l| {
+                    l.iter()
+                        .map(|(f, _)| {
+                            f.as_ref().ok().map(|m| {
+                                let encoding = m
+                                    .content_type
+                                    .and_then(Encoding::from_content_type)
+                                    .unwrap_or(default);
+                                decode(m.payload.unwrap_or_default(), encoding, m.key, &limits)
+                            })
+                        })
+                        .collect()
+                })
+                .collect();
+            for (i, l) in lists.iter().enumerate() {
+                if !l.is_empty() {
+                    self.inputs[i].holding_since = None;
+                }
+            }
+            // Whether each input, once empty, may be passed over (looked up once per merge).
+            let mut passable: Vec<Option<bool>> = vec![None; n];
+            loop {
+                let mut best: Option<(Ts, usize)> = None;
+                for i in 0..n {
+                    match decoded[i].get(heads[i]) {
+                        Some(d) => {
+                            // What is not an event (a librdkafka error, a dead letter) has no
+                            // time to wait for: it goes at once.
+                            let t = match d {
+                                Some(Ok(ev)) => ev.occurred_at,
+                                _ => Ts::MIN,
+                            };
+                            if best.is_none_or(|(bt, _)| t < bt) {
+                                best = Some((t, i));
+                            }
+                        }
+                        None => {
+                            let pass = *passable[i]
+                                .get_or_insert_with(|| self.may_pass(i, now, &restored));
+                            held |= !pass;
+                        }
+                    }
+                }
+                let Some((_, i)) = best.filter(|_| !held) else {
+                    break;
+                };
+                let (f, received) = &lists[i][heads[i]];
+                match (f, &decoded[i][heads[i]]) {
+                    (Ok(m), Some(d)) => {
+                        any_event |= d.is_ok();
+                        self.process(i, m, d, None, *received)
+                    }
+                    (Err(e), _) => tracing::warn!(
+                        topic = %self.inputs[i].topic, partition = self.partition, error = %e,
+                        "consumer error on the partition's queue"
+                    ),
+                    (Ok(_), None) => {}
+                }
+                heads[i] += 1;
+            }
+        }
+        // What was not processed goes back, in order.
+        let progressed = heads.iter().any(|&h| h > 0);
+        for ((input, mut q), mut consumed) in self.inputs.iter_mut().zip(bufs.drain(..)).zip(heads)
+        {
+            while let Some(b) = q.front_mut() {
+                let left = b.len() - *b.done();
+                if consumed >= left {
+                    consumed -= left;
+                    q.pop_front();
+                } else {
+                    *b.done() += consumed;
+                    break;
+                }
+            }
+            input.buffered = q;
+            input.counters.flush();
+        }
+        if progressed {
+            self.after_batch(any_event);
+        }
+        Pulled {
+            full: false,
+            progressed,
+            held,
+        }
+    }
+
+    /// Messages taken from the (one) input's queue (errors librdkafka put there are logged:
     /// they are not input and hold no offset).
     fn process_fetched(&mut self, fetched: &Fetched) {
         if fetched.is_empty() {
@@ -474,25 +833,29 @@ impl PartitionTask {
             .filter_map(|f| {
                 f.map_err(|e| {
                     tracing::warn!(
-                        topic = %self.topic, partition = self.partition, error = %e,
+                        topic = %self.inputs[0].topic, partition = self.partition, error = %e,
                         "consumer error on the partition's queue"
                     )
                 })
                 .ok()
             })
             .collect();
-        self.process_batch(&views, received);
+        self.process_batch(0, &views, received);
     }
 
-    /// A batch of messages in offset order: decoded first, then applied in offset order, a
-    /// prefetch chunk at a time (the engine fetches the state a chunk touches before applying
-    /// it). `received` is when the batch was taken.
-    fn process_batch(&mut self, msgs: &[Msg<'_>], received: Instant) {
-        let limits = crate::event::Limits {
+    fn limits(&self) -> crate::event::Limits {
+        crate::event::Limits {
             max_event_bytes: self.shared.max_event_bytes,
             now: Some(super::now_ms()),
             max_future: crate::time::DAY,
-        };
+        }
+    }
+
+    /// A batch of input `i`'s messages in offset order: decoded first, then applied in offset
+    /// order, a prefetch chunk at a time (the engine fetches the state a chunk touches before
+    /// applying it). `received` is when the batch was taken.
+    fn process_batch(&mut self, i: usize, msgs: &[Msg<'_>], received: Instant) {
+        let limits = self.limits();
         let default = self.shared.default_encoding;
         // A chunk at a time: decoded, its state prefetched, applied — so the chunk's payloads
         // and decoded events are still in the core's cache when they are applied.
@@ -515,14 +878,18 @@ impl PartitionTask {
             for (m, r) in ms.iter().zip(&decoded) {
                 let k = if r.is_ok() { keys.next() } else { None };
                 any_event |= r.is_ok();
-                self.process(m, r, k, received);
+                self.process(i, m, r, k, received);
             }
         }
-        self.counters.flush();
-        // Once per batch: the consumer thread reads it at commit time.
-        self.publish_position();
+        self.inputs[i].counters.flush();
+        self.after_batch(any_event);
+    }
+
+    /// After a batch: the positions for the consumer thread (once per batch); if it held an
+    /// event, the idle clock counts from now (one batch is one instant).
+    fn after_batch(&mut self, any_event: bool) {
+        self.publish_positions();
         if any_event {
-            // The idle clock counts from the last event (one batch is one instant).
             self.last_input = Instant::now();
             self.watermark_at_last_input = self.engine.watermark();
         }
@@ -530,6 +897,7 @@ impl PartitionTask {
 
     fn process(
         &mut self,
+        i: usize,
         m: &Msg<'_>,
         decoded: &Result<Event<'_>, Reject>,
         keys: Option<Keys>,
@@ -538,17 +906,13 @@ impl PartitionTask {
         let mut records: Vec<Record> = Vec::new();
         match decoded {
             Ok(ev) => {
-                let outcome = match keys {
-                    Some(k) => self
-                        .engine
-                        .apply_at(ev, k, (0, m.offset), &mut self.outputs),
-                    None => {
-                        let k = self.engine.keys(ev);
-                        self.engine
-                            .apply_at(ev, k, (0, m.offset), &mut self.outputs)
-                    }
-                };
-                self.counters.event(ev.kind.type_name(), outcome.as_str());
+                let k = keys.unwrap_or_else(|| self.engine.keys(ev));
+                let outcome = self
+                    .engine
+                    .apply_at(ev, k, (i, m.offset), &mut self.outputs);
+                self.inputs[i]
+                    .counters
+                    .event(ev.kind.type_name(), outcome.as_str());
                 records.extend(
                     self.outputs
                         .drain(..)
@@ -556,12 +920,13 @@ impl PartitionTask {
                 );
             }
             Err(reject) => {
-                self.counters.dead_letter(reject.code.as_str());
+                let input = &mut self.inputs[i];
+                input.counters.dead_letter(reject.code.as_str());
                 tracing::debug!(
-                    topic = %self.topic, partition = self.partition, offset = m.offset,
+                    topic = %input.topic, partition = self.partition, offset = m.offset,
                     reason = reject.code.as_str(), "dead letter"
                 );
-                let source = (self.topic.as_str(), self.partition, m.offset);
+                let source = (input.topic.as_str(), self.partition, m.offset);
                 let rec = self.shared.sink.dead_letter(
                     reject,
                     source,
@@ -573,10 +938,10 @@ impl PartitionTask {
             }
         }
         let has_outputs = !records.is_empty();
-        self.tracker.processed(m.offset, has_outputs);
+        self.inputs[i].tracker.processed(m.offset, has_outputs);
         if has_outputs {
             let f = self.deliver_all(records, Some(received));
-            self.push_outputs(f);
+            self.push_outputs(i, f);
         }
     }
 
@@ -598,6 +963,18 @@ impl PartitionTask {
     /// its watermark moves on with the wall-clock time that passes while it stays idle,
     /// counted from its last event — never jumping to "now".
     fn on_tick(&mut self) {
+        let corrupt = self.engine.corrupt_states();
+        if corrupt > self.corrupt_states {
+            for _ in self.corrupt_states..corrupt {
+                metrics::changelog_corrupt();
+            }
+            tracing::error!(
+                topic = %self.labels.topic, partition = self.partition,
+                count = corrupt - self.corrupt_states,
+                "restored employee state could not be decoded when it was needed; those employees go on from their flags alone (history lost)"
+            );
+            self.corrupt_states = corrupt;
+        }
         let idle = self.last_input.elapsed();
         if let Some(w0) = self.watermark_at_last_input {
             if idle >= self.shared.idle_timeout {
@@ -609,9 +986,10 @@ impl PartitionTask {
                     .filter_map(|o| self.shared.sink.record(o))
                     .collect();
                 if !records.is_empty() {
-                    self.tracker.spontaneous();
+                    // Held against the first input (they depend on none).
+                    self.inputs[0].tracker.spontaneous();
                     let f = self.deliver_all(records, None);
-                    self.push_outputs(f);
+                    self.push_outputs(0, f);
                 }
             }
         }
@@ -636,10 +1014,24 @@ impl PartitionTask {
     }
 }
 
-/// Ready at once when `more`; else when the queue's waker fires.
-async fn wake(waker: Option<&tokio::sync::Notify>, more: bool) {
-    match waker {
-        Some(w) if !more => w.notified().await,
-        _ => {}
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Ready at once when `more`; else when one of the queues' wakers fires.
+async fn wake(wakers: &[Waker], more: bool) {
+    if more {
+        return;
+    }
+    match wakers {
+        [] => std::future::pending().await,
+        [w] => w.notified().await,
+        ws => {
+            let all: Vec<_> = ws.iter().map(|w| Box::pin(w.notified())).collect();
+            futures::future::select_all(all).await;
+        }
     }
 }

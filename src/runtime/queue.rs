@@ -102,6 +102,28 @@ impl<C: ConsumerContext + 'static> SplitQueue<C> {
     }
 }
 
+/// The low and high watermarks of a partition as the consumer's last fetch of it reported
+/// them (librdkafka's cache: no request). `None` until a fetch has reported them.
+pub fn cached_watermarks<C: ConsumerContext + 'static>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    let topic = CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: a live client handle, a C string, and two out-parameters.
+    let err = unsafe {
+        rd::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some((low, high))
+}
+
 impl<C: ConsumerContext + 'static> Drop for SplitQueue<C> {
     fn drop(&mut self) {
         // SAFETY: the handle is destroyed once; the partition's fetch queue itself belongs to

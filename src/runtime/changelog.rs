@@ -40,10 +40,10 @@ pub struct Changelog {
     /// The restores' consumer, made at the first restore (it also looks up end offsets: an
     /// empty changelog partition, as in a new deployment, costs a round trip).
     pub meta: Arc<std::sync::Mutex<Option<Arc<BaseConsumer>>>>,
-    /// How many partitions restore at once (the others wait their turn): four per core keeps
-    /// the cores busy decoding while other restores open their consumers and fetch, without a
-    /// hundred consumers' fetch buffers at once (1,000,000 employees over 125 partitions on 2
-    /// cores: 5.5 s, against 7.5 s with no limit and 8.8 s with one per core).
+    /// How many partitions restore at once (the others wait their turn): eight per core keeps
+    /// the cores busy decoding while other partitions are being fetched, without every
+    /// partition's fetch buffer at once (1,000,000 employees over 125 partitions on 2 cores:
+    /// 1.88 s at 16, 2.44 s at 8, 2.03 s at 64).
     pub gate: Arc<Gate>,
 }
 

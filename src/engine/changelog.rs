@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Dues, EmployeeState, Engine, Keys, Parts};
 use crate::event::Event;
-use crate::rules::group::{group_key, Cohort, GroupRecord, Team};
+use crate::rules::group::{Cohort, Contribution, GroupRecord, Team};
 use crate::time::Ts;
 
 /// The format byte every value starts with. A later version reads every earlier one.
@@ -48,6 +48,8 @@ const CLOCK: u8 = b'c';
 const EMPLOYEE: u8 = b'e';
 const TEAM: u8 = b't';
 const COHORT: u8 = b'o';
+/// A contribution waiting in the group stage: `b` + its order key (time, member, event, kind).
+const BUFFERED: u8 = b'b';
 
 /// The key of the task's clock record.
 pub const CLOCK_KEY: &[u8] = b"c";
@@ -57,6 +59,16 @@ pub const CLOCK_KEY: &[u8] = b"c";
 pub struct Record {
     pub key: Vec<u8>,
     pub value: Option<Vec<u8>>,
+}
+
+fn buffered_key(k: super::stage::OrderKey) -> Vec<u8> {
+    let mut v = Vec::with_capacity(26);
+    v.push(BUFFERED);
+    v.extend_from_slice(&k.0.to_be_bytes());
+    v.extend_from_slice(&k.1.to_be_bytes());
+    v.extend_from_slice(&k.2.to_be_bytes());
+    v.push(k.3);
+    v
 }
 
 fn key(kind: u8, k: u128) -> Vec<u8> {
@@ -77,10 +89,11 @@ pub struct Clock {
     pub max_event_time: Option<Ts>,
     /// The last UTC day whose close the team rules evaluated.
     pub groups_evaluated_through: Option<i64>,
-    /// A hash of what employees' deadlines depend on besides their state (the rules'
-    /// parameters): the deadlines in employee records are taken as they are only under the
-    /// same (0: unknown, as in format 1).
-    pub dues_version: u64,
+    /// The group stage's time, each source's watermark, and the highest position taken from
+    /// each (source, input topic) (see `stage`).
+    pub stage_watermark: Option<Ts>,
+    pub sources: Vec<Option<Ts>>,
+    pub highest: Vec<((u32, u16), (i64, u8))>,
 }
 
 /// A format-1 clock.
@@ -103,7 +116,9 @@ enum ValueRef<'a> {
         points: Vec<(&'a str, f64)>,
         flags: u8,
         seen_day: i32,
+        /// The earliest deadline, under the rules hashed in `dues` (see `Dues::version`).
         due: Option<Ts>,
+        dues: u64,
         /// [`EmployeeState::to_bytes`].
         state: &'a [u8],
     },
@@ -112,14 +127,18 @@ enum ValueRef<'a> {
     },
     Team {
         through: &'a [i64],
+        /// The group stage's time at the checkpoint: contributions before it are applied.
+        released: Option<Ts>,
         evaluated_through: Option<i64>,
         team: &'a Team,
     },
     Cohort {
         through: &'a [i64],
+        released: Option<Ts>,
         timers: Vec<(Ts, &'a str)>,
         cohort: &'a Cohort,
     },
+    Buffered(&'a Contribution),
 }
 
 /// A format-2 value as read (the state's bytes borrowed from the record).
@@ -133,6 +152,7 @@ enum Value<'a> {
         flags: u8,
         seen_day: i32,
         due: Option<Ts>,
+        dues: u64,
         #[serde(borrow)]
         state: &'a [u8],
     },
@@ -141,14 +161,17 @@ enum Value<'a> {
     },
     Team {
         through: Vec<i64>,
+        released: Option<Ts>,
         evaluated_through: Option<i64>,
         team: Team,
     },
     Cohort {
         through: Vec<i64>,
+        released: Option<Ts>,
         timers: Vec<(Ts, String)>,
         cohort: Cohort,
     },
+    Buffered(Contribution),
 }
 
 /// A format-1 value as read.
@@ -184,6 +207,7 @@ enum StateIn<'a> {
         flags: u8,
         seen_day: i32,
         due: Option<Ts>,
+        dues: u64,
         bytes: &'a [u8],
     },
 }
@@ -200,16 +224,21 @@ enum Parsed<'a> {
     Erased {
         through: Vec<i64>,
     },
+    /// `released`: the group stage's time at the checkpoint (format 1: everything before
+    /// `through` is applied).
     Team {
         through: Vec<i64>,
+        released: Ts,
         evaluated_through: Option<i64>,
         team: Team,
     },
     Cohort {
         through: Vec<i64>,
+        released: Ts,
         timers: Vec<(Ts, String)>,
         cohort: Cohort,
     },
+    Buffered(Contribution),
 }
 
 impl<'a> From<Value<'a>> for Parsed<'a> {
@@ -223,6 +252,7 @@ impl<'a> From<Value<'a>> for Parsed<'a> {
                 flags,
                 seen_day,
                 due,
+                dues,
                 state,
             } => Parsed::Employee {
                 through,
@@ -232,28 +262,35 @@ impl<'a> From<Value<'a>> for Parsed<'a> {
                     flags,
                     seen_day,
                     due,
+                    dues,
                     bytes: state,
                 },
             },
             Value::Erased { through } => Parsed::Erased { through },
+            // No stage time yet: nothing was released.
             Value::Team {
                 through,
+                released,
                 evaluated_through,
                 team,
             } => Parsed::Team {
                 through,
+                released: released.unwrap_or(Ts::MIN),
                 evaluated_through,
                 team,
             },
             Value::Cohort {
                 through,
+                released,
                 timers,
                 cohort,
             } => Parsed::Cohort {
                 through,
+                released: released.unwrap_or(Ts::MIN),
                 timers,
                 cohort,
             },
+            Value::Buffered(c) => Parsed::Buffered(c),
         }
     }
 }
@@ -267,7 +304,9 @@ impl From<Value1> for Parsed<'_> {
                 watermark: c.watermark,
                 max_event_time: c.max_event_time,
                 groups_evaluated_through: c.groups_evaluated_through,
-                dues_version: 0,
+                stage_watermark: None,
+                sources: Vec::new(),
+                highest: Vec::new(),
             }),
             Value1::Employee {
                 through,
@@ -287,6 +326,7 @@ impl From<Value1> for Parsed<'_> {
                 team,
             } => Parsed::Team {
                 through,
+                released: Ts::MAX,
                 evaluated_through,
                 team,
             },
@@ -296,6 +336,7 @@ impl From<Value1> for Parsed<'_> {
                 cohort,
             } => Parsed::Cohort {
                 through,
+                released: Ts::MAX,
                 timers,
                 cohort,
             },
@@ -357,15 +398,10 @@ impl Ahead {
         {
             return Parts::NONE;
         }
-        let group = |map: &HashMap<u128, Vec<i64>>, id: Option<&str>| {
-            !map.is_empty()
-                && id.is_some_and(|id| map.get(&group_key(id)).is_some_and(|t| before(o, t, i)))
-        };
-        Parts {
-            employee: true,
-            team: !group(&self.teams, ev.team_id.as_deref()),
-            cohort: !group(&self.cohorts, ev.cohort_id.as_deref()),
-        }
+        // (What the groups' restored state holds the group stage finds out itself: see
+        // `stage`.)
+        let _ = ev;
+        Parts::ALL
     }
 
     /// Records that the input reached `pos`; true once it passed every restored position.
@@ -401,12 +437,14 @@ pub struct Written {
     pub erased: usize,
     /// Tombstones of employees evicted by `state.idle_ttl`.
     pub evicted: usize,
+    /// Contributions waiting in the group stage, and tombstones of those released since.
+    pub buffered: usize,
     pub clock: usize,
 }
 
 impl Written {
     pub fn total(&self) -> usize {
-        self.employees + self.groups + self.erased + self.evicted + self.clock
+        self.employees + self.groups + self.erased + self.evicted + self.buffered + self.clock
     }
 }
 
@@ -422,6 +460,8 @@ impl Engine {
             || !self.dirty_erased.is_empty()
             || !self.dirty_evicted.is_empty()
             || self.groups.has_dirty()
+            || !self.stage.added.is_empty()
+            || !self.stage.released.is_empty()
     }
 
     /// The records of everything that changed since the last checkpoint, as of the input
@@ -438,6 +478,7 @@ impl Engine {
         // Team records carry the day evaluation had reached (read back only when the record
         // turns out to be ahead of its clock).
         let evaluated_through = self.groups.evaluated_through();
+        let released = self.stage.watermark;
         self.groups.drain_dirty(|g| {
             w.groups += 1;
             out.push(match g {
@@ -445,6 +486,7 @@ impl Engine {
                     key: key(TEAM, k),
                     value: Some(encode(&ValueRef::Team {
                         through,
+                        released,
                         evaluated_through,
                         team,
                     })),
@@ -457,12 +499,32 @@ impl Engine {
                     key: key(COHORT, k),
                     value: Some(encode(&ValueRef::Cohort {
                         through,
+                        released,
                         timers,
                         cohort,
                     })),
                 },
             })
         });
+        // After the groups: a restored contribution their records show applied is dropped
+        // (see `Restorer::finish`), so a cut between the two loses or doubles nothing.
+        for k in std::mem::take(&mut self.stage.added) {
+            if let Some(c) = self.stage.buffer.get(&k) {
+                w.buffered += 1;
+                out.push(Record {
+                    key: buffered_key(k),
+                    value: Some(encode(&ValueRef::Buffered(c))),
+                });
+                self.stage.written.insert(k);
+            }
+        }
+        for k in std::mem::take(&mut self.stage.released) {
+            w.buffered += 1;
+            out.push(Record {
+                key: buffered_key(k),
+                value: None,
+            });
+        }
         let experiments = &self.ctx.rules.experiment_list;
         for slot in std::mem::take(&mut self.dirty) {
             let Some(sl) = self.slots.get_mut(slot as usize) else {
@@ -491,6 +553,7 @@ impl Engine {
                     flags: sl.state.flags,
                     seen_day: sl.state.seen_day,
                     due,
+                    dues: self.dues_version,
                     state: &bytes,
                 })),
             });
@@ -519,7 +582,9 @@ impl Engine {
             watermark: self.watermark,
             max_event_time: self.max_event_time,
             groups_evaluated_through: self.groups.evaluated_through(),
-            dues_version: self.dues_version,
+            stage_watermark: self.stage.watermark,
+            sources: self.stage.sources.clone(),
+            highest: self.stage.highest.iter().map(|(&k, &v)| (k, v)).collect(),
         };
         if w.total() > 0 || self.last_clock.as_ref() != Some(&clock) {
             w.clock = 1;
@@ -554,6 +619,7 @@ enum Restored {
         flags: u8,
         seen_day: i32,
         due: Option<Ts>,
+        dues: u64,
         bytes: Box<[u8]>,
     },
 }
@@ -577,11 +643,34 @@ pub struct Restorer {
     // Boxed: a restore moves each entry once into the map and once out of it, not its ~200
     // bytes at every rehash. (The keys are fingerprints already: ahash is plenty.)
     employees: HashMap<u128, Box<Entry>, ahash::RandomState>,
-    teams: HashMap<u128, (Vec<i64>, Option<i64>, Team), ahash::RandomState>,
-    cohorts: HashMap<u128, (Vec<i64>, Vec<(Ts, String)>, Cohort), ahash::RandomState>,
+    teams: HashMap<u128, GroupIn<Option<i64>, Team>, ahash::RandomState>,
+    cohorts: HashMap<u128, GroupIn<Vec<(Ts, String)>, Cohort>, ahash::RandomState>,
+    buffered: std::collections::BTreeMap<super::stage::OrderKey, Contribution>,
     /// Records and bytes read.
     pub records: u64,
     pub bytes: u64,
+}
+
+/// A restored group record: its input position, the stage's time it was written at, what it
+/// holds beside the group (a team's evaluated day, a cohort's stall deadlines), the group.
+struct GroupIn<X, G> {
+    through: Vec<i64>,
+    released: Ts,
+    extra: X,
+    group: G,
+}
+
+fn order_key_of(rest: &[u8]) -> Option<super::stage::OrderKey> {
+    if rest.len() != 25 {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| rest.get(r).and_then(|b| b.try_into().ok());
+    Some((
+        i64::from_be_bytes(n(0..8)?),
+        u64::from_be_bytes(n(8..16)?),
+        u64::from_be_bytes(n(16..24)?),
+        rest[24],
+    ))
 }
 
 fn key_of(k: &[u8]) -> Result<(u8, u128), RecordError> {
@@ -589,6 +678,7 @@ fn key_of(k: &[u8]) -> Result<(u8, u128), RecordError> {
         return Ok((CLOCK, 0));
     }
     match k {
+        [BUFFERED, rest @ ..] if rest.len() == 25 => Ok((BUFFERED, 0)),
         [kind @ (EMPLOYEE | TEAM | COHORT), rest @ ..] if rest.len() == 16 => {
             let mut b = [0u8; 16];
             b.copy_from_slice(rest);
@@ -611,6 +701,11 @@ impl Restorer {
                 EMPLOYEE => drop(self.employees.remove(&k)),
                 TEAM => drop(self.teams.remove(&k)),
                 COHORT => drop(self.cohorts.remove(&k)),
+                BUFFERED => {
+                    if let Some(o) = order_key_of(&key[1..]) {
+                        self.buffered.remove(&o);
+                    }
+                }
                 _ => self.clock = None,
             }
             return Ok(());
@@ -638,11 +733,13 @@ impl Restorer {
                         flags,
                         seen_day,
                         due,
+                        dues,
                         bytes,
                     } => Restored::Packed {
                         flags,
                         seen_day,
                         due,
+                        dues,
                         bytes: bytes.into(),
                     },
                 };
@@ -663,21 +760,47 @@ impl Restorer {
                 TEAM,
                 Parsed::Team {
                     through,
+                    released,
                     evaluated_through,
                     team,
                 },
             ) => {
-                self.teams.insert(k, (through, evaluated_through, team));
+                self.teams.insert(
+                    k,
+                    GroupIn {
+                        through,
+                        released,
+                        extra: evaluated_through,
+                        group: team,
+                    },
+                );
             }
             (
                 COHORT,
                 Parsed::Cohort {
                     through,
+                    released,
                     timers,
                     cohort,
                 },
             ) => {
-                self.cohorts.insert(k, (through, timers, cohort));
+                self.cohorts.insert(
+                    k,
+                    GroupIn {
+                        through,
+                        released,
+                        extra: timers,
+                        group: cohort,
+                    },
+                );
+            }
+            (BUFFERED, Parsed::Buffered(c)) => {
+                let o = order_key_of(&key[1..])
+                    .filter(|&o| o == c.order())
+                    .ok_or_else(|| {
+                        RecordError::Body("a contribution under another's key".into())
+                    })?;
+                self.buffered.insert(o, c);
             }
             (_, Parsed::Clock(_)) => return Err(mismatch("clock")),
             (_, Parsed::Employee { .. } | Parsed::Erased { .. }) => {
@@ -685,6 +808,7 @@ impl Restorer {
             }
             (_, Parsed::Team { .. }) => return Err(mismatch("team")),
             (_, Parsed::Cohort { .. }) => return Err(mismatch("cohort")),
+            (_, Parsed::Buffered(_)) => return Err(mismatch("buffered contribution")),
         }
         Ok(())
     }
@@ -708,13 +832,10 @@ impl Restorer {
             employees,
             teams,
             cohorts,
+            buffered,
             ..
         } = self;
         let same_topics = clock.as_ref().is_none_or(|c| c.topics == topics);
-        // Deadlines from the records only under the rules they were written under.
-        let dues_known = clock
-            .as_ref()
-            .is_some_and(|c| c.dues_version != 0 && c.dues_version == engine.dues_version);
         let mut ahead = Ahead {
             clock: clock
                 .as_ref()
@@ -733,6 +854,11 @@ impl Restorer {
             engine.idle_checked = crate::time::day_of(c.watermark);
             engine.max_event_time = c.max_event_time;
             engine.groups.restore_clock(c.groups_evaluated_through);
+            engine.stage.watermark = c.stage_watermark;
+            if c.sources.len() == engine.stage.sources.len() {
+                engine.stage.sources = c.sources.clone();
+            }
+            engine.stage.highest = c.highest.iter().copied().collect();
             engine.last_clock = Some(c.clone());
         }
         let positions = |t: Vec<i64>| if same_topics { t } else { Vec::new() };
@@ -740,26 +866,55 @@ impl Restorer {
         // positions, but their positions are then the same on every restore.
         let mut teams: Vec<_> = teams.into_iter().collect();
         teams.sort_unstable_by_key(|t| t.0);
-        for (k, (through, evaluated, team)) in teams {
-            let through = positions(through);
+        let mut released: HashMap<u128, Ts> = HashMap::new();
+        for (k, g) in teams {
+            let through = positions(g.through);
             let is_ahead = ahead.note(&through);
             if is_ahead {
-                ahead.teams.insert(k, through);
+                ahead.teams.insert(k, through.clone());
             }
+            released.insert(k, g.released);
+            engine
+                .stage
+                .restored_groups
+                .insert(k, (through, g.released));
             engine
                 .groups
-                .restore_team(team, evaluated.filter(|_| is_ahead));
+                .restore_team(g.group, g.extra.filter(|_| is_ahead));
         }
         let mut cohorts: Vec<_> = cohorts.into_iter().collect();
         cohorts.sort_unstable_by_key(|c| c.0);
-        let watermark = engine.watermark;
-        for (k, (through, timers, cohort)) in cohorts {
-            let through = positions(through);
+        for (k, g) in cohorts {
+            let through = positions(g.through);
             if ahead.note(&through) {
-                ahead.cohorts.insert(k, through);
+                ahead.cohorts.insert(k, through.clone());
             }
-            engine.groups.restore_cohort(cohort, timers, watermark);
+            released.insert(k, g.released);
+            engine
+                .stage
+                .restored_groups
+                .insert(k, (through, g.released));
+            // Stall deadlines up to the stage's time then were handled (format 1: the
+            // engine's watermark).
+            let handled = if g.released == Ts::MAX {
+                engine.watermark
+            } else {
+                g.released
+            };
+            engine.groups.restore_cohort(g.group, g.extra, handled);
         }
+        // Waiting contributions, but those their group's record shows applied already.
+        for (k, c) in buffered {
+            let applied = c
+                .group_key()
+                .and_then(|g| released.get(&g))
+                .is_some_and(|&r| c.at < r);
+            if !applied {
+                engine.stage.buffer.insert(k, c);
+                engine.stage.written.insert(k);
+            }
+        }
+        let dues_version = engine.dues_version;
         // Employees in the map's order: where a slot sits changes nothing but which of two
         // timers due at the same instant fires first (outputs about different employees).
         let experiments = std::sync::Arc::clone(&engine.ctx.rules);
@@ -801,8 +956,9 @@ impl Restorer {
                             flags,
                             seen_day,
                             due,
+                            dues,
                             bytes,
-                        } if dues_known => {
+                        } if dues == dues_version => {
                             // Kept as bytes until needed (see `FORMAT`).
                             let stub = EmployeeState {
                                 flags,
@@ -880,5 +1036,6 @@ pub fn record_kind(value: Option<&[u8]>) -> Result<&'static str, RecordError> {
         Parsed::Erased { .. } => "erased",
         Parsed::Team { .. } => "team",
         Parsed::Cohort { .. } => "cohort",
+        Parsed::Buffered(_) => "buffered",
     })
 }

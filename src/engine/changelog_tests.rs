@@ -299,15 +299,29 @@ fn erased_employee_stays_erased_after_a_restore() {
             },
         );
     }
-    h.send("gone", t0 + 3 * crate::time::DAY, Kind::Erased);
+    let erased_at = t0 + 3 * crate::time::DAY;
+    h.send("gone", erased_at, Kind::Erased);
+    // The group stage takes the erasure in event-time order: a restore before its time has
+    // come holds it waiting, and it still forgets them when it comes.
     let mut log = Vec::new();
     h.engine.checkpoint(&topics, &[4], &mut log);
+    let mut early = restore(&s, None, &log, &topics);
+    assert_eq!(early.employees(), 0, "nothing about them is restored");
+    assert_eq!(early.buffered_contributions(), 1, "the erasure waits");
+    let mut out = Vec::new();
+    early.advance(erased_at + 2 * crate::time::HOUR, &mut out);
+    assert!(early.groups.fingerprints().is_empty());
+    // Once the stage's time has passed it, the groups' records no longer hold them.
+    h.advance(erased_at + 2 * crate::time::HOUR);
+    assert!(h.engine.groups.fingerprints().is_empty());
+    h.engine.checkpoint(&topics, &[5], &mut log);
     let mut e = restore(&s, None, &log, &topics);
-    assert_eq!(e.employees(), 0, "nothing about them is restored");
+    assert_eq!(e.employees(), 0);
     assert!(
         e.groups.fingerprints().is_empty(),
         "no fingerprint left in group state"
     );
+    assert_eq!(e.buffered_contributions(), 0);
     let late = h.event_in(
         "gone",
         Some("t1"),
@@ -317,7 +331,7 @@ fn erased_employee_stays_erased_after_a_restore() {
     );
     let mut out = Vec::new();
     let k = e.keys(&late);
-    assert_eq!(e.apply_at(&late, k, (0, 4), &mut out), Outcome::Erased);
+    assert_eq!(e.apply_at(&late, k, (0, 5), &mut out), Outcome::Erased);
     assert!(out.is_empty());
     assert!(e.state_of("gone").is_none());
 }

@@ -9,6 +9,7 @@
 
 pub mod changelog;
 pub(crate) mod index;
+pub mod stage;
 pub mod state;
 
 use std::cmp::Reverse;
@@ -282,6 +283,8 @@ impl Dues {
         }
         for_each_employee_rule!(params);
         parts.push_str(&format!("ladder:{:?}", rules.ladder));
+        // The rules' code too: a new version may compute deadlines otherwise.
+        parts.push_str(env!("CARGO_PKG_VERSION"));
         xxhash_rust::xxh3::xxh3_64(parts.as_bytes())
     }
 
@@ -744,21 +747,11 @@ fn employee_fp(key: u128) -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parts {
     pub employee: bool,
-    pub team: bool,
-    pub cohort: bool,
 }
 
 impl Parts {
-    pub const ALL: Parts = Parts {
-        employee: true,
-        team: true,
-        cohort: true,
-    };
-    pub const NONE: Parts = Parts {
-        employee: false,
-        team: false,
-        cohort: false,
-    };
+    pub const ALL: Parts = Parts { employee: true };
+    pub const NONE: Parts = Parts { employee: false };
 }
 
 /// What an event is looked up by, hashed once: [`Engine::prefetch`] hands them to
@@ -808,6 +801,14 @@ pub struct Engine {
     last_clock: Option<changelog::Clock>,
     /// [`Dues::version`] of the rules.
     dues_version: u64,
+    /// The group stage (see [`stage`]).
+    stage: stage::Stage,
+    /// Publish mode: this engine's partition (its contributions go out, see
+    /// [`Engine::publish_contributions`]).
+    publish: Option<u32>,
+    published: Vec<(crate::rules::group::Contribution, stage::From)>,
+    /// An event's contributions, before they go to the stage or out.
+    contributions: Vec<crate::rules::group::Contribution>,
     /// Restored states that turned out not to decode when needed (see `Slot::packed`).
     corrupt_states: u64,
 }
@@ -844,6 +845,10 @@ impl Engine {
             last_clock: None,
             dues_version,
             corrupt_states: 0,
+            stage: stage::Stage::with_sources(1),
+            publish: None,
+            published: Vec::new(),
+            contributions: Vec::new(),
         }
     }
 
@@ -1075,7 +1080,7 @@ impl Engine {
 
     /// [`Engine::apply`] of an event whose keys [`Engine::prefetch`] returned.
     pub fn apply_keyed(&mut self, ev: &Event<'_>, keys: Keys, out: &mut Vec<Output>) -> Outcome {
-        self.apply_parts(ev, keys, Parts::ALL, out)
+        self.apply_parts(ev, keys, Parts::ALL, None, out)
     }
 
     /// [`Engine::apply_keyed`] of the event at input position `pos` (the index of its topic
@@ -1100,7 +1105,7 @@ impl Engine {
                 parts
             }
         };
-        self.apply_parts(ev, keys, parts, out)
+        self.apply_parts(ev, keys, parts, Some(pos), out)
     }
 
     fn apply_parts(
@@ -1108,6 +1113,7 @@ impl Engine {
         ev: &Event<'_>,
         keys: Keys,
         parts: Parts,
+        pos: Option<(usize, i64)>,
         out: &mut Vec<Output>,
     ) -> Outcome {
         let t = ev.occurred_at;
@@ -1133,6 +1139,7 @@ impl Engine {
                 if matches!(ev.kind, Kind::Erased) {
                     self.erased.insert(employee_fp());
                     self.dirty_erased.push(key);
+                    self.contribute_erasure(employee_fp(), ev, pos, out);
                     return Outcome::Applied;
                 }
                 self.alloc(key, &ev.employee_id)
@@ -1167,9 +1174,10 @@ impl Engine {
                 }
             }
             Kind::Erased => {
-                self.erase(slot);
+                self.release(slot);
                 self.erased.insert(employee_fp());
                 self.dirty_erased.push(key);
+                self.contribute_erasure(employee_fp(), ev, pos, out);
                 return Outcome::Applied;
             }
             Kind::Exited { .. } => {
@@ -1183,18 +1191,13 @@ impl Engine {
                 let day = crate::time::day_of(t) as i32;
                 let new_day = st.seen_day != day;
                 st.seen_day = day;
-                if (parts.team || parts.cohort)
-                    && !st.has(CONSENT_WITHDRAWN)
-                    && (ev.team_id.is_some() || ev.cohort_id.is_some())
-                {
-                    let team = keys.team.filter(|_| parts.team);
-                    self.groups.on_event(
-                        &rules.groups,
+                if !st.has(CONSENT_WITHDRAWN) && (ev.team_id.is_some() || ev.cohort_id.is_some()) {
+                    rules.groups.contributions(
                         employee_fp(),
-                        team,
-                        parts.cohort,
+                        eid,
                         ev,
                         new_day,
+                        &mut self.contributions,
                     );
                 }
                 let mut fires = std::mem::take(&mut self.fires);
@@ -1231,6 +1234,11 @@ impl Engine {
                 }
             }
         }
+        if !self.contributions.is_empty() {
+            let mut c = std::mem::take(&mut self.contributions);
+            self.contribute(&mut c, pos, out);
+            self.contributions = c;
+        }
         self.debug_check_dues(slot);
         self.fire_due(out);
         Outcome::Applied
@@ -1242,6 +1250,10 @@ impl Engine {
             self.watermark = watermark;
             self.fire_due(out);
             self.evict_idle();
+            if self.publish.is_none() {
+                // The group stage's one source of time is this engine.
+                self.source_watermark(0, watermark, out);
+            }
         }
     }
 
@@ -1295,35 +1307,19 @@ impl Engine {
                 }
                 self.timers.pop();
             }
-            let employee = self
+            // (Group deadlines run on the group stage's clock: see `stage`.)
+            let Some((_, slot)) = self
                 .timers
                 .peek()
                 .map(|r| r.0)
-                .filter(|&(due, _)| due <= self.watermark);
-            let group = self
-                .groups
-                .next_due(&self.ctx.rules.groups)
-                .filter(|&due| due <= self.watermark);
-            match (employee, group) {
-                (None, None) => break,
-                (Some((due, slot)), g) if g.is_none_or(|g| due <= g) => {
-                    self.timers.pop();
-                    self.slots[slot as usize].due = None;
-                    self.pending -= 1;
-                    self.fire_slot(slot, out);
-                }
-                (_, g) => {
-                    // One group deadline at a time (not everything up to the watermark), so
-                    // employee and group timers fire in time order.
-                    let upto = g.unwrap_or(self.watermark);
-                    let mut gf = std::mem::take(&mut self.group_fires);
-                    self.groups.on_timer(&self.ctx.rules.groups, upto, &mut gf);
-                    for g in gf.drain(..) {
-                        self.ctx.finalize_group(g, out);
-                    }
-                    self.group_fires = gf;
-                }
-            }
+                .filter(|&(due, _)| due <= self.watermark)
+            else {
+                break;
+            };
+            self.timers.pop();
+            self.slots[slot as usize].due = None;
+            self.pending -= 1;
+            self.fire_slot(slot, out);
         }
     }
 
@@ -1466,10 +1462,24 @@ impl Engine {
         n
     }
 
-    /// Deletes every piece of state about the employee in this slot.
-    fn erase(&mut self, slot: u32) {
-        let key = self.release(slot);
-        self.groups.erase(employee_fp(key));
+    /// An erasure, for every group: the group stage forgets the member.
+    fn contribute_erasure(
+        &mut self,
+        emp: u64,
+        ev: &Event<'_>,
+        pos: Option<(usize, i64)>,
+        out: &mut Vec<Output>,
+    ) {
+        let mut c = std::mem::take(&mut self.contributions);
+        c.push(crate::rules::group::Contribution {
+            group: crate::rules::group::GroupRef::All,
+            emp,
+            at: ev.occurred_at,
+            eid: fingerprint(&ev.event_id),
+            what: crate::rules::group::What::Erased,
+        });
+        self.contribute(&mut c, pos, out);
+        self.contributions = c;
     }
 
     /// Frees the slot: the employee's state, timers and index entry go. Returns its key.
@@ -1496,6 +1506,8 @@ impl Engine {
 mod catalog_tests;
 #[cfg(test)]
 mod changelog_tests;
+#[cfg(test)]
+mod stage_tests;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]

@@ -136,6 +136,130 @@ impl Params {
     }
 }
 
+/// Which group a contribution is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupRef {
+    Team(Box<str>),
+    Cohort(Box<str>),
+    /// Every group (an erasure: each group task forgets the member).
+    All,
+}
+
+/// What an event contributes to a group: what the group rules read and nothing else — counts
+/// and the member's fingerprint, never a comment's text (CONTRACT §9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum What {
+    /// The member was active (their first event of the day in the group).
+    Seen,
+    ModuleStarted,
+    ModuleCompleted,
+    CheckinCompleted,
+    /// A comment: the themes it mentions (by index in the configuration) and whether it reads
+    /// negative.
+    Comment {
+        themes: Vec<u16>,
+        negative: bool,
+    },
+    TaskStarted(Box<str>),
+    TaskCompleted(Box<str>),
+    /// Forget the member everywhere.
+    Erased,
+}
+
+/// One contribution of an employee's event to a group's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contribution {
+    pub group: GroupRef,
+    /// The member's fingerprint (keyed when pseudonymizing, like every fingerprint).
+    pub emp: u64,
+    /// The event's time.
+    pub at: Ts,
+    /// A fingerprint of the event id: orders contributions of one instant.
+    pub eid: u64,
+    pub what: What,
+}
+
+impl Contribution {
+    /// The order the group stage applies contributions in: by time, then member, event and
+    /// kind — the same whatever partition or arrival order they came by.
+    pub fn order(&self) -> (Ts, u64, u64, u8) {
+        let k = match self.group {
+            GroupRef::Team(_) => 0,
+            GroupRef::Cohort(_) => 1,
+            GroupRef::All => 2,
+        };
+        (self.at, self.emp, self.eid, k)
+    }
+
+    /// The key of its group (`None`: every group).
+    pub fn group_key(&self) -> Option<u128> {
+        match &self.group {
+            GroupRef::Team(id) | GroupRef::Cohort(id) => Some(group_key(id)),
+            GroupRef::All => None,
+        }
+    }
+}
+
+impl Params {
+    /// What an event of an employee who allows processing contributes to their team and
+    /// cohort: `new_day` says whether it is the employee's first event of its UTC day
+    /// (membership is refreshed once a day). Appends to `out` (at most two).
+    pub fn contributions(
+        &self,
+        emp: u64,
+        eid: u64,
+        ev: &Event<'_>,
+        new_day: bool,
+        out: &mut Vec<Contribution>,
+    ) {
+        let c = |group, what| Contribution {
+            group,
+            emp,
+            at: ev.occurred_at,
+            eid,
+            what,
+        };
+        if let (Some(team), true) = (ev.team_id.as_deref(), self.any_team_rule()) {
+            let what = match &ev.kind {
+                Kind::ModuleStarted { .. } => Some(What::ModuleStarted),
+                Kind::ModuleCompleted { .. } => Some(What::ModuleCompleted),
+                Kind::CheckinCompleted { .. } => Some(What::CheckinCompleted),
+                Kind::FeedbackComment { text } => Some(match &self.sentiment {
+                    Some(s) => {
+                        let words = sentiment::words(text);
+                        let joined = words.join(" ");
+                        What::Comment {
+                            themes: (0..s.themes.len() as u16)
+                                .filter(|&i| {
+                                    sentiment::mentions(&words, &joined, &s.themes[i as usize].1)
+                                })
+                                .collect(),
+                            negative: s.lexicon.score(&words) < 0,
+                        }
+                    }
+                    None => What::Seen,
+                }),
+                _ => new_day.then_some(What::Seen),
+            };
+            if let Some(w) = what {
+                out.push(c(GroupRef::Team(team.into()), w));
+            }
+        }
+        if let (Some(cohort), Some(_)) = (ev.cohort_id.as_deref(), &self.stall) {
+            let what = match &ev.kind {
+                Kind::TaskStarted { task_id } => Some(What::TaskStarted(task_id.as_ref().into())),
+                Kind::TaskCompleted { task_id } => {
+                    Some(What::TaskCompleted(task_id.as_ref().into()))
+                }
+                _ => new_day.then_some(What::Seen),
+            };
+            if let Some(w) = what {
+                out.push(c(GroupRef::Cohort(cohort.into()), w));
+            }
+        }
+    }
+}
+
 /// A group rule's verdict, cooldown already applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupFire {
@@ -356,55 +480,40 @@ impl Groups {
         (n, c)
     }
 
-    /// Feeds one event of an employee who allows processing. `new_day` says whether this is the
-    /// employee's first event of its UTC day (membership is refreshed once a day).
-    /// `team_key` is `p.team_key(ev)`, computed by the caller once per event (`None` also when
-    /// the team's restored state holds the event already); `cohort` is false when the cohort's
-    /// does.
-    pub fn on_event(
-        &mut self,
-        p: &Params,
-        emp: u64,
-        team_key: Option<u128>,
-        cohort: bool,
-        ev: &Event<'_>,
-        new_day: bool,
-    ) {
-        let t = ev.occurred_at;
+    /// Applies one contribution (the group stage orders them; see `engine`).
+    pub fn apply(&mut self, p: &Params, c: &Contribution) {
+        let (t, emp) = (c.at, c.emp);
         let day = day_of(t);
+        let group = match &c.group {
+            GroupRef::All => {
+                if c.what == What::Erased {
+                    self.erase(emp);
+                }
+                return;
+            }
+            g => g,
+        };
         if self.evaluated_through.is_none() {
             self.evaluated_through = Some(day - 1);
         }
-        if let (Some(team), Some(key)) = (ev.team_id.as_deref(), team_key) {
-            let relevant = matches!(
-                ev.kind,
-                Kind::ModuleStarted { .. }
-                    | Kind::ModuleCompleted { .. }
-                    | Kind::CheckinCompleted { .. }
-                    | Kind::FeedbackComment { .. }
-            );
-            if relevant || new_day {
-                let sentiment = p.sentiment.as_ref();
-                let tm = self.team(p, key, team, day);
+        match group {
+            GroupRef::Team(team) => {
+                if !p.any_team_rule() {
+                    return;
+                }
+                let tm = self.team(p, group_key(team), team, day);
                 tm.first_day = tm.first_day.min(day as i32);
                 tm.members.saw(emp, day);
-                match &ev.kind {
-                    Kind::ModuleStarted { .. } => tm.started.add(day, 1),
-                    Kind::ModuleCompleted { .. } => tm.completed.add(day, 1),
-                    Kind::CheckinCompleted { .. } => tm.checkins.add(day, 1),
-                    Kind::FeedbackComment { text } => {
-                        if let Some(s) = sentiment {
-                            let words = sentiment::words(text);
-                            let joined = words.join(" ");
-                            let negative = s.lexicon.score(&words) < 0;
-                            for (i, (_, keywords)) in s.themes.iter().enumerate() {
-                                if sentiment::mentions(&words, &joined, keywords) {
-                                    if let Some((neg, all)) = tm.themes.get_mut(i) {
-                                        all.add(day, 1);
-                                        if negative {
-                                            neg.add(day, 1);
-                                        }
-                                    }
+                match &c.what {
+                    What::ModuleStarted => tm.started.add(day, 1),
+                    What::ModuleCompleted => tm.completed.add(day, 1),
+                    What::CheckinCompleted => tm.checkins.add(day, 1),
+                    What::Comment { themes, negative } => {
+                        for &i in themes {
+                            if let Some((neg, all)) = tm.themes.get_mut(i as usize) {
+                                all.add(day, 1);
+                                if *negative {
+                                    neg.add(day, 1);
                                 }
                             }
                         }
@@ -412,21 +521,16 @@ impl Groups {
                     _ => {}
                 }
             }
-        }
-        if let (Some(cohort), Some(stall), true) =
-            (ev.cohort_id.as_deref(), p.stall.as_ref(), cohort)
-        {
-            let relevant = matches!(
-                ev.kind,
-                Kind::TaskStarted { .. } | Kind::TaskCompleted { .. }
-            );
-            if relevant || new_day {
+            GroupRef::Cohort(cohort) => {
+                let Some(stall) = p.stall.as_ref() else {
+                    return;
+                };
                 let open_for = stall.open_for;
-                let (n, c) = self.cohort(cohort);
-                c.members.saw(emp, day);
-                match &ev.kind {
-                    Kind::TaskStarted { task_id } => {
-                        let starts = c.tasks.entry(task_id.to_string()).or_default();
+                let (n, co) = self.cohort(cohort);
+                co.members.saw(emp, day);
+                match &c.what {
+                    What::TaskStarted(task_id) => {
+                        let starts = co.tasks.entry(task_id.to_string()).or_default();
                         if !starts.iter().any(|s| s.emp == emp) {
                             starts.push(Start {
                                 emp,
@@ -437,8 +541,8 @@ impl Groups {
                                 .insert((t + open_for, n, task_id.to_string()));
                         }
                     }
-                    Kind::TaskCompleted { task_id } => {
-                        if let Some(s) = c
+                    What::TaskCompleted(task_id) => {
+                        if let Some(s) = co
                             .tasks
                             .get_mut(task_id.as_ref())
                             .and_then(|v| v.iter_mut().find(|s| s.emp == emp))
@@ -449,6 +553,7 @@ impl Groups {
                     _ => {}
                 }
             }
+            GroupRef::All => {}
         }
     }
 

@@ -190,15 +190,24 @@ impl Changelog {
         if let Some(reader) = reader {
             // Only restores that read take a turn at the gate.
             let _turn = self.gate.enter(cancel)?;
-            let read = Reading::start(&reader, &self.topic, partition);
-            let queue = match read {
-                Ok(q) => q,
-                Err(e) => {
-                    tracing::error!(
-                        topic = %self.topic, partition, error = %e,
-                        "cannot read the changelog partition; it starts empty"
-                    );
+            // Retried until it works or the partition goes: an assignment fails while an
+            // earlier restore of the same partition (revoked, then given back) has not let
+            // go of it yet.
+            let mut backoff = Duration::from_millis(50);
+            let queue = loop {
+                if cancel.load(Ordering::Acquire) {
                     return None;
+                }
+                match Reading::start(&reader, &self.topic, partition) {
+                    Ok(q) => break q,
+                    Err(e) => {
+                        tracing::warn!(
+                            topic = %self.topic, partition, error = %e,
+                            "cannot start reading the changelog partition yet; retrying"
+                        );
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
                 }
             };
             let mut last_log = Instant::now();

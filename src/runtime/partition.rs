@@ -356,9 +356,14 @@ impl PartitionTask {
         // full take (or, merging, any progress), and at every tick (a safety net: a wake-up is
         // only sent when a queue goes from empty to non-empty).
         let mut more = any_source;
-        // Merging, held back by an empty input: when to look again.
-        let mut held: Option<tokio::time::Instant> = None;
         let hold = |p: Pulled| p.held.then(|| tokio::time::Instant::now() + HOLD_RETRY);
+        // Merging, held back by an empty input: when to look again (messages held during the
+        // restore may be held back already).
+        let mut held: Option<tokio::time::Instant> = if self.merging() {
+            hold(self.merge())
+        } else {
+            None
+        };
         loop {
             if more {
                 // A full take is a few hundred microseconds of work: let the worker's other
@@ -373,11 +378,22 @@ impl PartitionTask {
                 Some((through, written)) = self.sending.next(), if !self.sending.is_empty() => {
                     self.checkpoint_acked(&through, written)
                 }
+                // The clocks before input: a backlog always has input ready, and must not
+                // starve the checkpoints (nor the commits that follow them).
+                _ = checkpoint.tick(), if self.shared.changelog.is_some() => self.checkpoint(),
+                _ = tick.tick() => {
+                    self.on_tick();
+                    more = any_source;
+                }
                 cmd = rx.recv(), if room => match cmd {
                     Some(Cmd::Batch(i, batch)) => held = hold(self.polled(i, batch)),
                     Some(Cmd::Drain { deadline, reply }) => {
-                        // Stop reading the queues (and release them) before answering: the
+                        // Stop reading the queues (and release them, and the messages taken
+                        // from them: they are not committed) before answering: the
                         // partition's next assignment may split them off again at once.
+                        for input in &mut self.inputs {
+                            input.buffered.clear();
+                        }
                         sources.clear();
                         self.drain(deadline).await;
                         let _ = reply.send(self.commit_positions());
@@ -395,11 +411,6 @@ impl PartitionTask {
                     more = p.full || (p.progressed && any_source);
                     held = hold(p);
                 },
-                _ = tick.tick() => {
-                    self.on_tick();
-                    more = any_source;
-                }
-                _ = checkpoint.tick(), if self.shared.changelog.is_some() => self.checkpoint(),
             }
         }
         metrics::partition_revoked(&self.labels);

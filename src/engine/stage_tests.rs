@@ -1,0 +1,230 @@
+//! The group stage's promise, without a broker: employee partitions publishing contributions
+//! and watermarks to group partitions, delivered in any interleaving (each channel in order,
+//! as a Kafka partition keeps one producer's records), give the group triggers one engine
+//! gives — whatever the number of partitions.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::stage::{partition_of, From};
+use super::*;
+use crate::config::Settings;
+use crate::rules::group::Contribution;
+use crate::sim::{simulate, SimOptions};
+
+enum Msg {
+    Contribution(Contribution, From),
+    Watermark(u32, Ts),
+}
+
+fn events(employees: u32, days: u32, seed: u64) -> Vec<Event<'static>> {
+    let mut evs: Vec<Event<'static>> = simulate(&SimOptions {
+        employees,
+        days,
+        seed,
+        pattern_share: 1.0,
+        ..Default::default()
+    })
+    .records
+    .into_iter()
+    .filter_map(|r| match r {
+        crate::sim::Record::Event(e) => Some(e),
+        crate::sim::Record::Malformed(_) => None,
+    })
+    .collect();
+    evs.sort_by_key(|e| e.occurred_at);
+    evs
+}
+
+fn by_id(outputs: &[Output]) -> BTreeMap<String, Trigger> {
+    let mut m = BTreeMap::new();
+    for o in outputs {
+        if let Output::Trigger(t) = o {
+            if let Some(prev) = m.insert(t.trigger_id.clone(), t.clone()) {
+                assert_eq!(prev, *t, "one id, two contents");
+            }
+        }
+    }
+    m
+}
+
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+/// Runs `evs` over `n` employee partitions (by a hash of the employee id), whose group stages
+/// own the groups hashing to them; messages wait in per-channel queues and are delivered at
+/// random moments. Returns every output.
+fn partitioned(s: &Settings, evs: &[Event<'_>], n: u32, seed: u64) -> Vec<Output> {
+    let mut engines: Vec<Engine> = (0..n)
+        .map(|p| {
+            let mut e = Engine::from_settings(s, None);
+            e.publish_contributions(p, n as usize);
+            e
+        })
+        .collect();
+    let mut channels: Vec<VecDeque<Msg>> = (0..n * n).map(|_| VecDeque::new()).collect();
+    let mut rng = Lcg(seed);
+    let mut out = Vec::new();
+    let deliver = |engines: &mut Vec<Engine>,
+                   channels: &mut Vec<VecDeque<Msg>>,
+                   ch: usize,
+                   out: &mut Vec<Output>| {
+        let q = ch as u32 % n;
+        if let Some(m) = channels[ch].pop_front() {
+            let e = &mut engines[q as usize];
+            match m {
+                Msg::Contribution(c, from) => e.receive(c, Some(from), None, out),
+                Msg::Watermark(p, w) => e.source_watermark(p, w, out),
+            }
+        }
+    };
+    let publish = |engines: &mut Vec<Engine>, channels: &mut Vec<VecDeque<Msg>>, p: u32| {
+        let taken: Vec<(Contribution, From)> = engines[p as usize].take_contributions().collect();
+        for (c, from) in taken {
+            match c.group_key() {
+                Some(k) => {
+                    let q = partition_of(k, n);
+                    channels[(p * n + q) as usize].push_back(Msg::Contribution(c, from));
+                }
+                None => {
+                    for q in 0..n {
+                        channels[(p * n + q) as usize]
+                            .push_back(Msg::Contribution(c.clone(), from));
+                    }
+                }
+            }
+        }
+        let w = engines[p as usize].watermark().unwrap_or(Ts::MIN);
+        for q in 0..n {
+            channels[(p * n + q) as usize].push_back(Msg::Watermark(p, w));
+        }
+    };
+    for (i, ev) in evs.iter().enumerate() {
+        let p = (crate::rules::fingerprint(&ev.employee_id) % n as u64) as u32;
+        let k = engines[p as usize].keys(ev);
+        engines[p as usize].apply_at(ev, k, (0, i as i64), &mut out);
+        publish(&mut engines, &mut channels, p);
+        // Channels run at different speeds (some far behind the others), as partitions of
+        // instances with different loads do.
+        for ch in 0..(n * n) as usize {
+            if rng.next(1 + (ch as u64 * 7919 + seed) % 400) == 0 {
+                while channels[ch].len() > 1 && rng.next(8) != 0 {
+                    deliver(&mut engines, &mut channels, ch, &mut out);
+                }
+            }
+        }
+    }
+    let end = evs.last().map_or(0, |e| e.occurred_at);
+    for p in 0..n {
+        engines[p as usize].advance(end, &mut out);
+        publish(&mut engines, &mut channels, p);
+    }
+    for ch in 0..(n * n) as usize {
+        while !channels[ch].is_empty() {
+            deliver(&mut engines, &mut channels, ch, &mut out);
+        }
+    }
+    out
+}
+
+fn one_engine(s: &Settings, evs: &[Event<'_>]) -> Vec<Output> {
+    let mut e = Engine::from_settings(s, None);
+    let mut out = Vec::new();
+    for ev in evs {
+        e.apply(ev, &mut out);
+    }
+    let end = evs.last().map_or(0, |e| e.occurred_at);
+    e.advance(end, &mut out);
+    out
+}
+
+#[test]
+fn group_triggers_do_not_depend_on_the_partitioning_or_the_delivery_order() {
+    let mut s = Settings::default();
+    s.audit.enabled = true;
+    let evs = events(300, 100, 12);
+    let want = by_id(&one_engine(&s, &evs));
+    let groups = want
+        .values()
+        .filter(|t| t.scope != crate::trigger::Scope::Employee)
+        .count();
+    assert!(groups >= 2, "the stream has group triggers ({groups})");
+    eprintln!("{} triggers, {groups} of groups", want.len());
+    for (n, seed) in [(1, 1), (3, 2), (6, 3), (6, 4)] {
+        let got = by_id(&partitioned(&s, &evs, n, seed));
+        let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+        let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{n} partitions: missing {missing:?}, extra {extra:?}"
+        );
+        assert_eq!(got, want, "{n} partitions");
+    }
+}
+
+/// A contribution after the stage's time waits in the buffer until every source's watermark
+/// has passed it: a member first seen tomorrow in one partition is not a member today, when
+/// another partition has not finished today yet.
+#[test]
+fn a_contribution_waits_until_every_source_has_passed_it() {
+    use crate::rules::group::{GroupRef, What};
+    let s = Settings::default();
+    let mut e = Engine::from_settings(&s, None);
+    e.publish_contributions(0, 2);
+    let day = crate::time::DAY;
+    let d = 20_000 * day;
+    let mut out = Vec::new();
+    let c = |emp: u64, at: Ts| Contribution {
+        group: GroupRef::Team("t1".into()),
+        emp,
+        at,
+        eid: emp,
+        what: What::Seen,
+    };
+    e.receive(c(1, d + 3_600_000), Some((0, 0, 1, 0)), None, &mut out);
+    assert_eq!(e.buffered_contributions(), 1, "no time yet: it waits");
+    e.source_watermark(0, d + 2 * day, &mut out);
+    e.source_watermark(1, d + 12 * 3_600_000, &mut out);
+    assert_eq!(
+        e.group_watermark(),
+        Some(d + 12 * 3_600_000),
+        "the least of the two"
+    );
+    assert_eq!(
+        e.groups.fingerprints(),
+        vec![1],
+        "the one before the stage's time went"
+    );
+    e.receive(
+        c(2, d + day + 3_600_000),
+        Some((1, 0, 7, 0)),
+        None,
+        &mut out,
+    );
+    assert_eq!(e.buffered_contributions(), 1);
+    assert_eq!(e.groups.fingerprints(), vec![1], "tomorrow's member waits");
+    e.receive(
+        c(2, d + day + 3_600_000),
+        Some((1, 0, 7, 0)),
+        None,
+        &mut out,
+    );
+    assert_eq!(
+        e.buffered_contributions(),
+        1,
+        "the same one again is not taken twice"
+    );
+    e.source_watermark(1, d + 2 * day, &mut out);
+    assert_eq!(e.buffered_contributions(), 0);
+    assert_eq!(e.groups.fingerprints(), vec![1, 2]);
+    // Behind the stage's time (later than the lateness allowed): applied at once.
+    e.receive(c(3, d), Some((1, 0, 8, 0)), None, &mut out);
+    assert_eq!(e.groups.fingerprints(), vec![1, 2, 3]);
+}

@@ -95,6 +95,23 @@ fn send(p: &BaseProducer, key: &str, value: &str) {
     }
 }
 
+/// The least value of a gauge over its series (`None` while it has none).
+fn least(http: &str, name: &str) -> Option<f64> {
+    let mut s = TcpStream::connect(http).ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .filter(|v| *v > 0.0)
+        .min_by(f64::total_cmp)
+}
+
 fn metric(http: &str, name: &str) -> f64 {
     let Ok(mut s) = TcpStream::connect(http) else {
         return 0.0;
@@ -202,6 +219,7 @@ fn run_momentd(
     n: usize,
     round: usize,
     changelog: bool,
+    repartition: bool,
 ) -> (Proc, String, f64, f64, f64) {
     let http = format!("127.0.0.1:{}", {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -214,6 +232,7 @@ fn run_momentd(
         .env("MOMENTD__KAFKA__GROUP_ID", format!("bench-run-{round}"))
         .env("MOMENTD__HTTP__LISTEN", &http)
         .env("MOMENTD__STATE__CHANGELOG", changelog.to_string())
+        .env("MOMENTD__STATE__REPARTITION", repartition.to_string())
         // A round lasts about half a second: COMMIT_INTERVAL=100ms puts several checkpoints in
         // it (ten times the default's rate, a harsher test of their cost).
         .env(
@@ -291,6 +310,8 @@ fn main() {
     // The state changelog is on unless CHANGELOG=0; each round's group gets its own topic
     // (the mock cluster cannot create topics for the daemon).
     let changelog = env_num("CHANGELOG", 1) != 0;
+    // So is the repartition stage, unless REPARTITION=0.
+    let repartition = env_num("REPARTITION", 1) != 0;
     let mut create_topic = |name: &str| {
         writeln!(commands, "create {name} {}", partitions()).unwrap();
         commands.flush().unwrap();
@@ -340,8 +361,11 @@ fn main() {
         if changelog {
             create_topic(&format!("bench-run-{round}-state-changelog"));
         }
+        if repartition {
+            create_topic(&format!("bench-run-{round}-groups-repartition"));
+        }
         let (proc_, http, run_rate, run_cores, triggers) =
-            run_momentd(&bootstrap, n, round, changelog);
+            run_momentd(&bootstrap, n, round, changelog, repartition);
         let written = metric(&http, "momentd_changelog_records_written_total");
         eprintln!(
             "bench: round {round}: plain consumer counting {base_rate:.0} msg/s ({base_cores:.2} cores busy, {:.2} us CPU a message); momentd run {run_rate:.0} events/s ({run_cores:.2} cores busy, {:.2} us CPU an event; {triggers} triggers acknowledged so far; changelog {}: {written} records, {:.3} per event) = {:.2}",
@@ -413,6 +437,24 @@ fn main() {
             lat
         })
     };
+    // The group stages' time against the slowest employee partition's, sampled through the
+    // steady phase.
+    let sampler = {
+        let http = http.clone();
+        std::thread::spawn(move || {
+            let mut samples: Vec<(Instant, f64, f64)> = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(secs + 4);
+            while Instant::now() < deadline {
+                let e = least(&http, "momentd_watermark_timestamp_seconds");
+                let g = least(&http, "momentd_group_watermark_timestamp_seconds");
+                if let (Some(e), Some(g)) = (e, g) {
+                    samples.push((Instant::now(), e, g));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            samples
+        })
+    };
     std::thread::sleep(Duration::from_secs(2));
     let before = consumed(&http);
     let b0 = buckets(&http, "momentd_processing_latency_seconds");
@@ -458,6 +500,30 @@ fn main() {
         "bench: steady load: {achieved:.0} events/s offered for {secs} s ({processed} consumed), {probes} probes, {} triggers read",
         lat.len()
     );
+    // For each sample, how long (wall clock) until the group stages' time reached the slowest
+    // employee partition's watermark of that moment.
+    let samples = sampler.join().unwrap();
+    let mut trail: Vec<f64> = samples
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &(t, e, _))| {
+            samples[i..]
+                .iter()
+                .find(|s| s.2 >= e)
+                .map(|s| s.0.duration_since(t).as_secs_f64())
+        })
+        .collect();
+    trail.sort_by(f64::total_cmp);
+    if trail.is_empty() {
+        eprintln!("bench: group watermark: no samples (REPARTITION=0?)");
+    } else {
+        eprintln!(
+            "bench: group stages' time behind the slowest employee partition's watermark: p50 {:.2} s, p99 {:.2} s ({} samples)",
+            quantile(&trail, 0.5),
+            quantile(&trail, 0.99),
+            trail.len()
+        );
+    }
     eprintln!(
         "bench: event -> trigger latency (produce probe -> read trigger): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         quantile(&lat, 0.5),

@@ -431,6 +431,13 @@ pub struct State {
     /// dropped and the changelog gets a tombstone. Exit and consent flags are kept (only the
     /// history goes). `0s`: never.
     pub idle_ttl: Dur,
+    /// Team and cohort rules across partitions and instances: employee tasks publish their
+    /// contributions to the repartition topic, partition by group, and their watermarks to
+    /// every partition; group task p reads partition p. Off, each partition's engine judges
+    /// the groups of its own employees (as `replay` of that partition alone would).
+    pub repartition: bool,
+    /// The repartition topic; empty: `{kafka.group_id}-groups-repartition`.
+    pub repartition_topic: String,
 }
 
 impl Default for State {
@@ -439,6 +446,8 @@ impl Default for State {
             changelog: true,
             changelog_topic: String::new(),
             idle_ttl: Dur(std::time::Duration::from_secs(180 * 86_400)),
+            repartition: true,
+            repartition_topic: String::new(),
         }
     }
 }
@@ -451,6 +460,24 @@ impl Settings {
         } else {
             self.state.changelog_topic.clone()
         }
+    }
+
+    /// `state.repartition_topic`, or its default from the group id.
+    pub fn repartition_topic(&self) -> String {
+        if self.state.repartition_topic.trim().is_empty() {
+            format!("{}-groups-repartition", self.kafka.group_id)
+        } else {
+            self.state.repartition_topic.clone()
+        }
+    }
+
+    /// Every topic a task reads partition p of: the input topics, then the repartition topic.
+    pub fn task_topics(&self) -> Vec<String> {
+        let mut t = self.kafka.input_topics.clone();
+        if self.state.repartition {
+            t.push(self.repartition_topic());
+        }
+        t
     }
 }
 
@@ -623,14 +650,15 @@ impl Settings {
                 ),
             ));
         }
-        if k.input_topics.len() > 1 {
-            // Partition p of every input topic feeds one task (CONTRACT §9): only the range
-            // assignor keeps them on one member (with equal partition counts).
+        if k.input_topics.len() > 1 || self.state.repartition {
+            // Partition p of every input topic (and of the repartition topic) feeds one task
+            // (CONTRACT §9): only the range assignor keeps them on one member (with equal
+            // partition counts).
             if let Some(strategy) = k.client.get("partition.assignment.strategy") {
                 if strategy.split(',').next().map(str::trim) != Some("range") {
                     return Err(invalid(
                         "kafka.client.partition.assignment.strategy",
-                        format!("is {strategy:?}, but with several kafka.input_topics partition p of each must be assigned to one member, which only \"range\" does: use \"range\""),
+                        format!("is {strategy:?}, but partition p of every input topic and of the repartition topic must be assigned to one member, which only \"range\" does: use \"range\" (or one input topic and state.repartition = false)"),
                     ));
                 }
             }

@@ -15,6 +15,9 @@ pub const AUDIT_RECORDS: &str = "momentd_audit_records_total";
 pub const LATENCY: &str = "momentd_processing_latency_seconds";
 pub const EVENT_TIME_LAG: &str = "momentd_event_time_lag_seconds";
 pub const WATERMARK: &str = "momentd_watermark_timestamp_seconds";
+pub const GROUP_WATERMARK: &str = "momentd_group_watermark_timestamp_seconds";
+pub const GROUP_BUFFERED: &str = "momentd_group_contributions_waiting";
+pub const REPARTITION_UNREADABLE: &str = "momentd_repartition_records_unreadable_total";
 pub const CONSUMER_LAG: &str = "momentd_consumer_lag_messages";
 pub const COMMITS: &str = "momentd_commits_total";
 pub const REBALANCES: &str = "momentd_rebalances_total";
@@ -127,6 +130,19 @@ fn describe() {
         "The partition's watermark (event time, Unix seconds)"
     );
     describe_gauge!(
+        GROUP_WATERMARK,
+        metrics::Unit::Seconds,
+        "The group stage's time of the partition's task: the least watermark of every employee partition (event time, Unix seconds)"
+    );
+    describe_gauge!(
+        GROUP_BUFFERED,
+        "Contributions waiting for the group stage's time to pass them"
+    );
+    describe_counter!(
+        REPARTITION_UNREADABLE,
+        "Records of the repartition topic that could not be read (logged with their offset, skipped)"
+    );
+    describe_gauge!(
         CONSUMER_LAG,
         "Messages between the partition's high watermark and the consumer's position (librdkafka statistics)"
     );
@@ -138,7 +154,10 @@ fn describe() {
         REBALANCES,
         "Consumer group rebalances, by kind (assign, revoke, error)"
     );
-    describe_gauge!(ASSIGNED, "Input partitions assigned to this instance");
+    describe_gauge!(
+        ASSIGNED,
+        "Topic-partitions assigned to this instance (input topics and the repartition topic)"
+    );
     describe_gauge!(
         READY,
         "1 once partitions are assigned and their state is ready (what /readyz answers)"
@@ -371,6 +390,36 @@ pub fn partition_gauges(
     }
     gauge!(TRACKED, &labels).set(tracked as f64);
     gauge!(IN_FLIGHT, &labels).set(in_flight as f64);
+}
+
+pub fn group_gauges(l: &PartitionLabels, watermark_ms: Option<i64>, waiting: usize) {
+    let labels = [
+        ("topic", l.topic.clone()),
+        ("partition", l.partition.clone()),
+    ];
+    if let Some(w) = watermark_ms {
+        gauge!(GROUP_WATERMARK, &labels).set(w as f64 / 1000.0);
+    }
+    gauge!(GROUP_BUFFERED, &labels).set(waiting as f64);
+}
+
+/// The partition's watermark and its group stage's time, after each batch (the bench reads
+/// how far the one trails the other).
+pub fn watermarks(l: &PartitionLabels, watermark_ms: Option<i64>, group_ms: Option<i64>) {
+    let labels = [
+        ("topic", l.topic.clone()),
+        ("partition", l.partition.clone()),
+    ];
+    if let Some(w) = watermark_ms {
+        gauge!(WATERMARK, &labels).set(w as f64 / 1000.0);
+    }
+    if let Some(w) = group_ms {
+        gauge!(GROUP_WATERMARK, &labels).set(w as f64 / 1000.0);
+    }
+}
+
+pub fn repartition_unreadable() {
+    counter!(REPARTITION_UNREADABLE).increment(1);
 }
 
 pub fn state_bytes(l: &PartitionLabels, bytes: usize) {

@@ -25,33 +25,6 @@ fn session_gap(kind: Kind) {
     }
 }
 
-fn by_id(triggers: &[serde_json::Value]) -> BTreeMap<String, serde_json::Value> {
-    let mut m = BTreeMap::new();
-    for t in triggers {
-        let id = t["trigger_id"].as_str().expect("trigger_id").to_string();
-        if let Some(prev) = m.insert(id.clone(), t.clone()) {
-            assert_eq!(prev, *t, "trigger {id} redelivered with different content");
-        }
-    }
-    m
-}
-
-/// `momentd simulate`'s JSON lines for a workforce in which every ordinary team has a pattern.
-fn simulated(employees: u32, days: u32, seed: u64) -> Vec<String> {
-    let sim = momentd::sim::simulate(&momentd::sim::SimOptions {
-        employees,
-        days,
-        seed,
-        pattern_share: 1.0,
-        ..Default::default()
-    });
-    String::from_utf8(momentd::sim::to_json_lines(&sim.records))
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 /// A simulated workforce (one partition: its team and cohort rules see everyone, as replay
 /// does) with one employee erased a third of the way in, whose late events come at the end.
 fn stream() -> (Vec<String>, String) {
@@ -226,7 +199,8 @@ fn kill_9_twice_mid_stream_gives_replays_triggers_on_tansu() {
 }
 
 /// With `privacy.pseudonymize = true`, no raw employee id reaches any topic momentd owns:
-/// triggers, audit records and the changelog are scanned record by record.
+/// triggers, audit records, the changelog and the repartition topic are scanned record by
+/// record.
 #[test]
 fn pseudonymized_outputs_and_changelog_hold_no_employee_id() {
     let _g = serial();
@@ -256,7 +230,12 @@ fn pseudonymized_outputs_and_changelog_hold_no_employee_id() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let mut scanned = BTreeMap::new();
-    for topic in [OUTPUT, audit, &format!("{group}-state-changelog")] {
+    for topic in [
+        OUTPUT,
+        audit,
+        &format!("{group}-state-changelog"),
+        &format!("{group}-groups-repartition"),
+    ] {
         let recs = read(&b.bootstrap, topic, usize::MAX, Duration::from_secs(3));
         assert!(!recs.is_empty(), "{topic} has records");
         for r in &recs {
@@ -284,9 +263,9 @@ fn pseudonymized_outputs_and_changelog_hold_no_employee_id() {
 /// collaboration on one, the rest on the other), over two partitions: partition p of both
 /// feeds one task, which merges them by event time, so an employee's state is one whatever
 /// topic an event came by — and the state, with a position per topic, survives a kill -9
-/// between the two halves of the stream. The employees' triggers are those of one
-/// uninterrupted `replay` of the same events as one stream (the team and cohort rules judge
-/// each partition's members until the repartition stage, so group triggers are left out).
+/// between the two halves of the stream. The triggers — the teams' and cohorts' too, judged
+/// across both partitions through the repartition topic — are those of one uninterrupted
+/// `replay` of the same events as one stream.
 #[test]
 fn two_input_topics_split_by_type_give_one_topics_triggers_through_a_crash() {
     let _g = serial();
@@ -306,19 +285,15 @@ fn two_input_topics_split_by_type_give_one_topics_triggers_through_a_crash() {
         .filter(|l| time(l).is_some())
         .collect();
     lines.sort_by_key(time);
-    let employee_triggers = |ts: &[serde_json::Value]| {
-        by_id(
-            &ts.iter()
-                .filter(|t| t["scope"] == "employee")
-                .cloned()
-                .collect::<Vec<_>>(),
-        )
-    };
-    let want = employee_triggers(&replay(&lines));
+    let want = by_id(&replay(&lines));
     assert!(
         want.values().any(|t| t["rule"] == "collaboration_decline")
             && want.values().any(|t| t["rule"] == "learning_abandonment"),
         "triggers from both topics' events"
+    );
+    assert!(
+        want.values().any(|t| t["scope"] != "employee"),
+        "and group triggers"
     );
     let second = "hr.interactions.learning";
     let on_second = |l: &String| {
@@ -391,7 +366,7 @@ fn two_input_topics_split_by_type_give_one_topics_triggers_through_a_crash() {
             .iter()
             .map(Rec::json)
             .collect();
-    let got = employee_triggers(&got_all);
+    let got = by_id(&got_all);
     let names = |m: &BTreeMap<String, serde_json::Value>,
                  other: &BTreeMap<String, serde_json::Value>| {
         m.iter()
@@ -406,7 +381,7 @@ fn two_input_topics_split_by_type_give_one_topics_triggers_through_a_crash() {
         names(&got, &want)
     );
     eprintln!(
-        "{} employee triggers from {} + {} events on two topics, as one topic's replay",
+        "{} triggers from {} + {} events on two topics, as one topic's replay",
         want.len(),
         first.0 + rest.0,
         first.1 + rest.1

@@ -493,8 +493,9 @@ fn two_instances_split_and_hand_over(kind: Kind) {
     a.wait_ready(Duration::from_secs(60));
     let c = Daemon::start(&b, "g-two", &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !(a.metric("momentd_assigned_partitions", &[]) == 2.0
-        && c.metric("momentd_assigned_partitions", &[]) == 2.0)
+    // Topic-partitions: two of the input and the same two of the repartition topic each.
+    while !(a.metric("momentd_assigned_partitions", &[]) == 4.0
+        && c.metric("momentd_assigned_partitions", &[]) == 4.0)
     {
         assert!(
             Instant::now() < deadline,
@@ -523,7 +524,7 @@ fn two_instances_split_and_hand_over(kind: Kind) {
     c.wait_metric(
         "momentd_assigned_partitions",
         &[],
-        4.0,
+        8.0,
         Duration::from_secs(60),
     );
     producer.join().unwrap();

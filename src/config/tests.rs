@@ -166,9 +166,9 @@ fn rule_version_changes_with_the_rule_numbers_only() {
     );
 }
 
-/// Several input topics feed one task per partition number, so an assignor that may split
-/// partition p of them over members is refused; with one input topic any strategy is the
-/// user's.
+/// Several input topics (or one and the repartition topic) feed one task per partition
+/// number, so an assignor that may split partition p of them over members is refused; with
+/// one input topic and no repartition topic any strategy is the user's.
 #[test]
 fn several_inputs_need_the_range_assignor() {
     let two = "[kafka]\ninput_topics = [\"a\", \"b\"]\n";
@@ -184,8 +184,13 @@ fn several_inputs_need_the_range_assignor() {
         "{two}[kafka.client]\n\"partition.assignment.strategy\" = \"range,roundrobin\"\n"
     ))
     .is_ok());
+    // One input topic and no repartition topic: one topic per task, any strategy.
     assert!(from_toml_str(
-        "[kafka.client]\n\"partition.assignment.strategy\" = \"cooperative-sticky\"\n"
+        "[state]\nrepartition = false\n[kafka.client]\n\"partition.assignment.strategy\" = \"cooperative-sticky\"\n"
     )
     .is_ok());
+    assert!(
+        err("[kafka.client]\n\"partition.assignment.strategy\" = \"cooperative-sticky\"\n")
+            .contains("repartition")
+    );
 }

@@ -1039,3 +1039,20 @@ pub fn record_kind(value: Option<&[u8]>) -> Result<&'static str, RecordError> {
         Parsed::Buffered(_) => "buffered",
     })
 }
+
+impl Engine {
+    /// Whether the restored state holds the input at `pos` already (read before the restored
+    /// checkpoint): for inputs that are not events — the repartition topic's records — which
+    /// the task then skips. (Events go through [`Engine::apply_at`].)
+    pub fn restored_holds(&mut self, pos: (usize, i64)) -> bool {
+        let Some(a) = &mut self.ahead else {
+            return false;
+        };
+        let holds = before(pos.1, &a.clock, pos.0);
+        if a.passed(pos) {
+            self.ahead = None;
+            self.groups.end_restore();
+        }
+        holds
+    }
+}

@@ -33,6 +33,9 @@ use crate::time::Ts;
 /// the source publishes again after a crash.
 pub type From = (u32, u16, i64, u8);
 
+/// A source's watermark when it has had no event and is idle (see [`Engine::source_empty`]).
+pub const EMPTY: Ts = Ts::MAX;
+
 /// The application order of a contribution (see [`Contribution::order`]).
 pub type OrderKey = (Ts, u64, u64, u8);
 
@@ -88,6 +91,21 @@ impl Engine {
     /// Contributions waiting for the stage's time.
     pub fn buffered_contributions(&self) -> usize {
         self.stage.buffer.len()
+    }
+
+    /// The fingerprint an employee is known by in group state (for tools and tests).
+    pub fn member_fingerprint(&self, employee_id: &str) -> u64 {
+        super::employee_fp(self.ctx.employee_key(employee_id))
+    }
+
+    /// Every member fingerprint the group stage holds: in teams and cohorts, and in waiting
+    /// contributions (for tests of erasure).
+    pub fn group_members(&self) -> Vec<u64> {
+        let mut v = self.groups.fingerprints();
+        v.extend(self.stage.buffer.values().map(|c| c.emp));
+        v.sort_unstable();
+        v.dedup();
+        v
     }
 
     /// An event's contributions, made by the employee side.
@@ -152,11 +170,26 @@ impl Engine {
         let Some(slot) = self.stage.sources.get_mut(source as usize) else {
             return;
         };
-        if slot.is_some_and(|s| s >= w) {
+        if slot.is_some_and(|s| s >= w && s != EMPTY) {
             return;
         }
-        *slot = Some(w);
-        let Some(least) = self
+        *slot = Some(w.min(EMPTY - 1));
+        self.release_contributions(out);
+    }
+
+    /// Source `source` has had no event yet and has been idle for `time.idle_timeout`: the
+    /// stage does not wait for it (until it sends a watermark).
+    pub fn source_empty(&mut self, source: u32, out: &mut Vec<Output>) {
+        if let Some(slot @ None) = self.stage.sources.get_mut(source as usize) {
+            *slot = Some(EMPTY);
+            self.release_contributions(out);
+        }
+    }
+
+    /// Moves the stage's time to the least known source watermark, releasing what waits
+    /// before it.
+    fn release_contributions(&mut self, out: &mut Vec<Output>) {
+        let Some(known) = self
             .stage
             .sources
             .iter()
@@ -165,7 +198,9 @@ impl Engine {
         else {
             return;
         };
-        let least = least.into_iter().min().unwrap_or(Ts::MIN);
+        let Some(least) = known.into_iter().filter(|&w| w != EMPTY).min() else {
+            return;
+        };
         if self.stage.watermark.is_some_and(|cur| least <= cur) {
             return;
         }

@@ -17,6 +17,7 @@ pub mod offsets;
 pub mod output;
 pub mod partition;
 pub mod queue;
+pub mod repartition;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,7 +77,7 @@ fn consumer_config(s: &Settings) -> ClientConfig {
         // (fetches then wait for the broker's long poll).
         .set("queued.max.messages.kbytes", "4096")
         .set("queued.min.messages", "20000");
-    if s.kafka.input_topics.len() > 1 {
+    if s.task_topics().len() > 1 {
         // Partition p of every input topic goes to one member (configuration refuses another
         // strategy with several inputs). librdkafka's default, "range,roundrobin", picks
         // range too, but only while every member lists it first.
@@ -121,7 +122,28 @@ pub fn topics(s: &Settings) -> Vec<(String, bool)> {
     if s.state.changelog {
         t.push((s.changelog_topic(), true));
     }
+    if s.state.repartition {
+        t.push((s.repartition_topic(), false));
+    }
     t
+}
+
+/// The input topics' partition count (the first input topic's, which `ensure_topics` checked
+/// the others against).
+fn partition_count(s: &Settings) -> anyhow::Result<usize> {
+    let admin: AdminClient<DefaultClientContext> = client_config(s)
+        .create()
+        .context("creating the Kafka admin client")?;
+    let topic = &s.kafka.input_topics[0];
+    let md = admin
+        .inner()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .context("fetching the input topic's metadata")?;
+    let n = md.topics().first().map_or(0, |t| t.partitions().len());
+    if n == 0 {
+        bail!("the input topic {topic} has no partitions");
+    }
+    Ok(n)
 }
 
 /// Co-partitioning (CONTRACT §9): every input topic has the same partition count, and the
@@ -145,6 +167,16 @@ pub fn check_partitions(
         );
     }
     let n = inputs.first().map(|x| x.1);
+    if s.state.repartition {
+        let rt = s.repartition_topic();
+        if let (Some(n), Some(&c)) = (n, counts.get(&rt)) {
+            if c != n {
+                bail!(
+                    "the repartition topic {rt} has {c} partitions but the input topics have {n}: partition p of it is read by the task of input partition p. Give it {n} partitions (or, after adding input partitions, use a fresh one: state.repartition_topic)"
+                );
+            }
+        }
+    }
     if s.state.changelog {
         let cl = s.changelog_topic();
         if let (Some(n), Some(&c)) = (n, counts.get(&cl)) {
@@ -193,7 +225,9 @@ pub async fn ensure_topics(s: &Settings) -> anyhow::Result<()> {
         .map(|(t, compacted)| {
             // Input topics and the changelog are co-partitioned: a missing one gets the
             // partition count of the inputs that exist.
-            let co = s.kafka.input_topics.contains(t) || (*compacted && s.state.changelog);
+            let co = s.kafka.input_topics.contains(t)
+                || (*compacted && s.state.changelog)
+                || (s.state.repartition && *t == s.repartition_topic());
             let partitions = match input_partitions {
                 Some(n) if co => n as i32,
                 _ => s.kafka.topic_partitions as i32,
@@ -205,6 +239,10 @@ pub async fn ensure_topics(s: &Settings) -> anyhow::Result<()> {
             );
             if *compacted {
                 nt.set("cleanup.policy", "compact")
+            } else if s.state.repartition && *t == s.repartition_topic() {
+                // Read once by its group task, re-read only from the last commit: a week
+                // covers any outage worth surviving without a fresh start.
+                nt.set("retention.ms", "604800000")
             } else {
                 nt
             }
@@ -299,9 +337,10 @@ pub async fn run(
         None
     };
     let engine_settings = settings.clone();
+    let task_topics = settings.task_topics();
     let shared = partition::Shared {
         sink,
-        inputs: settings.kafka.input_topics.clone().into(),
+        inputs: task_topics.clone().into(),
         default_encoding: settings.input.default_encoding,
         max_event_bytes: settings.input.max_event_bytes,
         idle_timeout: settings.time.idle_timeout.0,
@@ -311,7 +350,7 @@ pub async fn run(
             .map(|producer| changelog::Changelog {
                 producer,
                 topic: settings.changelog_topic().into(),
-                inputs: settings.kafka.input_topics.clone().into(),
+                inputs: task_topics.clone().into(),
                 client: client_config(&settings),
                 interval: settings.kafka.commit_interval.0,
                 meta: Arc::default(),
@@ -319,6 +358,13 @@ pub async fn run(
                     8 * std::thread::available_parallelism().map_or(2, |n| n.get()),
                 )),
             }),
+        repartition: match settings.state.repartition {
+            true => Some(repartition::Repartition {
+                topic: settings.repartition_topic().into(),
+                partitions: partition_count(&settings)? as u32,
+            }),
+            false => None,
+        },
         health: health.clone(),
     };
     let router = consumer::Router::new(
@@ -340,12 +386,7 @@ pub async fn run(
             })
             .context("creating the Kafka consumer")?,
     );
-    let topics: Vec<&str> = settings
-        .kafka
-        .input_topics
-        .iter()
-        .map(String::as_str)
-        .collect();
+    let topics: Vec<&str> = task_topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
         .context("subscribing to the input topics")?;

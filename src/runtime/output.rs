@@ -28,6 +28,8 @@ pub enum Kind {
     DeadLetter,
     /// A state changelog record (counted by the checkpoint it belongs to).
     Changelog,
+    /// A contribution or a watermark on the repartition topic.
+    Repartition,
 }
 
 impl Kind {
@@ -37,6 +39,7 @@ impl Kind {
             Kind::Audit { .. } => "audit",
             Kind::DeadLetter => "dead_letters",
             Kind::Changelog => "changelog",
+            Kind::Repartition => "repartition",
         }
     }
 }
@@ -256,7 +259,7 @@ fn acknowledged(kind: &Kind) {
             escalation,
         } => metrics::trigger_acked(rule, severity, *escalation),
         Kind::Audit { rule, decision } => metrics::audit_acked(rule, decision),
-        Kind::DeadLetter | Kind::Changelog => {}
+        Kind::DeadLetter | Kind::Changelog | Kind::Repartition => {}
     }
 }
 

@@ -131,8 +131,29 @@ pub struct Shared {
     pub engine: Arc<dyn Fn() -> Engine + Send + Sync>,
     /// The state changelog, when `state.changelog` is on.
     pub changelog: Option<Changelog>,
+    /// The repartition topic, when `state.repartition` is on: then the last of `inputs`.
+    pub repartition: Option<super::repartition::Repartition>,
     pub health: super::Health,
 }
+
+impl Shared {
+    /// A fresh engine for partition `partition`: in publish mode with the repartition topic.
+    fn engine_for(&self, partition: i32) -> Engine {
+        let mut e = (self.engine)();
+        if let Some(r) = &self.repartition {
+            e.publish_contributions(partition as u32, r.partitions as usize);
+        }
+        e
+    }
+
+    /// The inputs that carry events (the repartition topic, last, does not).
+    fn event_inputs(&self) -> usize {
+        self.inputs.len() - usize::from(self.repartition.is_some())
+    }
+}
+
+/// How often at most a task publishes its watermark to the repartition topic while it moves.
+const WATERMARK_EVERY: Duration = Duration::from_millis(100);
 
 /// The partition's own librdkafka queue and what wakes the task when it has messages.
 pub type Source = (SplitQueue<Ctx>, Waker);
@@ -263,6 +284,15 @@ pub struct PartitionTask {
     sending: FuturesOrdered<BoxFuture<'static, (Vec<i64>, Written)>>,
     /// The engine's count of restored states found undecodable, as last reported.
     corrupt_states: u64,
+    /// How many inputs carry events (the first ones), and the repartition topic's index.
+    events: usize,
+    rep: Option<usize>,
+    /// The watermark last published to the repartition topic, and when.
+    published_watermark: Option<Ts>,
+    published_at: Instant,
+    /// Whether the task said it is empty and idle (it has had no event).
+    said_empty: bool,
+    started: Instant,
 }
 
 impl PartitionTask {
@@ -290,10 +320,18 @@ impl PartitionTask {
             .collect();
         // Task-wide gauges carry the first input topic's name.
         let first = shared.inputs.first().map_or("", String::as_str);
+        let events = shared.event_inputs();
+        let rep = shared.repartition.as_ref().map(|_| events);
         PartitionTask {
             partition,
             labels: PartitionLabels::new(first, partition),
-            engine: (shared.engine)(),
+            engine: shared.engine_for(partition),
+            events,
+            rep,
+            published_watermark: None,
+            published_at: Instant::now(),
+            said_empty: false,
+            started: Instant::now(),
             shared,
             inputs,
             consumer,
@@ -312,7 +350,7 @@ impl PartitionTask {
     }
 
     fn merging(&self) -> bool {
-        self.inputs.len() > 1
+        self.events > 1
     }
 
     /// Runs the partition until it is drained or its channel closes; `assigned` is when the
@@ -432,7 +470,8 @@ impl PartitionTask {
         // 200 between the assignment and the restore).
         let health = self.shared.health.clone();
         let cancel = Arc::new(AtomicBool::new(false));
-        let mut engine = std::mem::replace(&mut self.engine, (self.shared.engine)());
+        let mut engine =
+            std::mem::replace(&mut self.engine, self.shared.engine_for(self.partition));
         let partition = self.partition;
         let job = {
             let cancel = Arc::clone(&cancel);
@@ -638,6 +677,21 @@ impl PartitionTask {
     /// Takes what the inputs' own queues hold and processes it: with one input, a batch in
     /// offset order; merging, into the inputs' buffers and then merged.
     fn pull(&mut self, sources: &[Option<Source>], fetched: &mut Fetched) -> Pulled {
+        let mut rep_full = false;
+        if let Some(Some((queue, _))) = self.rep.and_then(|r| sources.get(r)) {
+            queue.take(fetched, TAKE);
+            rep_full = fetched.len() == TAKE;
+            self.process_repartition_fetched(fetched);
+            fetched.clear();
+        }
+        let p = self.pull_events(sources, fetched);
+        Pulled {
+            full: p.full || rep_full,
+            ..p
+        }
+    }
+
+    fn pull_events(&mut self, sources: &[Option<Source>], fetched: &mut Fetched) -> Pulled {
         if !self.merging() {
             let Some(Some((queue, _))) = sources.first() else {
                 return Pulled::default();
@@ -653,7 +707,8 @@ impl PartitionTask {
             return p;
         }
         let mut full = false;
-        for (input, source) in self.inputs.iter_mut().zip(sources) {
+        let events = self.events;
+        for (input, source) in self.inputs.iter_mut().zip(sources).take(events) {
             let Some((queue, _)) = source else { continue };
             if input.buffered() {
                 continue;
@@ -679,6 +734,14 @@ impl PartitionTask {
     fn polled(&mut self, i: usize, batch: InBatch) -> Pulled {
         if i >= self.inputs.len() {
             return Pulled::default();
+        }
+        if Some(i) == self.rep {
+            let received = batch.received.unwrap_or_else(Instant::now);
+            self.process_repartition(&batch.views(), received);
+            return Pulled {
+                progressed: true,
+                ..Pulled::default()
+            };
         }
         if !self.merging() {
             let received = batch.received.unwrap_or_else(Instant::now);
@@ -724,10 +787,11 @@ impl PartitionTask {
     /// Merges the inputs' buffered messages by event time (see the module's comment) and
     /// processes them, until every buffer is empty or an empty input holds the rest back.
     fn merge(&mut self) -> Pulled {
-        let n = self.inputs.len();
+        let n = self.events;
         let mut bufs: Vec<VecDeque<Buffered>> = self
             .inputs
             .iter_mut()
+            .take(n)
             .map(|i| std::mem::take(&mut i.buffered))
             .collect();
         let restored = self.restored_through();
@@ -903,7 +967,98 @@ impl PartitionTask {
         if any_event {
             self.last_input = Instant::now();
             self.watermark_at_last_input = self.engine.watermark();
+            self.publish_watermark(false);
+            if self.rep.is_some() {
+                metrics::watermarks(&self.labels, self.engine.watermark(), None);
+            }
         }
+    }
+
+    /// Publishes the engine's watermark to every partition of the repartition topic, when it
+    /// moved (at most every [`WATERMARK_EVERY`] unless `now`). Before any event, once the
+    /// task has been idle for `time.idle_timeout`, it says it is empty: group stages then do
+    /// not wait for it (CONTRACT §3's idle partition, for a partition that has nothing).
+    fn publish_watermark(&mut self, now: bool) {
+        let Some(rep) = self.shared.repartition.clone() else {
+            return;
+        };
+        let w = self.engine.watermark();
+        let records = match w {
+            Some(w) if Some(w) != self.published_watermark => {
+                if !now && self.published_at.elapsed() < WATERMARK_EVERY {
+                    return;
+                }
+                self.published_watermark = Some(w);
+                rep.watermark(self.partition as u32, Some(w))
+            }
+            None if !self.said_empty && self.started.elapsed() >= self.shared.idle_timeout => {
+                self.said_empty = true;
+                rep.watermark(self.partition as u32, None)
+            }
+            _ => return,
+        };
+        self.published_at = Instant::now();
+        // Held against the first input (they depend on none), after the contributions
+        // already pushed: the producer keeps one partition's records in order.
+        self.inputs[0].tracker.spontaneous();
+        let f = self.deliver_all(records, None);
+        self.push_outputs(0, f);
+    }
+
+    /// Records of the repartition topic taken from its own queue.
+    fn process_repartition_fetched(&mut self, fetched: &Fetched) {
+        if fetched.is_empty() {
+            return;
+        }
+        let views: Vec<Msg<'_>> = fetched.iter().filter_map(Result::ok).collect();
+        self.process_repartition(&views, Instant::now());
+    }
+
+    /// Repartition records (contributions and watermarks) into the group stage.
+    fn process_repartition(&mut self, msgs: &[Msg<'_>], _received: Instant) {
+        let Some(r) = self.rep else {
+            return;
+        };
+        for m in msgs {
+            let pos = (r, m.offset);
+            if !self.engine.restored_holds(pos) {
+                use super::repartition::Message;
+                match Message::decode(m.payload.unwrap_or_default()) {
+                    Ok(Message::Contribution { contribution, from }) => {
+                        self.engine
+                            .receive(contribution, Some(from), Some(pos), &mut self.outputs)
+                    }
+                    Ok(Message::Watermark {
+                        source,
+                        at: Some(w),
+                    }) => self.engine.source_watermark(source, w, &mut self.outputs),
+                    Ok(Message::Watermark { source, at: None }) => {
+                        self.engine.source_empty(source, &mut self.outputs)
+                    }
+                    Err(e) => {
+                        metrics::repartition_unreadable();
+                        tracing::error!(
+                            topic = %self.inputs[r].topic, partition = self.partition,
+                            offset = m.offset, error = %e,
+                            "repartition record cannot be read; skipped"
+                        );
+                    }
+                }
+            }
+            let records: Vec<Record> = self
+                .outputs
+                .drain(..)
+                .filter_map(|o| self.shared.sink.record(o))
+                .collect();
+            let has_outputs = !records.is_empty();
+            self.inputs[r].tracker.processed(m.offset, has_outputs);
+            if has_outputs {
+                let f = self.deliver_all(records, None);
+                self.push_outputs(r, f);
+            }
+        }
+        self.publish_positions();
+        metrics::watermarks(&self.labels, None, self.engine.group_watermark());
     }
 
     fn process(
@@ -929,6 +1084,9 @@ impl PartitionTask {
                         .drain(..)
                         .filter_map(|o| self.shared.sink.record(o)),
                 );
+                if let Some(rep) = &self.shared.repartition {
+                    rep.contributions(self.engine.take_contributions(), &mut records);
+                }
             }
             Err(reject) => {
                 let input = &mut self.inputs[i];
@@ -1003,6 +1161,14 @@ impl PartitionTask {
                     self.push_outputs(0, f);
                 }
             }
+        }
+        self.publish_watermark(true);
+        if self.rep.is_some() {
+            metrics::group_gauges(
+                &self.labels,
+                self.engine.group_watermark(),
+                self.engine.buffered_contributions(),
+            );
         }
         let lag = self
             .engine

@@ -3,7 +3,7 @@
 //! Kafka clients to feed and read topics.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -237,8 +237,8 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `momentd run` against `broker` in consumer group `group`, with `env` on top of
     /// the test defaults (no lateness: the test streams are in order). The group's changelog
-    /// topic is created first, co-partitioned with the input (the mock cluster cannot create
-    /// topics for the daemon).
+    /// and repartition topics are created first, co-partitioned with the input (the mock
+    /// cluster cannot create topics for the daemon).
     pub fn start(broker: &Broker, group: &str, env: &[(&str, &str)]) -> Daemon {
         let partitions = broker.partitions(INPUT).unwrap_or(1);
         let changelog = env
@@ -247,6 +247,12 @@ impl Daemon {
             .map(|(_, v)| v.to_string())
             .unwrap_or_else(|| format!("{group}-state-changelog"));
         broker.create_topic(&changelog, partitions);
+        let repartition = env
+            .iter()
+            .find(|(k, _)| *k == "MOMENTD__STATE__REPARTITION_TOPIC")
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_else(|| format!("{group}-groups-repartition"));
+        broker.create_topic(&repartition, partitions);
         Daemon::start_on(&broker.bootstrap, group, env)
     }
 
@@ -579,6 +585,11 @@ pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> 
 
 /// `momentd replay` over `lines` (no lateness, like the daemons here): its triggers.
 pub fn replay(lines: &[String]) -> Vec<serde_json::Value> {
+    replay_with(lines, &[])
+}
+
+/// [`replay`] with `env` on top (configuration by `MOMENTD__…` variables).
+pub fn replay_with(lines: &[String], env: &[(&str, &str)]) -> Vec<serde_json::Value> {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
@@ -588,6 +599,7 @@ pub fn replay(lines: &[String]) -> Vec<serde_json::Value> {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("MOMENTD_PSEUDONYM_KEY")
         .env("MOMENTD__TIME__ALLOWED_LATENESS", "0s")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -632,5 +644,33 @@ pub fn one_trigger_each(n: usize, tag: &str) -> Vec<String> {
             })
             .to_string()
         })
+        .collect()
+}
+
+/// Triggers by id; a trigger published twice must be the same trigger (at-least-once).
+pub fn by_id(triggers: &[serde_json::Value]) -> BTreeMap<String, serde_json::Value> {
+    let mut m = BTreeMap::new();
+    for t in triggers {
+        let id = t["trigger_id"].as_str().expect("trigger_id").to_string();
+        if let Some(prev) = m.insert(id.clone(), t.clone()) {
+            assert_eq!(prev, *t, "trigger {id} redelivered with different content");
+        }
+    }
+    m
+}
+
+/// `momentd simulate`'s JSON lines for a workforce in which every ordinary team has a pattern.
+pub fn simulated(employees: u32, days: u32, seed: u64) -> Vec<String> {
+    let sim = momentd::sim::simulate(&momentd::sim::SimOptions {
+        employees,
+        days,
+        seed,
+        pattern_share: 1.0,
+        ..Default::default()
+    });
+    String::from_utf8(momentd::sim::to_json_lines(&sim.records))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
         .collect()
 }

@@ -1,0 +1,95 @@
+//! The repartition topic (CONTRACT §9): employee tasks publish their events' contributions to
+//! the partition that owns each group, and their watermarks to every partition; task p reads
+//! partition p into its engine's group stage (`engine::stage`). Records hold fingerprints and
+//! counts only — never an employee id, never a comment's text.
+//!
+//! Key: the group key (16 bytes) for a contribution to one group, `*` for one to every group
+//! (an erasure), `w` for a watermark. Value: a format byte and a postcard body.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::output::{Kind, Record};
+use crate::engine::stage::{partition_of, From};
+use crate::rules::group::Contribution;
+use crate::time::Ts;
+
+const FORMAT: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    Contribution {
+        contribution: Contribution,
+        from: From,
+    },
+    /// Employee task `source`'s watermark (`None`: it has had no event yet and is idle).
+    Watermark { source: u32, at: Option<Ts> },
+}
+
+impl Message {
+    pub fn decode(b: &[u8]) -> Result<Message, String> {
+        match b.split_first() {
+            Some((&FORMAT, body)) => postcard::from_bytes(body).map_err(|e| e.to_string()),
+            Some((f, _)) => Err(format!("format {f} is not one this momentd reads")),
+            None => Err("an empty record".into()),
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut v = vec![FORMAT];
+        v.extend(postcard::to_allocvec(self).unwrap_or_default());
+        v
+    }
+}
+
+/// Where the repartition records go.
+#[derive(Clone, Debug)]
+pub struct Repartition {
+    pub topic: Arc<str>,
+    pub partitions: u32,
+}
+
+impl Repartition {
+    fn record(&self, partition: u32, key: Vec<u8>, m: &Message) -> Record {
+        Record {
+            topic: Arc::clone(&self.topic),
+            partition: Some(partition as i32),
+            key: Some(key),
+            payload: Some(m.encode()),
+            headers: Vec::new(),
+            kind: Kind::Repartition,
+        }
+    }
+
+    /// The records of an event's contributions.
+    pub fn contributions(
+        &self,
+        cs: impl Iterator<Item = (Contribution, From)>,
+        into: &mut Vec<Record>,
+    ) {
+        for (contribution, from) in cs {
+            match contribution.group_key() {
+                Some(k) => {
+                    let p = partition_of(k, self.partitions);
+                    let m = Message::Contribution { contribution, from };
+                    into.push(self.record(p, k.to_be_bytes().to_vec(), &m));
+                }
+                None => {
+                    let m = Message::Contribution { contribution, from };
+                    for p in 0..self.partitions {
+                        into.push(self.record(p, b"*".to_vec(), &m));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The records of a task's watermark, one to every partition.
+    pub fn watermark(&self, source: u32, at: Option<Ts>) -> Vec<Record> {
+        let m = Message::Watermark { source, at };
+        (0..self.partitions)
+            .map(|p| self.record(p, b"w".to_vec(), &m))
+            .collect()
+    }
+}

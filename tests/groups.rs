@@ -1,0 +1,316 @@
+//! Team and cohort rules across partitions and instances (CONTRACT §9, the repartition
+//! stage): a simulated workforce whose teams and cohorts are spread over six input
+//! partitions gives `momentd run` the group triggers one `replay` gives — with one instance,
+//! and with three instances in one group, one restarted (SIGTERM) and one killed (kill -9) in
+//! the middle of the stream.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const PARTITIONS: i32 = 6;
+
+/// tansu 0.6 does not expire a dead member while a new one is joining (see tests/changelog.rs).
+fn session_gap(kind: Kind) {
+    if kind == Kind::Tansu {
+        std::thread::sleep(Duration::from_secs(11));
+    }
+}
+
+/// The simulated workforce in event-time order (each partition is then in order too, as a
+/// live feed is), without its malformed lines (the dead-letter tests' business).
+fn stream(employees: u32, seed: u64) -> Vec<String> {
+    let time = |l: &String| {
+        serde_json::from_str::<serde_json::Value>(l)
+            .ok()
+            .and_then(|v| {
+                v["occurred_at"]
+                    .as_str()
+                    .and_then(momentd::time::parse_rfc3339)
+            })
+    };
+    let mut lines: Vec<String> = simulated(employees, 100, seed)
+        .into_iter()
+        .filter(|l| time(l).is_some())
+        .collect();
+    lines.sort_by_key(time);
+    lines
+}
+
+fn committed_total(b: &Broker, group: &str) -> i64 {
+    committed(&b.bootstrap, group, INPUT, PARTITIONS)
+        .values()
+        .sum()
+}
+
+fn wait_committed(b: &Broker, group: &str, at_least: i64, d: &Daemon) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while committed_total(b, group) < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "the commit stayed at {} (< {at_least}): {}",
+            committed_total(b, group),
+            d.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn compare(want: &BTreeMap<String, serde_json::Value>, got: &BTreeMap<String, serde_json::Value>) {
+    let name =
+        |t: &serde_json::Value| format!("{} {} {}", t["rule"], t["subject"], t["detected_at"]);
+    let missing: Vec<String> = want
+        .iter()
+        .filter(|(k, _)| !got.contains_key(*k))
+        .map(|(_, t)| name(t))
+        .collect();
+    let extra: Vec<String> = got
+        .iter()
+        .filter(|(k, _)| !want.contains_key(*k))
+        .map(|(_, t)| name(t))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "run differs from replay: missing {missing:?}, extra {extra:?}"
+    );
+    assert_eq!(got, want);
+}
+
+fn groups_of(ts: &BTreeMap<String, serde_json::Value>) -> usize {
+    ts.values().filter(|t| t["scope"] != "employee").count()
+}
+
+fn one_instance(kind: Kind) {
+    let _g = serial();
+    let lines = stream(160, 31);
+    let want = by_id(&replay(&lines));
+    assert!(groups_of(&want) >= 2, "the stream has group triggers");
+    let b = Broker::start(kind, &[(INPUT, PARTITIONS), (OUTPUT, 1), (DLQ, 1)]);
+    let group = "g-groups-one";
+    produce(&b.bootstrap, INPUT, &json_inputs(&lines));
+    let d = Daemon::start(&b, group, &[]);
+    d.wait_ready(Duration::from_secs(60));
+    wait_committed(&b, group, lines.len() as i64, &d);
+    let got = by_id(
+        &read(&b.bootstrap, OUTPUT, usize::MAX, Duration::from_secs(3))
+            .iter()
+            .map(Rec::json)
+            .collect::<Vec<_>>(),
+    );
+    compare(&want, &got);
+    eprintln!(
+        "{} triggers ({} of teams and cohorts) over {PARTITIONS} partitions, as replay's",
+        want.len(),
+        groups_of(&want)
+    );
+}
+
+#[test]
+fn six_partitions_one_instance_give_replays_group_triggers_on_the_mock_cluster() {
+    one_instance(Kind::Mock);
+}
+
+#[test]
+fn six_partitions_one_instance_give_replays_group_triggers_on_tansu() {
+    one_instance(Kind::Tansu);
+}
+
+fn three_instances(kind: Kind) {
+    let _g = serial();
+    let lines = stream(160, 32);
+    let n = lines.len() as i64;
+    let want = by_id(&replay(&lines));
+    assert!(groups_of(&want) >= 2, "the stream has group triggers");
+    let b = Broker::start(kind, &[(INPUT, PARTITIONS), (OUTPUT, 1), (DLQ, 1)]);
+    let group = "g-groups-three";
+    let producer = {
+        let bootstrap = b.bootstrap.clone();
+        let lines = lines.clone();
+        let secs = if kind == Kind::Mock { 25.0 } else { 40.0 };
+        std::thread::spawn(move || {
+            let chunks = 40;
+            for chunk in lines.chunks(lines.len().div_ceil(chunks)) {
+                produce(&bootstrap, INPUT, &json_inputs(chunk));
+                std::thread::sleep(Duration::from_secs_f64(secs / chunks as f64));
+            }
+        })
+    };
+    let mut ds: Vec<Daemon> = (0..3).map(|_| Daemon::start(&b, group, &[])).collect();
+    for d in &ds {
+        d.wait_ready(Duration::from_secs(90));
+    }
+    // A third of the way in, one instance is stopped and started again; at two thirds another
+    // is killed and started again.
+    wait_committed(&b, group, n / 3, &ds[0]);
+    ds[1].signal("TERM");
+    assert!(
+        ds[1].wait_exit(Duration::from_secs(30)).is_some(),
+        "SIGTERM stops it"
+    );
+    ds[1] = Daemon::start(&b, group, &[]);
+    ds[1].wait_ready(Duration::from_secs(90));
+    wait_committed(&b, group, 2 * n / 3, &ds[0]);
+    ds[2].kill9();
+    session_gap(kind);
+    ds[2] = Daemon::start(&b, group, &[]);
+    ds[2].wait_ready(Duration::from_secs(90));
+    producer.join().unwrap();
+    wait_committed(&b, group, n, &ds[0]);
+    let all: Vec<serde_json::Value> =
+        read(&b.bootstrap, OUTPUT, usize::MAX, Duration::from_secs(4))
+            .iter()
+            .map(Rec::json)
+            .collect();
+    let got = by_id(&all);
+    compare(&want, &got);
+    eprintln!(
+        "{} triggers ({} of teams and cohorts) from three instances through a restart and a kill, as replay's ({} published)",
+        want.len(),
+        groups_of(&want),
+        all.len()
+    );
+}
+
+#[test]
+fn three_instances_a_restart_and_a_kill_give_replays_group_triggers_on_the_mock_cluster() {
+    three_instances(Kind::Mock);
+}
+
+#[test]
+fn three_instances_a_restart_and_a_kill_give_replays_group_triggers_on_tansu() {
+    three_instances(Kind::Tansu);
+}
+
+/// `privacy.min_group_size` counts distinct employees of a group whatever partitions and
+/// instances hold them: at the largest minimum under which `replay` still fires for a team,
+/// `run` on two instances fires for it too, and at one more both stay silent. And an employee
+/// erased in the middle of the stream leaves no fingerprint in any group's restored state.
+#[test]
+fn group_size_counts_members_across_instances_and_erased_members_leave_no_fingerprint() {
+    let _g = serial();
+    let mut lines = stream(160, 31);
+    // An employee with a team, erased halfway.
+    let half = lines.len() / 2;
+    let first: serde_json::Value = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["team_id"].is_string())
+        .unwrap();
+    let erased = first["employee_id"].as_str().unwrap().to_string();
+    let at = serde_json::from_str::<serde_json::Value>(&lines[half]).unwrap()["occurred_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    lines.insert(
+        half,
+        serde_json::json!({"event_id": "erase-it", "employee_id": erased, "occurred_at": at,
+            "type": "employee.erased", "attrs": {}})
+        .to_string(),
+    );
+    let team_triggers = |min: usize| -> BTreeMap<String, serde_json::Value> {
+        let m = min.to_string();
+        by_id(&replay_with(
+            &lines,
+            &[("MOMENTD__PRIVACY__MIN_GROUP_SIZE", &m)],
+        ))
+    };
+    // The largest minimum under which some team still fires.
+    let mut min = 5;
+    while team_triggers(min + 1)
+        .values()
+        .any(|t| t["scope"] == "team")
+    {
+        min += 1;
+    }
+    assert!(team_triggers(min).values().any(|t| t["scope"] == "team"));
+    let b = Broker::start(Kind::Mock, &[(INPUT, PARTITIONS), (OUTPUT, 1), (DLQ, 1)]);
+    produce(&b.bootstrap, INPUT, &json_inputs(&lines));
+    for m in [min, min + 1] {
+        let group = format!("g-groups-min-{m}");
+        let output = format!("hr.triggers.min-{m}");
+        b.create_topic(&output, 1);
+        let ms = m.to_string();
+        let env = [
+            ("MOMENTD__PRIVACY__MIN_GROUP_SIZE", ms.as_str()),
+            ("MOMENTD__KAFKA__OUTPUT_TOPIC", output.as_str()),
+        ];
+        let ds: Vec<Daemon> = (0..2).map(|_| Daemon::start(&b, &group, &env)).collect();
+        for d in &ds {
+            d.wait_ready(Duration::from_secs(90));
+        }
+        wait_committed(&b, &group, lines.len() as i64, &ds[0]);
+        for d in &ds {
+            assert!(
+                d.metric("momentd_assigned_partitions", &[]) >= 1.0,
+                "both instances hold partitions: {}",
+                d.logs()
+            );
+        }
+        for mut d in ds {
+            d.signal("TERM");
+            assert!(d.wait_exit(Duration::from_secs(30)).is_some());
+            d.kill9();
+        }
+        let got = by_id(
+            &read(&b.bootstrap, &output, usize::MAX, Duration::from_secs(3))
+                .iter()
+                .map(Rec::json)
+                .collect::<Vec<_>>(),
+        );
+        let want = team_triggers(m);
+        compare(&want, &got);
+        let teams = got.values().filter(|t| t["scope"] == "team").count();
+        assert_eq!(teams > 0, m == min, "min {m}: {teams} team triggers");
+        eprintln!("min_group_size {m}: {teams} team triggers, as replay's");
+    }
+    // Every changelog partition of the last run, restored: no fingerprint of the erased
+    // employee in any group — though their events before the erasure made them a member.
+    let settings = momentd::config::Settings::default();
+    let mut before = momentd::Engine::from_settings(&settings, None);
+    let fp = before.member_fingerprint(&erased);
+    let mut out = Vec::new();
+    let limits = momentd::event::Limits {
+        max_event_bytes: 65536,
+        now: None,
+        max_future: momentd::time::DAY,
+    };
+    for l in &lines[..half] {
+        if let Ok(ev) =
+            momentd::event::decode(l.as_bytes(), momentd::event::Encoding::Json, None, &limits)
+        {
+            before.apply(&ev, &mut out);
+        }
+    }
+    assert!(
+        before.group_members().contains(&fp),
+        "a member before the erasure"
+    );
+    let group = format!("g-groups-min-{}", min + 1);
+    let topics = vec![INPUT.to_string(), format!("{group}-groups-repartition")];
+    let records = read(
+        &b.bootstrap,
+        &format!("{group}-state-changelog"),
+        usize::MAX,
+        Duration::from_secs(3),
+    );
+    let mut restorers: BTreeMap<i32, momentd::engine::changelog::Restorer> = BTreeMap::new();
+    for r in &records {
+        let _ = restorers.entry(r.partition).or_default().add(
+            r.key.as_deref().unwrap_or_default(),
+            Some(r.value.as_slice()).filter(|v| !v.is_empty()),
+        );
+    }
+    assert_eq!(restorers.len(), PARTITIONS as usize);
+    for (p, r) in restorers {
+        let mut e = momentd::Engine::from_settings(&settings, None);
+        e.publish_contributions(p as u32, PARTITIONS as usize);
+        r.finish(&mut e, &topics);
+        assert!(
+            !e.group_members().contains(&fp),
+            "partition {p}'s restored group state holds the erased employee"
+        );
+    }
+}

@@ -269,22 +269,8 @@ fn pseudonymized_outputs_and_changelog_hold_no_employee_id() {
 #[test]
 fn two_input_topics_split_by_type_give_one_topics_triggers_through_a_crash() {
     let _g = serial();
-    let time = |l: &String| {
-        serde_json::from_str::<serde_json::Value>(l)
-            .ok()
-            .and_then(|v| {
-                v["occurred_at"]
-                    .as_str()
-                    .and_then(momentd::time::parse_rfc3339)
-            })
-    };
-    // Events only (the simulator's malformed lines are the dead-letter tests' business), each
-    // topic in event-time order, as a live feed is.
-    let mut lines: Vec<String> = simulated(120, 100, 6)
-        .into_iter()
-        .filter(|l| time(l).is_some())
-        .collect();
-    lines.sort_by_key(time);
+    let time = |l: &String| line_time(l);
+    let lines = in_time_order(120, 100, 6);
     let want = by_id(&replay(&lines));
     assert!(
         want.values().any(|t| t["rule"] == "collaboration_decline")

@@ -20,24 +20,9 @@ fn session_gap(kind: Kind) {
     }
 }
 
-/// The simulated workforce in event-time order (each partition is then in order too, as a
-/// live feed is), without its malformed lines (the dead-letter tests' business).
+/// A simulated workforce of 100 days in event-time order.
 fn stream(employees: u32, seed: u64) -> Vec<String> {
-    let time = |l: &String| {
-        serde_json::from_str::<serde_json::Value>(l)
-            .ok()
-            .and_then(|v| {
-                v["occurred_at"]
-                    .as_str()
-                    .and_then(momentd::time::parse_rfc3339)
-            })
-    };
-    let mut lines: Vec<String> = simulated(employees, 100, seed)
-        .into_iter()
-        .filter(|l| time(l).is_some())
-        .collect();
-    lines.sort_by_key(time);
-    lines
+    in_time_order(employees, 100, seed)
 }
 
 fn committed_total(b: &Broker, group: &str) -> i64 {

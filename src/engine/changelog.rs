@@ -460,7 +460,7 @@ impl Engine {
             || !self.dirty_erased.is_empty()
             || !self.dirty_evicted.is_empty()
             || self.groups.has_dirty()
-            || !self.stage.added.is_empty()
+            || self.stage.unwritten > 0
             || !self.stage.released.is_empty()
     }
 
@@ -508,15 +508,16 @@ impl Engine {
         });
         // After the groups: a restored contribution their records show applied is dropped
         // (see `Restorer::finish`), so a cut between the two loses or doubles nothing.
-        for k in std::mem::take(&mut self.stage.added) {
-            if let Some(c) = self.stage.buffer.get(&k) {
+        if self.stage.unwritten > 0 {
+            for (&k, waiting) in self.stage.buffer.iter_mut().filter(|(_, x)| !x.written) {
                 w.buffered += 1;
                 out.push(Record {
                     key: buffered_key(k),
-                    value: Some(encode(&ValueRef::Buffered(c))),
+                    value: Some(encode(&ValueRef::Buffered(&waiting.c))),
                 });
-                self.stage.written.insert(k);
+                waiting.written = true;
             }
+            self.stage.unwritten = 0;
         }
         for k in std::mem::take(&mut self.stage.released) {
             w.buffered += 1;
@@ -910,8 +911,13 @@ impl Restorer {
                 .and_then(|g| released.get(&g))
                 .is_some_and(|&r| c.at < r);
             if !applied {
-                engine.stage.buffer.insert(k, c);
-                engine.stage.written.insert(k);
+                engine.stage.buffer.insert(
+                    k,
+                    super::stage::Waiting {
+                        c: Box::new(c),
+                        written: true,
+                    },
+                );
             }
         }
         let dues_version = engine.dues_version;

@@ -66,17 +66,7 @@ fn uninterrupted(
     m
 }
 
-/// A tiny deterministic generator (the schedule of checkpoints and crashes).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n.max(1)
-    }
-}
+use super::test_support::Lcg;
 
 fn restore(s: &Settings, p: Option<Pseudonymizer>, log: &[Record], topics: &[String]) -> Engine {
     let mut r = Restorer::default();

@@ -22,7 +22,7 @@
 //! each source — a source that crashed and publishes its contributions again is not counted
 //! twice.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::{Engine, Output};
 use crate::rules::group::Contribution;
@@ -48,15 +48,22 @@ pub(crate) struct Stage {
     /// Per (source, input topic): the highest position taken.
     pub highest: BTreeMap<(u32, u16), (i64, u8)>,
     /// Contributions at or after the stage's time, in application order.
-    pub buffer: BTreeMap<OrderKey, Contribution>,
-    /// Buffered contributions written to the changelog, and those to write or to delete at
-    /// the next checkpoint.
-    pub written: BTreeSet<OrderKey>,
-    pub added: BTreeSet<OrderKey>,
+    pub buffer: BTreeMap<OrderKey, Waiting>,
+    /// Buffered contributions not written to the changelog yet, and those written and
+    /// released since the last checkpoint (their records to delete).
+    pub unwritten: usize,
     pub released: Vec<OrderKey>,
     /// Restored group records: (their input position, the stage time they were written at),
     /// by group key — a contribution before both is in the group's state already.
     pub restored_groups: std::collections::HashMap<u128, (Vec<i64>, Ts), ahash::RandomState>,
+}
+
+/// A contribution waiting for the stage's time (boxed: the buffer's nodes move entries).
+#[derive(Debug)]
+pub(crate) struct Waiting {
+    pub c: Box<Contribution>,
+    /// In the changelog already.
+    pub written: bool,
 }
 
 impl Stage {
@@ -102,7 +109,7 @@ impl Engine {
     /// contributions (for tests of erasure).
     pub fn group_members(&self) -> Vec<u64> {
         let mut v = self.groups.fingerprints();
-        v.extend(self.stage.buffer.values().map(|c| c.emp));
+        v.extend(self.stage.buffer.values().map(|w| w.c.emp));
         v.sort_unstable();
         v.dedup();
         v
@@ -143,7 +150,10 @@ impl Engine {
             }
             *h = (o, k);
         }
-        if let (Some((i, o)), Some(key)) = (delivered, c.group_key()) {
+        if let (Some((i, o)), Some(key)) = (
+            delivered.filter(|_| !self.stage.restored_groups.is_empty()),
+            c.group_key(),
+        ) {
             if let Some((through, released)) = self.stage.restored_groups.get(&key) {
                 if through.get(i).is_some_and(|&t| o < t) && c.at < *released {
                     // The group's restored state holds it.
@@ -158,9 +168,14 @@ impl Engine {
             self.groups.apply(&self.ctx.rules.groups, &c);
             return;
         }
-        let key = c.order();
-        if self.stage.buffer.insert(key, c).is_none() {
-            self.stage.added.insert(key);
+        // Keyed by its order: the same contribution again (read again after a restore that
+        // holds it waiting) is the same entry.
+        if let std::collections::btree_map::Entry::Vacant(v) = self.stage.buffer.entry(c.order()) {
+            v.insert(Waiting {
+                c: Box::new(c),
+                written: false,
+            });
+            self.stage.unwritten += 1;
         }
     }
 
@@ -209,11 +224,13 @@ impl Engine {
             if entry.key().0 >= least {
                 break;
             }
-            let (key, c) = entry.remove_entry();
-            self.group_timers(c.at, out);
-            self.groups.apply(&self.ctx.rules.groups, &c);
-            if !self.stage.added.remove(&key) && self.stage.written.remove(&key) {
+            let (key, w) = entry.remove_entry();
+            self.group_timers(w.c.at, out);
+            self.groups.apply(&self.ctx.rules.groups, &w.c);
+            if w.written {
                 self.stage.released.push(key);
+            } else {
+                self.stage.unwritten -= 1;
             }
         }
         self.group_timers(least, out);

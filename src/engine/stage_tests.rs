@@ -47,16 +47,7 @@ fn by_id(outputs: &[Output]) -> BTreeMap<String, Trigger> {
     m
 }
 
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n.max(1)
-    }
-}
+use super::test_support::Lcg;
 
 /// Runs `evs` over `n` employee partitions (by a hash of the employee id), whose group stages
 /// own the groups hashing to them; messages wait in per-channel queues and are delivered at

@@ -5,9 +5,11 @@
 //! audit records, a dead letter) are not all acknowledged by the broker holds the commit at
 //! its offset; a message without outputs is done once processed. Outputs that no input caused
 //! (timers fired by the idle-partition clock) hold the commit at the next offset, which only
-//! matters for the order in which they are awaited.
+//! matters for the order in which they are awaited. Outputs of several messages sent as one
+//! (their contributions to the repartition topic, once per batch) hold the commit at the first
+//! of them ([`OffsetTracker::hold`]), wherever they sit in the queue.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 #[derive(Debug, Default, Clone)]
 pub struct OffsetTracker {
@@ -16,6 +18,8 @@ pub struct OffsetTracker {
     /// For each group of outputs awaiting acknowledgement, oldest first: the offset the commit
     /// may not pass until it is acknowledged.
     pending: VecDeque<i64>,
+    /// The same offsets, counted: the least of them is the commit's bound.
+    holds: BTreeMap<i64, usize>,
 }
 
 impl OffsetTracker {
@@ -23,30 +27,40 @@ impl OffsetTracker {
     /// for it (call [`OffsetTracker::acked`] once for it, in order).
     pub fn processed(&mut self, offset: i64, has_outputs: bool) {
         if has_outputs {
-            self.pending.push_back(offset);
+            self.hold(offset);
         }
         self.next = Some(self.next.map_or(offset + 1, |n| n.max(offset + 1)));
     }
 
+    /// Records a group of outputs of messages already processed, the first of them at
+    /// `offset`: the commit stays before it until the group is acknowledged.
+    pub fn hold(&mut self, offset: i64) {
+        self.pending.push_back(offset);
+        *self.holds.entry(offset).or_default() += 1;
+    }
+
     /// Records outputs that no input caused (the idle clock's timers).
     pub fn spontaneous(&mut self) {
-        if let Some(n) = self.next {
-            self.pending.push_back(n);
-        } else {
-            // Nothing processed yet, so nothing to commit either way; keep the order.
-            self.pending.push_back(i64::MAX);
-        }
+        // Nothing processed yet: nothing to commit either way; keep the order.
+        self.hold(self.next.unwrap_or(i64::MAX));
     }
 
     /// The oldest awaited group of outputs is acknowledged.
     pub fn acked(&mut self) {
-        self.pending.pop_front();
+        if let Some(o) = self.pending.pop_front() {
+            if let Some(n) = self.holds.get_mut(&o) {
+                *n -= 1;
+                if *n == 0 {
+                    self.holds.remove(&o);
+                }
+            }
+        }
     }
 
     /// The offset to commit (the next one to read), if any message was processed.
     pub fn committable(&self) -> Option<i64> {
         let next = self.next?;
-        Some(self.pending.front().map_or(next, |&p| p.min(next)))
+        Some(self.holds.keys().next().map_or(next, |&p| p.min(next)))
     }
 
     /// The next offset after the last message processed.
@@ -112,5 +126,24 @@ mod tests {
         );
         t.acked();
         assert_eq!(t.committable(), Some(7));
+    }
+
+    #[test]
+    fn a_group_for_several_messages_holds_the_commit_at_the_first() {
+        let mut t = OffsetTracker::default();
+        for o in 100..200 {
+            t.processed(o, o == 150);
+        }
+        // The batch's contributions, made by messages 100.., sent after 150's trigger.
+        t.hold(100);
+        assert_eq!(t.committable(), Some(100));
+        t.acked();
+        assert_eq!(
+            t.committable(),
+            Some(100),
+            "150's trigger acknowledged, the contributions are not"
+        );
+        t.acked();
+        assert_eq!(t.committable(), Some(200));
     }
 }

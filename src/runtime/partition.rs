@@ -152,8 +152,13 @@ impl Shared {
     }
 }
 
-/// How often at most a task publishes its watermark to the repartition topic while it moves.
+/// How often at most a task publishes its watermark to the repartition topic while it moves
+/// (and, before it, the contributions made since the last time: a few records of many
+/// contributions each, rather than a few per batch).
 const WATERMARK_EVERY: Duration = Duration::from_millis(100);
+
+/// Contributions held before they are sent even if the watermark has not been published.
+const CONTRIBUTIONS_HELD: usize = 8192;
 
 /// The partition's own librdkafka queue and what wakes the task when it has messages.
 pub type Source = (SplitQueue<Ctx>, Waker);
@@ -293,6 +298,15 @@ pub struct PartitionTask {
     /// Whether the task said it is empty and idle (it has had no event).
     said_empty: bool,
     started: Instant,
+    /// With the repartition topic: per event input, the contributions of the messages
+    /// processed since they were last sent, and the first of those messages' offset.
+    contributions: Vec<(
+        Vec<(
+            crate::rules::group::Contribution,
+            crate::engine::stage::From,
+        )>,
+        Option<i64>,
+    )>,
 }
 
 impl PartitionTask {
@@ -332,6 +346,7 @@ impl PartitionTask {
             published_at: Instant::now(),
             said_empty: false,
             started: Instant::now(),
+            contributions: (0..events).map(|_| (Vec::new(), None)).collect(),
             shared,
             inputs,
             consumer,
@@ -583,6 +598,12 @@ impl PartitionTask {
     /// Writes what changed since the last checkpoint (CONTRACT §9): its records wait for the
     /// outputs pushed before them, then go to the changelog partition of this partition.
     fn checkpoint(&mut self) {
+        if self.shared.changelog.is_none() {
+            return;
+        }
+        // What the checkpoint covers has sent its contributions (they are outputs it waits
+        // for).
+        self.send_contributions();
         let Some(cl) = &self.shared.changelog else {
             return;
         };
@@ -647,6 +668,7 @@ impl PartitionTask {
     }
 
     async fn drain(&mut self, deadline: Instant) {
+        self.send_contributions();
         let left = deadline.saturating_duration_since(Instant::now());
         let _ = tokio::time::timeout(left, async {
             while self.pending.next().await.is_some() {
@@ -962,7 +984,29 @@ impl PartitionTask {
 
     /// After a batch: the positions for the consumer thread (once per batch); if it held an
     /// event, the idle clock counts from now (one batch is one instant).
+    /// Sends the contributions made since the last call, one record per repartition
+    /// partition and input, each holding its input's commit at the first message that made
+    /// any (before the watermark that covers them).
+    fn send_contributions(&mut self) {
+        let Some(rep) = self.shared.repartition.clone() else {
+            return;
+        };
+        for i in 0..self.contributions.len() {
+            let (v, first) = &mut self.contributions[i];
+            let Some(first) = first.take() else {
+                continue;
+            };
+            let records = rep.contributions(self.partition as u32, v.drain(..));
+            self.inputs[i].tracker.hold(first);
+            let f = self.deliver_all(records, None);
+            self.push_outputs(i, f);
+        }
+    }
+
     fn after_batch(&mut self, any_event: bool) {
+        if self.contributions.iter().map(|c| c.0.len()).sum::<usize>() >= CONTRIBUTIONS_HELD {
+            self.send_contributions();
+        }
         self.publish_positions();
         if any_event {
             self.last_input = Instant::now();
@@ -983,6 +1027,10 @@ impl PartitionTask {
             return;
         };
         let w = self.engine.watermark();
+        if now || self.published_at.elapsed() >= WATERMARK_EVERY {
+            // The contributions first: the watermark after them says they are all out.
+            self.send_contributions();
+        }
         let records = match w {
             Some(w) if Some(w) != self.published_watermark => {
                 if !now && self.published_at.elapsed() < WATERMARK_EVERY {
@@ -1024,9 +1072,15 @@ impl PartitionTask {
             if !self.engine.restored_holds(pos) {
                 use super::repartition::Message;
                 match Message::decode(m.payload.unwrap_or_default()) {
-                    Ok(Message::Contribution { contribution, from }) => {
-                        self.engine
-                            .receive(contribution, Some(from), Some(pos), &mut self.outputs)
+                    Ok(Message::Contributions(cs)) => {
+                        for (contribution, from) in cs {
+                            self.engine.receive(
+                                contribution,
+                                Some(from),
+                                Some(pos),
+                                &mut self.outputs,
+                            );
+                        }
                     }
                     Ok(Message::Watermark {
                         source,
@@ -1084,8 +1138,13 @@ impl PartitionTask {
                         .drain(..)
                         .filter_map(|o| self.shared.sink.record(o)),
                 );
-                if let Some(rep) = &self.shared.repartition {
-                    rep.contributions(self.engine.take_contributions(), &mut records);
+                if self.rep.is_some() {
+                    let (v, first) = &mut self.contributions[i];
+                    let before = v.len();
+                    v.extend(self.engine.take_contributions());
+                    if v.len() > before && first.is_none() {
+                        *first = Some(m.offset);
+                    }
                 }
             }
             Err(reject) => {

@@ -3,8 +3,10 @@
 //! partition p into its engine's group stage (`engine::stage`). Records hold fingerprints and
 //! counts only — never an employee id, never a comment's text.
 //!
-//! Key: the group key (16 bytes) for a contribution to one group, `*` for one to every group
-//! (an erasure), `w` for a watermark. Value: a format byte and a postcard body.
+//! A task sends the contributions of a batch of input as one record per partition (the
+//! contributions to that partition's groups, in the order they were made), and its watermark
+//! as one record to every partition, after them. Key: `c` + the source partition (4 bytes),
+//! `w` for a watermark. Value: a format byte and a postcard body.
 
 use std::sync::Arc;
 
@@ -19,12 +21,12 @@ const FORMAT: u8 = 1;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Message {
-    Contribution {
-        contribution: Contribution,
-        from: From,
-    },
+    Contributions(Vec<(Contribution, From)>),
     /// Employee task `source`'s watermark (`None`: it has had no event yet and is idle).
-    Watermark { source: u32, at: Option<Ts> },
+    Watermark {
+        source: u32,
+        at: Option<Ts>,
+    },
 }
 
 impl Message {
@@ -62,27 +64,28 @@ impl Repartition {
         }
     }
 
-    /// The records of an event's contributions.
+    /// The records of source `source`'s contributions: one per partition that has any.
     pub fn contributions(
         &self,
+        source: u32,
         cs: impl Iterator<Item = (Contribution, From)>,
-        into: &mut Vec<Record>,
-    ) {
-        for (contribution, from) in cs {
-            match contribution.group_key() {
-                Some(k) => {
-                    let p = partition_of(k, self.partitions);
-                    let m = Message::Contribution { contribution, from };
-                    into.push(self.record(p, k.to_be_bytes().to_vec(), &m));
-                }
-                None => {
-                    let m = Message::Contribution { contribution, from };
-                    for p in 0..self.partitions {
-                        into.push(self.record(p, b"*".to_vec(), &m));
-                    }
-                }
+    ) -> Vec<Record> {
+        let mut by: Vec<Vec<(Contribution, From)>> =
+            (0..self.partitions).map(|_| Vec::new()).collect();
+        for (c, from) in cs {
+            match c.group_key() {
+                Some(k) => by[partition_of(k, self.partitions) as usize].push((c, from)),
+                // An erasure: every group forgets the member.
+                None => by.iter_mut().for_each(|v| v.push((c.clone(), from))),
             }
         }
+        let mut key = b"c".to_vec();
+        key.extend_from_slice(&source.to_be_bytes());
+        by.into_iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(p, v)| self.record(p as u32, key.clone(), &Message::Contributions(v)))
+            .collect()
     }
 
     /// The records of a task's watermark, one to every partition.

@@ -127,6 +127,13 @@ impl Index {
             .map(|e| e.slot)
     }
 
+    /// Makes room for `n` entries in all without growing again.
+    pub fn reserve(&mut self, n: usize) {
+        while (n + 1) * 4 > self.entries.len() * 3 {
+            self.grow();
+        }
+    }
+
     fn grow(&mut self) {
         let cap = (self.entries.len() * 2).max(64);
         let old = std::mem::replace(&mut self.entries, vec![Entry::default(); cap]);

@@ -185,7 +185,8 @@ impl Changelog {
                 }
             }
         };
-        let mut r = Restorer::default();
+        // The offsets from the start are the records' number at most (fewer once compacted).
+        let mut r = Restorer::with_capacity(high.clamp(0, 1 << 20) as usize);
         let mut corrupt = 0;
         if let Some(reader) = reader {
             // Only restores that read take a turn at the gate.

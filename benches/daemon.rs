@@ -311,7 +311,7 @@ fn main() {
     // (the mock cluster cannot create topics for the daemon).
     let changelog = env_num("CHANGELOG", 1) != 0;
     // So is the repartition stage, unless REPARTITION=0.
-    let repartition = env_num("REPARTITION", 1) != 0;
+    let repartition = changelog && env_num("REPARTITION", 1) != 0;
     let mut create_topic = |name: &str| {
         writeln!(commands, "create {name} {}", partitions()).unwrap();
         commands.flush().unwrap();

@@ -650,6 +650,12 @@ impl Settings {
                 ),
             ));
         }
+        if self.state.repartition && !self.state.changelog {
+            return Err(invalid(
+                "state.repartition",
+                "needs state.changelog: the contributions an input offset sent to the repartition topic are committed with the checkpoint that covers them",
+            ));
+        }
         if k.input_topics.len() > 1 || self.state.repartition {
             // Partition p of every input topic (and of the repartition topic) feeds one task
             // (CONTRACT §9): only the range assignor keeps them on one member (with equal

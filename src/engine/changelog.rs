@@ -94,6 +94,11 @@ pub struct Clock {
     pub stage_watermark: Option<Ts>,
     pub sources: Vec<Option<Ts>>,
     pub highest: Vec<((u32, u16), (i64, u8))>,
+    /// Members whose erasure the stage applied.
+    pub erased_members: Vec<u64>,
+    /// Written in publish mode (the repartition stage): group state then is the groups this
+    /// partition owns; otherwise the groups of its own employees.
+    pub publish: bool,
 }
 
 /// A format-1 clock.
@@ -139,6 +144,10 @@ enum ValueRef<'a> {
         cohort: &'a Cohort,
     },
     Buffered(&'a Contribution),
+    /// Evicted by `state.idle_ttl` as of `through` (tombstoned at the next checkpoint).
+    Evicted {
+        through: &'a [i64],
+    },
 }
 
 /// A format-2 value as read (the state's bytes borrowed from the record).
@@ -172,6 +181,9 @@ enum Value<'a> {
         cohort: Cohort,
     },
     Buffered(Contribution),
+    Evicted {
+        through: Vec<i64>,
+    },
 }
 
 /// A format-1 value as read.
@@ -239,6 +251,9 @@ enum Parsed<'a> {
         cohort: Cohort,
     },
     Buffered(Contribution),
+    Evicted {
+        through: Vec<i64>,
+    },
 }
 
 impl<'a> From<Value<'a>> for Parsed<'a> {
@@ -291,6 +306,7 @@ impl<'a> From<Value<'a>> for Parsed<'a> {
                 cohort,
             },
             Value::Buffered(c) => Parsed::Buffered(c),
+            Value::Evicted { through } => Parsed::Evicted { through },
         }
     }
 }
@@ -307,6 +323,8 @@ impl From<Value1> for Parsed<'_> {
                 stage_watermark: None,
                 sources: Vec::new(),
                 highest: Vec::new(),
+                erased_members: Vec::new(),
+                publish: false,
             }),
             Value1::Employee {
                 through,
@@ -459,6 +477,7 @@ impl Engine {
         !self.dirty.is_empty()
             || !self.dirty_erased.is_empty()
             || !self.dirty_evicted.is_empty()
+            || !self.evicted_marks.is_empty()
             || self.groups.has_dirty()
             || self.stage.unwritten > 0
             || !self.stage.released.is_empty()
@@ -559,8 +578,8 @@ impl Engine {
                 })),
             });
         }
-        for k in std::mem::take(&mut self.dirty_evicted) {
-            // Evicted and back since: the employee's record above holds the new state.
+        // Evicted at the last checkpoint, and its clock is written since: the mark can go.
+        for k in std::mem::take(&mut self.evicted_marks) {
             if self.index.get(k).is_some() {
                 continue;
             }
@@ -569,6 +588,21 @@ impl Engine {
                 key: key(EMPLOYEE, k),
                 value: None,
             });
+        }
+        // Evicted since the last checkpoint: a mark with the position first, not a tombstone
+        // — a checkpoint cut after it, before its clock, must not make the input read again
+        // rebuild the employee from nothing (the tombstone follows at the next checkpoint).
+        for k in std::mem::take(&mut self.dirty_evicted) {
+            // Evicted and back since: the employee's record above holds the new state.
+            if self.index.get(k).is_some() {
+                continue;
+            }
+            w.evicted += 1;
+            out.push(Record {
+                key: key(EMPLOYEE, k),
+                value: Some(encode(&ValueRef::Evicted { through })),
+            });
+            self.evicted_marks.push(k);
         }
         for k in std::mem::take(&mut self.dirty_erased) {
             w.erased += 1;
@@ -586,6 +620,8 @@ impl Engine {
             stage_watermark: self.stage.watermark,
             sources: self.stage.sources.clone(),
             highest: self.stage.highest.iter().map(|(&k, &v)| (k, v)).collect(),
+            erased_members: self.stage.erased.iter().copied().collect(),
+            publish: self.publish.is_some(),
         };
         if w.total() > 0 || self.last_clock.as_ref() != Some(&clock) {
             w.clock = 1;
@@ -633,6 +669,20 @@ enum Entry {
         state: Restored,
     },
     Erased(Vec<i64>),
+    Evicted(Vec<i64>),
+}
+
+/// The restore's maps hash with fixed keys: the restored slots are then in the same order on
+/// every restore of the same records (and so are timers of one instant, and checkpoints'
+/// records), not in an order that differs from run to run.
+#[derive(Debug, Clone, Copy, Default)]
+struct FixedHash;
+
+impl std::hash::BuildHasher for FixedHash {
+    type Hasher = ahash::AHasher;
+    fn build_hasher(&self) -> ahash::AHasher {
+        ahash::RandomState::with_seeds(0x6d6f, 0x6d65, 0x6e74, 0x6421).build_hasher()
+    }
 }
 
 /// Rebuilds an engine from a changelog partition's records, read in offset order: the last
@@ -643,9 +693,9 @@ pub struct Restorer {
     clock: Option<Clock>,
     // Boxed: a restore moves each entry once into the map and once out of it, not its ~200
     // bytes at every rehash. (The keys are fingerprints already: ahash is plenty.)
-    employees: HashMap<u128, Box<Entry>, ahash::RandomState>,
-    teams: HashMap<u128, GroupIn<Option<i64>, Team>, ahash::RandomState>,
-    cohorts: HashMap<u128, GroupIn<Vec<(Ts, String)>, Cohort>, ahash::RandomState>,
+    employees: HashMap<u128, Box<Entry>, FixedHash>,
+    teams: HashMap<u128, GroupIn<Option<i64>, Team>, FixedHash>,
+    cohorts: HashMap<u128, GroupIn<Vec<(Ts, String)>, Cohort>, FixedHash>,
     buffered: std::collections::BTreeMap<super::stage::OrderKey, Contribution>,
     /// Records and bytes read.
     pub records: u64,
@@ -765,6 +815,9 @@ impl Restorer {
             (EMPLOYEE, Parsed::Erased { through }) => {
                 self.employees.insert(k, Box::new(Entry::Erased(through)));
             }
+            (EMPLOYEE, Parsed::Evicted { through }) => {
+                self.employees.insert(k, Box::new(Entry::Evicted(through)));
+            }
             (
                 TEAM,
                 Parsed::Team {
@@ -812,7 +865,7 @@ impl Restorer {
                 self.buffered.insert(o, c);
             }
             (_, Parsed::Clock(_)) => return Err(mismatch("clock")),
-            (_, Parsed::Employee { .. } | Parsed::Erased { .. }) => {
+            (_, Parsed::Employee { .. } | Parsed::Erased { .. } | Parsed::Evicted { .. }) => {
                 return Err(mismatch("employee"))
             }
             (_, Parsed::Team { .. }) => return Err(mismatch("team")),
@@ -845,6 +898,16 @@ impl Restorer {
             ..
         } = self;
         let same_topics = clock.as_ref().is_none_or(|c| c.topics == topics);
+        // Group state written in the other mode (with the repartition stage, or without) is
+        // another set of groups: it is not restored.
+        let same_mode = clock
+            .as_ref()
+            .is_none_or(|c| c.publish == engine.publish.is_some());
+        let (teams, cohorts, buffered) = if same_mode {
+            (teams, cohorts, buffered)
+        } else {
+            Default::default()
+        };
         let mut ahead = Ahead {
             clock: clock
                 .as_ref()
@@ -862,12 +925,19 @@ impl Restorer {
             // Idle employees were last looked for on the watermark's day.
             engine.idle_checked = crate::time::day_of(c.watermark);
             engine.max_event_time = c.max_event_time;
-            engine.groups.restore_clock(c.groups_evaluated_through);
-            engine.stage.watermark = c.stage_watermark;
-            if c.sources.len() == engine.stage.sources.len() {
-                engine.stage.sources = c.sources.clone();
+            if same_mode {
+                engine.groups.restore_clock(c.groups_evaluated_through);
+                engine.stage.erased = c.erased_members.iter().copied().collect();
             }
-            engine.stage.highest = c.highest.iter().copied().collect();
+            // The stage's clock and source positions mean what they meant only for the same
+            // inputs in the same mode.
+            if same_mode && same_topics {
+                engine.stage.watermark = c.stage_watermark;
+                if c.sources.len() == engine.stage.sources.len() {
+                    engine.stage.sources = c.sources.clone();
+                }
+                engine.stage.highest = c.highest.iter().copied().collect();
+            }
             engine.last_clock = Some(c.clone());
         }
         let positions = |t: Vec<i64>| if same_topics { t } else { Vec::new() };
@@ -942,6 +1012,15 @@ impl Restorer {
                         ahead.employees.insert(k, through);
                     }
                     engine.erased.insert(super::employee_fp(k));
+                }
+                Entry::Evicted(through) => {
+                    // No state as of `through`: if that is ahead of the clock, the input
+                    // before it is skipped for the employee (it was held, then evicted).
+                    let through = positions(through);
+                    if ahead.note(&through) {
+                        ahead.employees.insert(k, through);
+                    }
+                    engine.evicted_marks.push(k);
                 }
                 Entry::Employee {
                     through,
@@ -1052,6 +1131,7 @@ pub fn record_kind(value: Option<&[u8]>) -> Result<&'static str, RecordError> {
         Parsed::Team { .. } => "team",
         Parsed::Cohort { .. } => "cohort",
         Parsed::Buffered(_) => "buffered",
+        Parsed::Evicted { .. } => "evicted",
     })
 }
 

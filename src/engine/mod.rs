@@ -793,6 +793,8 @@ pub struct Engine {
     dirty_erased: Vec<u128>,
     /// Employee keys evicted since the last checkpoint (their records become tombstones).
     dirty_evicted: Vec<u128>,
+    /// Employee keys whose eviction mark the last checkpoint wrote (tombstoned at the next).
+    evicted_marks: Vec<u128>,
     /// The UTC day of the watermark when idle employees were last looked for.
     idle_checked: i64,
     /// What a restore found ahead of its checkpoint: input to skip (see `changelog`).
@@ -840,6 +842,7 @@ impl Engine {
             dirty: Vec::new(),
             dirty_erased: Vec::new(),
             dirty_evicted: Vec::new(),
+            evicted_marks: Vec::new(),
             idle_checked: i64::MIN,
             ahead: None,
             last_clock: None,

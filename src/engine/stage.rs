@@ -53,6 +53,9 @@ pub(crate) struct Stage {
     /// released since the last checkpoint (their records to delete).
     pub unwritten: usize,
     pub released: Vec<OrderKey>,
+    /// Members erased (their erasure applied): a contribution of theirs applied later — one
+    /// made after the erasure's time, or a late one — is dropped, so they cannot come back.
+    pub erased: std::collections::BTreeSet<u64>,
     /// Restored group records: (their input position, the stage time they were written at),
     /// by group key — a contribution before both is in the group's state already.
     pub restored_groups: std::collections::HashMap<u128, (Vec<i64>, Ts), ahash::RandomState>,
@@ -165,7 +168,7 @@ impl Engine {
             // Behind the stage's time: its deadlines have passed (what they found is out
             // already), so it goes at once.
             let _ = out;
-            self.groups.apply(&self.ctx.rules.groups, &c);
+            self.apply_contribution(&c);
             return;
         }
         // Keyed by its order: the same contribution again (read again after a restore that
@@ -226,7 +229,7 @@ impl Engine {
             }
             let (key, w) = entry.remove_entry();
             self.group_timers(w.c.at, out);
-            self.groups.apply(&self.ctx.rules.groups, &w.c);
+            self.apply_contribution(&w.c);
             if w.written {
                 self.stage.released.push(key);
             } else {
@@ -234,6 +237,17 @@ impl Engine {
             }
         }
         self.group_timers(least, out);
+    }
+
+    /// Applies a contribution to the groups, but none of a member erased already.
+    fn apply_contribution(&mut self, c: &Contribution) {
+        if self.stage.erased.contains(&c.emp) {
+            return;
+        }
+        self.groups.apply(&self.ctx.rules.groups, c);
+        if c.what == crate::rules::group::What::Erased {
+            self.stage.erased.insert(c.emp);
+        }
     }
 
     /// Every group deadline at or before `now`.

@@ -219,3 +219,68 @@ fn a_contribution_waits_until_every_source_has_passed_it() {
     e.receive(c(3, d), Some((1, 0, 8, 0)), None, &mut out);
     assert_eq!(e.groups.fingerprints(), vec![1, 2, 3]);
 }
+
+/// Once an erasure is applied, no contribution of the member — one made after the erasure's
+/// time (an event processed before it, within the allowed lateness), or a late one — brings
+/// them back; and a restore keeps that.
+#[test]
+fn an_erased_member_does_not_come_back() {
+    use crate::rules::group::{GroupRef, What};
+    let s = Settings::default();
+    let mut e = Engine::from_settings(&s, None);
+    e.publish_contributions(0, 1);
+    let d = 20_000 * crate::time::DAY;
+    let mut out = Vec::new();
+    let c = |at: Ts, what: What, group: GroupRef, eid: u64| Contribution {
+        group,
+        emp: 7,
+        at,
+        eid,
+        what,
+    };
+    let team = || GroupRef::Team("t1".into());
+    e.receive(
+        c(d, What::Seen, team(), 1),
+        Some((0, 0, 1, 0)),
+        None,
+        &mut out,
+    );
+    // The erasure at 10:00 arrives after an event at 10:05 was made.
+    e.receive(
+        c(d + 36_300_000, What::ModuleStarted, team(), 3),
+        Some((0, 0, 3, 0)),
+        None,
+        &mut out,
+    );
+    e.receive(
+        c(d + 36_000_000, What::Erased, GroupRef::All, 2),
+        Some((0, 0, 4, 0)),
+        None,
+        &mut out,
+    );
+    e.source_watermark(0, d + crate::time::DAY, &mut out);
+    assert!(e.groups.fingerprints().is_empty(), "erased, and not back");
+    e.receive(
+        c(d + 3_600_000, What::Seen, team(), 9),
+        Some((0, 0, 9, 0)),
+        None,
+        &mut out,
+    );
+    assert!(e.groups.fingerprints().is_empty(), "a late one neither");
+    let mut log = Vec::new();
+    e.checkpoint(&["in".to_string()], &[10], &mut log);
+    let mut r = super::changelog::Restorer::default();
+    for rec in &log {
+        r.add(&rec.key, rec.value.as_deref()).unwrap();
+    }
+    let mut back = Engine::from_settings(&s, None);
+    back.publish_contributions(0, 1);
+    r.finish(&mut back, &["in".to_string()]);
+    back.receive(
+        c(d + 7_200_000, What::Seen, team(), 11),
+        Some((0, 0, 11, 0)),
+        None,
+        &mut out,
+    );
+    assert!(back.groups.fingerprints().is_empty(), "nor after a restore");
+}

@@ -537,8 +537,11 @@ impl Groups {
                                 started: t,
                                 completed: None,
                             });
-                            self.stall_timers
-                                .insert((t + open_for, n, task_id.to_string()));
+                            self.stall_timers.insert((
+                                t.saturating_add(open_for),
+                                n,
+                                task_id.to_string(),
+                            ));
                         }
                     }
                     What::TaskCompleted(task_id) => {

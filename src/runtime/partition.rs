@@ -28,6 +28,7 @@ use crate::engine::changelog::Written;
 use crate::engine::{Engine, Keys, Output};
 use crate::event::{decode, Encoding, Event, Reject};
 use crate::metrics::{self, PartitionLabels};
+use crate::rules::group::Contribution;
 use crate::time::Ts;
 
 /// Where a message's bytes sit in its batch's buffer (`None`: the message had none).
@@ -300,13 +301,12 @@ pub struct PartitionTask {
     started: Instant,
     /// With the repartition topic: per event input, the contributions of the messages
     /// processed since they were last sent, and the first of those messages' offset.
-    contributions: Vec<(
-        Vec<(
-            crate::rules::group::Contribution,
-            crate::engine::stage::From,
-        )>,
-        Option<i64>,
-    )>,
+    contributions: Vec<(Vec<(Contribution, crate::engine::stage::From)>, Option<i64>)>,
+    /// Taken by each group of repartition records while it is delivered, in the order the
+    /// groups were pushed (the lock is fair): one group's records all reach their partitions
+    /// before the next group's, failures re-sent in order — a watermark never overtakes the
+    /// contributions it covers, nor a batch of contributions an earlier one.
+    repartition_order: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl PartitionTask {
@@ -347,6 +347,7 @@ impl PartitionTask {
             said_empty: false,
             started: Instant::now(),
             contributions: (0..events).map(|_| (Vec::new(), None)).collect(),
+            repartition_order: Arc::default(),
             shared,
             inputs,
             consumer,
@@ -538,6 +539,10 @@ impl PartitionTask {
             ),
         }
         health.restored();
+        // The idle clock counts from the restore: a restored partition that stays quiet
+        // moves its watermark on (and group stages with it), as one that saw an event does.
+        self.last_input = Instant::now();
+        self.watermark_at_last_input = self.engine.watermark();
         for (i, b) in held {
             self.polled(i, b);
         }
@@ -998,7 +1003,7 @@ impl PartitionTask {
             };
             let records = rep.contributions(self.partition as u32, v.drain(..));
             self.inputs[i].tracker.hold(first);
-            let f = self.deliver_all(records, None);
+            let f = self.deliver_repartition(records);
             self.push_outputs(i, f);
         }
     }
@@ -1047,10 +1052,20 @@ impl PartitionTask {
         };
         self.published_at = Instant::now();
         // Held against the first input (they depend on none), after the contributions
-        // already pushed: the producer keeps one partition's records in order.
+        // already pushed.
         self.inputs[0].tracker.spontaneous();
-        let f = self.deliver_all(records, None);
+        let f = self.deliver_repartition(records);
         self.push_outputs(0, f);
+    }
+
+    /// Delivers repartition records in order, after every group of them pushed before.
+    fn deliver_repartition(&self, records: Vec<Record>) -> BoxFuture<'static, ()> {
+        let producer = self.shared.sink.producer.clone();
+        let order = Arc::clone(&self.repartition_order);
+        Box::pin(async move {
+            let _turn = order.lock().await;
+            deliver_in_order(&producer, &records).await;
+        })
     }
 
     /// Records of the repartition topic taken from its own queue.

@@ -341,6 +341,7 @@ pub fn changelog_written(w: &crate::engine::changelog::Written) {
         ("group", w.groups),
         ("erased", w.erased),
         ("evicted", w.evicted),
+        ("buffered", w.buffered),
         ("clock", w.clock),
     ] {
         if n > 0 {

@@ -130,27 +130,13 @@ fn kill_twice_and_restart(kind: Kind) {
     }
     producer.join().unwrap();
     wait_committed(&b, &d, n, Duration::from_secs(180));
-    let got_all: Vec<serde_json::Value> =
-        read(&b.bootstrap, OUTPUT, usize::MAX, Duration::from_secs(3))
-            .iter()
-            .map(Rec::json)
-            .collect();
+    let got_all = read_json(&b.bootstrap, OUTPUT, Duration::from_secs(3));
     let got = by_id(&got_all);
-    let missing: Vec<String> = want
-        .iter()
-        .filter(|(k, _)| !got.contains_key(*k))
-        .map(|(_, t)| format!("{} {} {}", t["rule"], t["subject"], t["detected_at"]))
-        .collect();
-    let extra: Vec<String> = got
-        .iter()
-        .filter(|(k, _)| !want.contains_key(*k))
-        .map(|(_, t)| format!("{} {} {}", t["rule"], t["subject"], t["detected_at"]))
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "triggers after two crashes differ from replay's: missing {missing:?}, extra {extra:?}"
+    same_triggers(
+        &want,
+        &got,
+        "triggers after two crashes differ from replay's",
     );
-    assert_eq!(got, want);
     eprintln!(
         "{} triggers, {} published (the rest redelivered with the same id and content)",
         want.len(),
@@ -347,25 +333,9 @@ fn two_input_topics_split_by_type_give_one_topics_triggers_through_a_crash() {
         "{}",
         d.logs()
     );
-    let got_all: Vec<serde_json::Value> =
-        read(&b.bootstrap, OUTPUT, usize::MAX, Duration::from_secs(3))
-            .iter()
-            .map(Rec::json)
-            .collect();
+    let got_all = read_json(&b.bootstrap, OUTPUT, Duration::from_secs(3));
     let got = by_id(&got_all);
-    let names = |m: &BTreeMap<String, serde_json::Value>,
-                 other: &BTreeMap<String, serde_json::Value>| {
-        m.iter()
-            .filter(|(k, _)| !other.contains_key(*k))
-            .map(|(_, t)| format!("{} {} {}", t["rule"], t["subject"], t["detected_at"]))
-            .collect::<Vec<_>>()
-    };
-    assert!(
-        got == want,
-        "two topics differ from one: missing {:?}, extra {:?}",
-        names(&want, &got),
-        names(&got, &want)
-    );
+    same_triggers(&want, &got, "two topics differ from one");
     eprintln!(
         "{} triggers from {} + {} events on two topics, as one topic's replay",
         want.len(),

@@ -44,26 +44,6 @@ fn wait_committed(b: &Broker, group: &str, at_least: i64, d: &Daemon) {
     }
 }
 
-fn compare(want: &BTreeMap<String, serde_json::Value>, got: &BTreeMap<String, serde_json::Value>) {
-    let name =
-        |t: &serde_json::Value| format!("{} {} {}", t["rule"], t["subject"], t["detected_at"]);
-    let missing: Vec<String> = want
-        .iter()
-        .filter(|(k, _)| !got.contains_key(*k))
-        .map(|(_, t)| name(t))
-        .collect();
-    let extra: Vec<String> = got
-        .iter()
-        .filter(|(k, _)| !want.contains_key(*k))
-        .map(|(_, t)| name(t))
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "run differs from replay: missing {missing:?}, extra {extra:?}"
-    );
-    assert_eq!(got, want);
-}
-
 fn groups_of(ts: &BTreeMap<String, serde_json::Value>) -> usize {
     ts.values().filter(|t| t["scope"] != "employee").count()
 }
@@ -79,13 +59,8 @@ fn one_instance(kind: Kind) {
     let d = Daemon::start(&b, group, &[]);
     d.wait_ready(Duration::from_secs(60));
     wait_committed(&b, group, lines.len() as i64, &d);
-    let got = by_id(
-        &read(&b.bootstrap, OUTPUT, usize::MAX, Duration::from_secs(3))
-            .iter()
-            .map(Rec::json)
-            .collect::<Vec<_>>(),
-    );
-    compare(&want, &got);
+    let got = by_id(&read_json(&b.bootstrap, OUTPUT, Duration::from_secs(3)));
+    same_triggers(&want, &got, "run differs from replay");
     eprintln!(
         "{} triggers ({} of teams and cohorts) over {PARTITIONS} partitions, as replay's",
         want.len(),
@@ -144,13 +119,9 @@ fn three_instances(kind: Kind) {
     ds[2].wait_ready(Duration::from_secs(90));
     producer.join().unwrap();
     wait_committed(&b, group, n, &ds[0]);
-    let all: Vec<serde_json::Value> =
-        read(&b.bootstrap, OUTPUT, usize::MAX, Duration::from_secs(4))
-            .iter()
-            .map(Rec::json)
-            .collect();
+    let all = read_json(&b.bootstrap, OUTPUT, Duration::from_secs(4));
     let got = by_id(&all);
-    compare(&want, &got);
+    same_triggers(&want, &got, "run differs from replay");
     eprintln!(
         "{} triggers ({} of teams and cohorts) from three instances through a restart and a kill, as replay's ({} published)",
         want.len(),
@@ -239,14 +210,9 @@ fn group_size_counts_members_across_instances_and_erased_members_leave_no_finger
             assert!(d.wait_exit(Duration::from_secs(30)).is_some());
             d.kill9();
         }
-        let got = by_id(
-            &read(&b.bootstrap, &output, usize::MAX, Duration::from_secs(3))
-                .iter()
-                .map(Rec::json)
-                .collect::<Vec<_>>(),
-        );
+        let got = by_id(&read_json(&b.bootstrap, &output, Duration::from_secs(3)));
         let want = team_triggers(m);
-        compare(&want, &got);
+        same_triggers(&want, &got, "run differs from replay");
         let teams = got.values().filter(|t| t["scope"] == "team").count();
         assert_eq!(teams > 0, m == min, "min {m}: {teams} team triggers");
         eprintln!("min_group_size {m}: {teams} team triggers, as replay's");

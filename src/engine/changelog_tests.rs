@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::changelog::{Record, Restorer, FORMAT};
 use super::*;
 use crate::config::Settings;
-use crate::sim::{simulate, SimOptions};
+use crate::sim::SimOptions;
 
 fn events(employees: u32, days: u32, seed: u64) -> Vec<Event<'static>> {
     events_of(&SimOptions {
@@ -20,14 +20,7 @@ fn events(employees: u32, days: u32, seed: u64) -> Vec<Event<'static>> {
 
 /// The events of a simulation (its malformed records left out).
 fn events_of(opts: &SimOptions) -> Vec<Event<'static>> {
-    simulate(opts)
-        .records
-        .into_iter()
-        .filter_map(|r| match r {
-            crate::sim::Record::Event(e) => Some(e),
-            crate::sim::Record::Malformed(_) => None,
-        })
-        .collect()
+    super::test_support::sim_events(opts)
 }
 
 fn settings() -> Settings {

@@ -9,7 +9,7 @@ use super::stage::{partition_of, From};
 use super::*;
 use crate::config::Settings;
 use crate::rules::group::Contribution;
-use crate::sim::{simulate, SimOptions};
+use crate::sim::SimOptions;
 
 enum Msg {
     Contribution(Contribution, From),
@@ -17,20 +17,13 @@ enum Msg {
 }
 
 fn events(employees: u32, days: u32, seed: u64) -> Vec<Event<'static>> {
-    let mut evs: Vec<Event<'static>> = simulate(&SimOptions {
+    let mut evs = super::test_support::sim_events(&SimOptions {
         employees,
         days,
         seed,
         pattern_share: 1.0,
         ..Default::default()
-    })
-    .records
-    .into_iter()
-    .filter_map(|r| match r {
-        crate::sim::Record::Event(e) => Some(e),
-        crate::sim::Record::Malformed(_) => None,
-    })
-    .collect();
+    });
     evs.sort_by_key(|e| e.occurred_at);
     evs
 }

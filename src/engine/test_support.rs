@@ -133,3 +133,15 @@ impl Lcg {
         (self.0 >> 33) % n.max(1)
     }
 }
+
+/// The events of a simulation (its malformed records left out), in the order simulated.
+pub fn sim_events(opts: &crate::sim::SimOptions) -> Vec<Event<'static>> {
+    crate::sim::simulate(opts)
+        .records
+        .into_iter()
+        .filter_map(|r| match r {
+            crate::sim::Record::Event(e) => Some(e),
+            crate::sim::Record::Malformed(_) => None,
+        })
+        .collect()
+}

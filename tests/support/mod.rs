@@ -696,3 +696,32 @@ pub fn in_time_order(employees: u32, days: u32, seed: u64) -> Vec<String> {
     lines.sort_by_key(|l| line_time(l));
     lines
 }
+
+/// Asserts two sets of triggers (by id) are the same, naming what one has and the other lacks.
+pub fn same_triggers(
+    want: &BTreeMap<String, serde_json::Value>,
+    got: &BTreeMap<String, serde_json::Value>,
+    what: &str,
+) {
+    let names = |a: &BTreeMap<String, serde_json::Value>,
+                 b: &BTreeMap<String, serde_json::Value>| {
+        a.iter()
+            .filter(|(k, _)| !b.contains_key(*k))
+            .map(|(_, t)| format!("{} {} {}", t["rule"], t["subject"], t["detected_at"]))
+            .collect::<Vec<_>>()
+    };
+    let (missing, extra) = (names(want, got), names(got, want));
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: missing {missing:?}, extra {extra:?}"
+    );
+    assert_eq!(got, want);
+}
+
+/// Every record of `topic` as JSON, read until nothing new comes for `quiet`.
+pub fn read_json(bootstrap: &str, topic: &str, quiet: Duration) -> Vec<serde_json::Value> {
+    read(bootstrap, topic, usize::MAX, quiet)
+        .iter()
+        .map(Rec::json)
+        .collect()
+}

@@ -113,6 +113,8 @@ pub struct Settings {
     pub log: Log,
     pub shutdown: Shutdown,
     pub state: State,
+    pub calendar: Calendar,
+    pub population: Population,
     /// A/B experiments over rules' triggers (CONTRACT §7); none by default.
     pub experiments: Vec<Experiment>,
 }
@@ -344,6 +346,68 @@ impl ActionCfg {
             return Err(invalid(format!("{key}.max_minutes"), "must be at least 1"));
         }
         Ok(())
+    }
+}
+
+/// The company's non-working days (CONTRACT §8): left out of every window, for everyone.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Calendar {
+    /// `YYYY-MM-DD` days and `YYYY-MM-DD..YYYY-MM-DD` inclusive ranges.
+    pub non_working_days: Vec<String>,
+}
+
+impl Calendar {
+    /// The days, as day numbers; a malformed entry is an error naming it.
+    pub fn days(&self) -> Result<crate::rules::presence::Days, ConfigError> {
+        let mut ranges = Vec::with_capacity(self.non_working_days.len());
+        for (i, e) in self.non_working_days.iter().enumerate() {
+            let key = format!("calendar.non_working_days[{i}]");
+            let bad = |why: &str| invalid(key.clone(), format!("{e:?}: {why}"));
+            let date = |s: &str| {
+                crate::time::parse_date(s.trim())
+                    .ok_or_else(|| bad("not a date (YYYY-MM-DD, or YYYY-MM-DD..YYYY-MM-DD)"))
+            };
+            let (a, b) = match e.split_once("..") {
+                Some((a, b)) => (date(a)?, date(b)?),
+                None => {
+                    let d = date(e)?;
+                    (d, d)
+                }
+            };
+            if b < a {
+                return Err(bad("the range ends before it starts"));
+            }
+            if b - a >= 3660 {
+                return Err(bad("a range over ten years"));
+            }
+            ranges.push((a as i32, b as i32));
+        }
+        Ok(crate::rules::presence::Days::from_ranges(ranges))
+    }
+}
+
+/// Population-aware detection (CONTRACT §8).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Population {
+    /// A UTC day on which fewer employees than this share of the median of the same weekday
+    /// over the previous 8 weeks sent a rollup of a source is a gap of that source.
+    pub gap_share: f64,
+    /// Ratio rules compare the subject's ratio with the population's over the same windows.
+    pub relative: bool,
+    /// A window of daily totals with fewer than this share of its days left after exclusions
+    /// is not judged.
+    pub min_window_share: f64,
+}
+
+impl Default for Population {
+    fn default() -> Self {
+        Population {
+            gap_share: 0.5,
+            relative: true,
+            min_window_share: 0.5,
+        }
     }
 }
 
@@ -711,6 +775,15 @@ impl Settings {
             ));
         }
         self.rules.validate()?;
+        self.calendar.days()?;
+        for (key, v) in [
+            ("population.gap_share", self.population.gap_share),
+            ("population.min_window_share", self.population.min_window_share),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(invalid(key, format!("{v} is not between 0 and 1")));
+            }
+        }
         self.validate_experiments()?;
         Ok(())
     }

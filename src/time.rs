@@ -100,6 +100,22 @@ fn parse_canonical(b: &[u8]) -> Option<Ts> {
 }
 
 /// Formats as RFC 3339 in UTC (`Z`), with milliseconds only when there are any.
+/// A `YYYY-MM-DD` date as its UTC day number (days since 1970-01-01), within years 1970–9999.
+pub fn parse_date(s: &str) -> Option<i64> {
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    // `%Y` accepts a sign and any width; the contract's form is exactly ten characters.
+    if s.len() != 10 {
+        return None;
+    }
+    let days = d.signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days();
+    (days >= 0).then_some(days)
+}
+
+/// A UTC day number as `YYYY-MM-DD`.
+pub fn format_date(day: i64) -> String {
+    format_rfc3339(day_start(day))[..10].to_string()
+}
+
 pub fn format_rfc3339(ts: Ts) -> String {
     match DateTime::<Utc>::from_timestamp_millis(ts) {
         Some(t) => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),

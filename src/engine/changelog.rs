@@ -42,7 +42,10 @@ use crate::time::Ts;
 ///   deadline; the clock gains the rules' deadline version. A restore keeps the bytes as they
 ///   are and decodes them at the employee's next event or deadline (Kafka Streams restores
 ///   bytes into its store the same way), so a restore costs little more than reading.
-pub const FORMAT: u8 = 2;
+///
+/// * 3: an employee's state gains its recorded time off (a format-2 state reads as one
+///   without).
+pub const FORMAT: u8 = 3;
 
 const CLOCK: u8 = b'c';
 const EMPLOYEE: u8 = b'e';
@@ -221,6 +224,8 @@ enum StateIn<'a> {
         due: Option<Ts>,
         dues: u64,
         bytes: &'a [u8],
+        /// Written by format 2: [`EmployeeState::upgrade_v2`] makes them this version's.
+        v2: bool,
     },
 }
 
@@ -256,8 +261,8 @@ enum Parsed<'a> {
     },
 }
 
-impl<'a> From<Value<'a>> for Parsed<'a> {
-    fn from(v: Value<'a>) -> Parsed<'a> {
+impl<'a> Parsed<'a> {
+    fn from_value(v: Value<'a>, format: u8) -> Parsed<'a> {
         match v {
             Value::Clock(c) => Parsed::Clock(c),
             Value::Employee {
@@ -279,6 +284,7 @@ impl<'a> From<Value<'a>> for Parsed<'a> {
                     due,
                     dues,
                     bytes: state,
+                    v2: format == 2,
                 },
             },
             Value::Erased { through } => Parsed::Erased { through },
@@ -639,11 +645,14 @@ fn decode_body(v: &[u8]) -> Result<Parsed<'_>, RecordError> {
     let (&format, body) = v.split_first().ok_or(RecordError::Empty(v.len()))?;
     let bad = |e: postcard::Error| RecordError::Body(e.to_string());
     match format {
-        1 => postcard::from_bytes::<Value1>(body)
+        // A format-1 employee value ends with its state, which then ended before `time_off`:
+        // one zero byte more is its empty list (see `EmployeeState::upgrade_v2`; other
+        // values ignore it).
+        1 => postcard::from_bytes::<Value1>(&EmployeeState::upgrade_v2(body))
             .map(Parsed::from)
             .map_err(bad),
-        2 => postcard::from_bytes::<Value<'_>>(body)
-            .map(Parsed::from)
+        2 | 3 => postcard::from_bytes::<Value<'_>>(body)
+            .map(|v| Parsed::from_value(v, format))
             .map_err(bad),
         _ => Err(RecordError::Format(format)),
     }
@@ -794,12 +803,17 @@ impl Restorer {
                         due,
                         dues,
                         bytes,
+                        v2,
                     } => Restored::Packed {
                         flags,
                         seen_day,
                         due,
                         dues,
-                        bytes: bytes.into(),
+                        bytes: if v2 {
+                            EmployeeState::upgrade_v2(bytes).into()
+                        } else {
+                            bytes.into()
+                        },
                     },
                 };
                 self.employees.insert(
@@ -1081,7 +1095,7 @@ impl Restorer {
                     };
                     let slot = engine.alloc_slot(k, subject, points, state);
                     let sl = &mut engine.slots[slot as usize];
-                    sl.dues = Dues::of(&engine.ctx.rules, &sl.state);
+                    sl.dues = Dues::of(&engine.ctx.rules, &sl.state, &engine.gaps);
                     engine.reschedule(slot, Some(not_before));
                 }
             }

@@ -24,6 +24,7 @@ use crate::config::Settings;
 use crate::config::{ActionCfg, ActionKind};
 use crate::event::{Event, Kind};
 use crate::rules::group::{GroupFire, Groups};
+use crate::rules::presence::{cancel_leave, record_leave, Gaps, Leave, Presence};
 use crate::rules::{self as rules_mod, fingerprint, ladder, Fire, RuleId, RuleSet};
 use crate::time::{format_rfc3339, Ts};
 use crate::trigger::{Action, ExperimentArm, Reason, Scope, Severity, Trigger};
@@ -283,24 +284,27 @@ impl Dues {
         }
         for_each_employee_rule!(params);
         parts.push_str(&format!("ladder:{:?}", rules.ladder));
+        // Deadlines do not run on the calendar's non-working days.
+        parts.push_str(&format!("calendar:{:?}", rules.calendar));
         // The rules' code too: a new version may compute deadlines otherwise.
         parts.push_str(env!("CARGO_PKG_VERSION"));
         xxhash_rust::xxh3::xxh3_64(parts.as_bytes())
     }
 
     /// Every rule's deadline, recomputed from the state.
-    fn of(rules: &RuleSet, st: &EmployeeState) -> Dues {
+    fn of(rules: &RuleSet, st: &EmployeeState, gaps: &Gaps) -> Dues {
         let mut d = Dues::default();
+        let pres = Presence::new(&rules.calendar, &st.time_off, gaps);
         macro_rules! next_due {
             ($($id:ident => $module:ident, $params:ident;)*) => {$(
                 if rules.enabled(RuleId::$id) {
-                    d.set(RuleId::$id as usize, rules_mod::$module::next_due(&rules.$params, &st.$params));
+                    d.set(RuleId::$id as usize, rules_mod::$module::next_due(&rules.$params, &st.$params, &pres));
                 }
             )*};
         }
         for_each_employee_rule!(next_due);
         if let Some(lp) = &rules.ladder {
-            d.set(LADDER, ladder::next_due(lp, &st.ladder));
+            d.set(LADDER, ladder::next_due(lp, &st.ladder, &pres));
         }
         d
     }
@@ -783,6 +787,8 @@ pub struct Engine {
     /// Fingerprints of erased employee ids: later events about them are dropped.
     erased: HashSet<u64, ahash::RandomState>,
     groups: Groups,
+    /// Per rollup source, the days found to be feed gaps (CONTRACT §8).
+    gaps: Gaps,
     max_event_time: Option<Ts>,
     watermark: Ts,
     fires: Vec<Fire>,
@@ -835,6 +841,7 @@ impl Engine {
             pending: 0,
             erased: HashSet::default(),
             groups: Groups::default(),
+            gaps: Gaps::default(),
             max_event_time: None,
             watermark: Ts::MIN,
             fires: Vec::new(),
@@ -891,7 +898,7 @@ impl Engine {
                 }
             }
         }
-        sl.dues = Dues::of(&self.ctx.rules, &sl.state);
+        sl.dues = Dues::of(&self.ctx.rules, &sl.state, &self.gaps);
     }
 
     /// An engine for the settings, with options taken from them (audit, pseudonymization key).
@@ -1206,11 +1213,36 @@ impl Engine {
                 let mut fires = std::mem::take(&mut self.fires);
                 let dues = &mut sl.dues;
                 let mut moved = false;
+                match &ev.kind {
+                    Kind::TimeOffRecorded {
+                        time_off_id,
+                        starts_on,
+                        ends_on,
+                    } => {
+                        let l = Leave {
+                            id: fingerprint(time_off_id),
+                            from: *starts_on,
+                            to: *ends_on,
+                        };
+                        record_leave(&mut st.time_off, l, day as i64);
+                        // Every deadline may move.
+                        *dues = Dues::of(rules, st, &self.gaps);
+                        moved = true;
+                    }
+                    Kind::TimeOffCancelled { time_off_id } => {
+                        if cancel_leave(&mut st.time_off, fingerprint(time_off_id)) {
+                            *dues = Dues::of(rules, st, &self.gaps);
+                            moved = true;
+                        }
+                    }
+                    _ => {}
+                }
+                let pres = Presence::new(&rules.calendar, &st.time_off, &self.gaps);
                 macro_rules! on_event {
                     ($($id:ident => $module:ident, $params:ident;)*) => {$(
                         if rules.enabled(RuleId::$id) && rules_mod::$module::handles(&ev.kind) {
-                            rules_mod::$module::on_event(&rules.$params, &mut st.$params, ev, &mut fires);
-                            dues.set(RuleId::$id as usize, rules_mod::$module::next_due(&rules.$params, &st.$params));
+                            rules_mod::$module::on_event(&rules.$params, &mut st.$params, ev, &pres, &mut fires);
+                            dues.set(RuleId::$id as usize, rules_mod::$module::next_due(&rules.$params, &st.$params, &pres));
                             moved = true;
                         }
                     )*};
@@ -1218,8 +1250,8 @@ impl Engine {
                 for_each_employee_rule!(on_event);
                 if let Some(lp) = &rules.ladder {
                     if ladder::handles(&ev.kind) {
-                        ladder::on_event(lp, &mut st.ladder, ev, &mut fires);
-                        dues.set(LADDER, ladder::next_due(lp, &st.ladder));
+                        ladder::on_event(lp, &mut st.ladder, ev, &pres, &mut fires);
+                        dues.set(LADDER, ladder::next_due(lp, &st.ladder, &pres));
                         moved = true;
                     }
                 }
@@ -1230,7 +1262,7 @@ impl Engine {
                 self.fires = fires;
                 if published {
                     // Publishing can open a follow-up or feed the attrition score.
-                    sl.dues = Dues::of(rules, st);
+                    sl.dues = Dues::of(rules, st, &self.gaps);
                 }
                 if moved || published {
                     self.reschedule(slot, None);
@@ -1338,20 +1370,21 @@ impl Engine {
         let st = &mut sl.state;
         let mut fires = std::mem::take(&mut self.fires);
         let dues = &mut sl.dues;
+        let pres = Presence::new(&rules.calendar, &st.time_off, &self.gaps);
         // Only the rules whose deadline has come: the others' state is not touched.
         macro_rules! on_timer {
             ($($id:ident => $module:ident, $params:ident;)*) => {$(
                 if rules.enabled(RuleId::$id) && dues.due(RuleId::$id as usize, now) {
-                    rules_mod::$module::on_timer(&rules.$params, &mut st.$params, now, &mut fires);
-                    dues.set(RuleId::$id as usize, rules_mod::$module::next_due(&rules.$params, &st.$params));
+                    rules_mod::$module::on_timer(&rules.$params, &mut st.$params, now, &pres, &mut fires);
+                    dues.set(RuleId::$id as usize, rules_mod::$module::next_due(&rules.$params, &st.$params, &pres));
                 }
             )*};
         }
         for_each_employee_rule!(on_timer);
         if let Some(lp) = &rules.ladder {
             if dues.due(LADDER, now) {
-                ladder::on_timer(lp, &mut st.ladder, now, &mut fires);
-                dues.set(LADDER, ladder::next_due(lp, &st.ladder));
+                ladder::on_timer(lp, &mut st.ladder, now, &pres, &mut fires);
+                dues.set(LADDER, ladder::next_due(lp, &st.ladder, &pres));
             }
         }
         // Rules hand their fires over in deadline order within each rule; across rules, order
@@ -1363,7 +1396,7 @@ impl Engine {
         }
         self.fires = fires;
         if published {
-            sl.dues = Dues::of(rules, st);
+            sl.dues = Dues::of(rules, st, &self.gaps);
         }
         // Every deadline at or before `now` was handled; never schedule one there again.
         self.reschedule(slot, Some(now.saturating_add(1)));
@@ -1378,7 +1411,7 @@ impl Engine {
                 if !sl.subject.is_empty() && sl.packed.is_none() {
                     assert_eq!(
                         sl.dues,
-                        Dues::of(&self.ctx.rules, &sl.state),
+                        Dues::of(&self.ctx.rules, &sl.state, &self.gaps),
                         "cached deadlines differ from the state's"
                     );
                 }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::rules::presence::Leave;
 use crate::rules::{
     checkin, collaboration, confusion, feedback, goals, ladder, learning, mobility, onboarding,
     performance, pulse, recognition, RuleId,
@@ -143,6 +144,10 @@ pub struct EmployeeState {
     pub mobility: Option<Box<mobility::State>>,
     pub performance: Option<Box<performance::State>>,
     pub ladder: Option<Box<ladder::State>>,
+    /// Recorded time off (CONTRACT §8): days only, never a kind of leave. The last field, so
+    /// a state written before it existed decodes with an empty list appended (see
+    /// [`EmployeeState::from_bytes_v2`]).
+    pub time_off: Vec<Leave>,
 }
 
 impl EmployeeState {
@@ -230,6 +235,16 @@ impl EmployeeState {
 
     pub fn from_bytes(b: &[u8]) -> Option<EmployeeState> {
         postcard::from_bytes(b).ok()
+    }
+
+    /// A state written by changelog format 2 (before `time_off`): postcard writes a struct as
+    /// its fields one after the other, so those bytes and an empty list's (one zero byte) are
+    /// this version's encoding of the same state.
+    pub fn upgrade_v2(b: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(b.len() + 1);
+        v.extend_from_slice(b);
+        v.push(0);
+        v
     }
 }
 

@@ -721,7 +721,10 @@ pub fn encode_json(ev: &Event<'_>) -> String {
         text,
         individual_processing,
         voluntary,
-        trigger_id
+        trigger_id,
+        time_off_id,
+        starts_on,
+        ends_on
     );
     let mut m = Map::new();
     m.insert("event_id".into(), p.event_id.into());

@@ -250,6 +250,8 @@ kinds! {
     InterventionDelivered { trigger_id: Cow<'a, str> } => "intervention.delivered",
     InterventionCompleted { trigger_id: Cow<'a, str> } => "intervention.completed",
     InterventionIgnored { trigger_id: Cow<'a, str> } => "intervention.ignored",
+    TimeOffRecorded { time_off_id: Cow<'a, str>, starts_on: i32, ends_on: i32 } => "time_off.recorded",
+    TimeOffCancelled { time_off_id: Cow<'a, str> } => "time_off.cancelled",
 }
 
 impl Kind<'_> {
@@ -366,6 +368,18 @@ impl Kind<'_> {
             },
             InterventionIgnored { trigger_id } => InterventionIgnored {
                 trigger_id: o(trigger_id),
+            },
+            TimeOffRecorded {
+                time_off_id,
+                starts_on,
+                ends_on,
+            } => TimeOffRecorded {
+                time_off_id: o(time_off_id),
+                starts_on,
+                ends_on,
+            },
+            TimeOffCancelled { time_off_id } => TimeOffCancelled {
+                time_off_id: o(time_off_id),
             },
         }
     }
@@ -607,6 +621,22 @@ impl<'a, A: AttrSource<'a>> RawEvent<'a, A> {
     }
 }
 
+/// The longest span one `time_off.recorded` may cover (CONTRACT §2).
+pub const MAX_TIME_OFF_DAYS: i32 = 366;
+
+/// A required `YYYY-MM-DD` attribute, as a UTC day number.
+fn req_date<'a>(a: &mut impl AttrSource<'a>, name: &str) -> Result<i32, Reject> {
+    match &get_str(a, name)? {
+        None => Err(Reject::schema(format!("attrs.{name}: required (YYYY-MM-DD)"))),
+        Some(s) => time::parse_date(s).map(|d| d as i32).ok_or_else(|| {
+            Reject::schema(format!(
+                "attrs.{name}: {:?} is not a date (YYYY-MM-DD)",
+                truncate(s, 40)
+            ))
+        }),
+    }
+}
+
 fn kind_from<'a>(
     t: &str,
     a: &mut impl AttrSource<'a>,
@@ -759,6 +789,27 @@ fn kind_from<'a>(
         },
         "intervention.ignored" => InterventionIgnored {
             trigger_id: attr_id(a, "trigger_id")?,
+        },
+        "time_off.recorded" => {
+            let starts_on = req_date(a, "starts_on")?;
+            let ends_on = req_date(a, "ends_on")?;
+            if ends_on < starts_on {
+                return Err(Reject::schema("attrs.ends_on: before attrs.starts_on"));
+            }
+            if ends_on - starts_on + 1 > MAX_TIME_OFF_DAYS {
+                return Err(Reject::schema(format!(
+                    "attrs.starts_on..attrs.ends_on: {} days, over {MAX_TIME_OFF_DAYS}",
+                    ends_on - starts_on + 1
+                )));
+            }
+            TimeOffRecorded {
+                time_off_id: attr_id(a, "time_off_id")?,
+                starts_on,
+                ends_on,
+            }
+        }
+        "time_off.cancelled" => TimeOffCancelled {
+            time_off_id: attr_id(a, "time_off_id")?,
         },
         other => {
             return Err(Reject::new(

@@ -63,6 +63,9 @@ impl AttrSource<'static> for PbAttrs {
             "individual_processing" => b(a.individual_processing),
             "voluntary" => b(a.voluntary),
             "trigger_id" => s(&mut a.trigger_id),
+            "time_off_id" => s(&mut a.time_off_id),
+            "starts_on" => s(&mut a.starts_on),
+            "ends_on" => s(&mut a.ends_on),
             _ => None,
         }
     }
@@ -182,6 +185,16 @@ pub(crate) fn to_pb(ev: &Event<'_>) -> pb::InteractionEvent {
         InterventionDelivered { trigger_id }
         | InterventionCompleted { trigger_id }
         | InterventionIgnored { trigger_id } => a.trigger_id = s(trigger_id),
+        TimeOffRecorded {
+            time_off_id,
+            starts_on,
+            ends_on,
+        } => {
+            a.time_off_id = s(time_off_id);
+            a.starts_on = Some(time::format_date(*starts_on as i64));
+            a.ends_on = Some(time::format_date(*ends_on as i64));
+        }
+        TimeOffCancelled { time_off_id } => a.time_off_id = s(time_off_id),
     }
     pb::InteractionEvent {
         event_id: ev.event_id.to_string(),

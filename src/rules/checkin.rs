@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::presence::Presence;
 use super::{fingerprint, Fire, RuleId};
 use crate::config::CheckinLapse;
 use crate::event::{Event, Kind};
@@ -100,7 +101,7 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     )
 }
 
-pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &mut Vec<Fire>) {
+pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, pres: &Presence<'_>, out: &mut Vec<Fire>) {
     match &ev.kind {
         Kind::CheckinScheduled { checkin_id, due_at } => {
             let s = st.get_or_insert_with(Default::default);
@@ -132,6 +133,10 @@ pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &m
             let s = st.get_or_insert_with(Default::default);
             let id = fingerprint(checkin_id);
             s.pending.retain(|x| x.id != id);
+            if pres.off_at(ev.occurred_at) {
+                // Skipped on a day off: not a miss.
+                return;
+            }
             record_miss(
                 p,
                 s,
@@ -146,29 +151,38 @@ pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &m
     }
 }
 
-pub fn next_due(p: &Params, st: &Option<Box<State>>) -> Option<Ts> {
+/// When a scheduled check-in becomes a miss: `grace` of present time after it was due.
+fn deadline(p: &Params, x: &Pending, pres: &Presence<'_>) -> Ts {
+    pres.after(x.due_at, p.grace)
+}
+
+pub fn next_due(p: &Params, st: &Option<Box<State>>, pres: &Presence<'_>) -> Option<Ts> {
     st.as_deref()?
         .pending
         .iter()
-        .map(|x| x.due_at.saturating_add(p.grace))
+        .map(|x| deadline(p, x, pres))
         .min()
 }
 
-pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, out: &mut Vec<Fire>) {
+pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, pres: &Presence<'_>, out: &mut Vec<Fire>) {
     let Some(s) = st.as_deref_mut() else { return };
     loop {
         let next = s
             .pending
             .iter()
             .enumerate()
-            .filter(|(_, x)| x.due_at.saturating_add(p.grace) <= now)
+            .filter(|(_, x)| deadline(p, x, pres) <= now)
             .min_by_key(|(_, x)| x.due_at);
         let Some((i, x)) = next.map(|(i, x)| (i, *x)) else {
             break;
         };
         s.pending.remove(i);
+        if pres.off_at(x.due_at) {
+            // Due during time off (or on a non-working day): not a miss.
+            continue;
+        }
         let miss = Miss {
-            at: x.due_at.saturating_add(p.grace),
+            at: deadline(p, &x, pres),
             kind: MissKind::NotCompleted { due_at: x.due_at },
         };
         record_miss(p, s, miss, out);

@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::window::DayRing;
+use super::presence::{excluded_note, Source};
+use super::window::{enough_days, DayRing};
+use super::presence::Presence;
 use super::{Fire, RuleId};
 use crate::config::CollaborationDecline;
 use crate::event::{Event, Kind};
@@ -19,11 +21,14 @@ pub struct Params {
     pub ratio: f64,
     pub min_history_days: i64,
     pub min_baseline_mean: f64,
+    /// `population.min_window_share`.
+    pub min_share: f64,
 }
 
 impl Params {
-    pub fn from(c: &CollaborationDecline) -> Params {
+    pub fn from(c: &CollaborationDecline, pop: &crate::config::Population) -> Params {
         Params {
+            min_share: pop.min_window_share,
             recent_days: c.recent_window.ms() / DAY,
             baseline_days: c.baseline_window.ms() / DAY,
             ratio: c.ratio,
@@ -77,7 +82,7 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     matches!(kind, Kind::CollabActivity { .. })
 }
 
-pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, _out: &mut Vec<Fire>) {
+pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, _pres: &Presence<'_>, _out: &mut Vec<Fire>) {
     if let Kind::CollabActivity { messages, meetings } = ev.kind {
         let day = day_of(ev.occurred_at);
         let fresh = || {
@@ -108,18 +113,18 @@ fn next_day(p: &Params, s: &State) -> Option<i64> {
         .next_day(p.min_history_days, p.span(), s.counts.last_day())
 }
 
-pub fn next_due(p: &Params, st: &Option<Box<State>>) -> Option<Ts> {
+pub fn next_due(p: &Params, st: &Option<Box<State>>, _pres: &Presence<'_>) -> Option<Ts> {
     next_day(p, st.as_deref()?).map(|d| day_start(d + 1))
 }
 
-pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, out: &mut Vec<Fire>) {
+pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, pres: &Presence<'_>, out: &mut Vec<Fire>) {
     let Some(s) = st.as_deref_mut() else { return };
     let closed = day_of(now) - 1; // the last day that has ended at `now`
     while let Some(d) = next_day(p, s) {
         if d > closed {
             break;
         }
-        if let Some(f) = evaluate(p, s, d) {
+        if let Some(f) = evaluate(p, s, d, pres) {
             out.push(f);
         }
         s.daily.evaluated_through = d as i32;
@@ -130,14 +135,24 @@ pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, out: &mut Vec<
     }
 }
 
-fn evaluate(p: &Params, s: &State, day: i64) -> Option<Fire> {
+fn evaluate(p: &Params, s: &State, day: i64, pres: &Presence<'_>) -> Option<Fire> {
     if day - s.daily.first_day as i64 + 1 < p.min_history_days {
         return None;
     }
     let recent_from = day - p.recent_days + 1;
-    let recent = s.counts.sum(recent_from, day) as f64 / p.recent_days as f64;
-    let baseline = s.counts.sum(recent_from - p.baseline_days, recent_from - 1) as f64
-        / p.baseline_days as f64;
+    let src = Some(Source::Collab);
+    let (recent_sum, recent_days) = s.counts.sum_present(recent_from, day, pres, src);
+    let (base_sum, base_days) =
+        s.counts
+            .sum_present(recent_from - p.baseline_days, recent_from - 1, pres, src);
+    if !enough_days(recent_days, p.recent_days, p.min_share)
+        || !enough_days(base_days, p.baseline_days, p.min_share)
+    {
+        return None;
+    }
+    let excluded = p.span() - recent_days - base_days;
+    let recent = recent_sum as f64 / recent_days as f64;
+    let baseline = base_sum as f64 / base_days as f64;
     if baseline < p.min_baseline_mean || baseline <= 0.0 || recent >= p.ratio * baseline {
         return None;
     }
@@ -149,11 +164,12 @@ fn evaluate(p: &Params, s: &State, day: i64) -> Option<Fire> {
             .baseline(baseline)
             .window_days(p.recent_days as u32)
             .detail(format!(
-                "messages + meetings per day over the last {} days are {}% of the mean over the {} days before (fires below {}%)",
+                "messages + meetings per day over the last {} days are {}% of the mean over the {} days before (fires below {}%){}",
                 p.recent_days,
                 pct(recent / baseline),
                 p.baseline_days,
-                pct(p.ratio)
+                pct(p.ratio),
+                excluded_note(excluded)
             ))],
     ))
 }

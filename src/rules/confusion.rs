@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::window::{count_in, insert_sorted};
+use super::window::insert_sorted;
+use super::presence::Presence;
 use super::{fingerprint, Fire, RuleId};
 use crate::config::LearningConfusion;
 use crate::event::{Event, Kind};
@@ -45,15 +46,19 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     )
 }
 
-pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &mut Vec<Fire>) {
+pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, pres: &Presence<'_>, out: &mut Vec<Fire>) {
     let t = ev.occurred_at;
     match &ev.kind {
         Kind::ContentSearched { results_clicked: 0 } => {
+            if pres.off_at(t) {
+                return;
+            }
             let s = st.get_or_insert_with(Default::default);
             insert_sorted(&mut s.failed_searches, t, 16);
             let newest = *s.failed_searches.last().unwrap_or(&t);
-            s.failed_searches.retain(|&x| x >= newest - p.window);
-            let n = count_in(&s.failed_searches, t - p.window, t);
+            let keep_from = pres.before(newest, p.window);
+            s.failed_searches.retain(|&x| x >= keep_from);
+            let n = pres.count_present(&s.failed_searches, pres.before(t, p.window), t);
             if n >= p.min_searches {
                 out.push(
                     Fire::new(
@@ -72,19 +77,24 @@ pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &m
             }
         }
         Kind::ContentReplayed { module_id } => {
+            if pres.off_at(t) {
+                return;
+            }
             let s = st.get_or_insert_with(Default::default);
             let id = fingerprint(module_id);
             let i = s.replays.partition_point(|x| x.1 <= t);
             s.replays.insert(i, (id, t));
             let newest = s.replays.last().map_or(t, |x| x.1);
-            s.replays.retain(|x| x.1 >= newest - p.window);
+            let keep_from = pres.before(newest, p.window);
+            s.replays.retain(|x| x.1 >= keep_from);
             if s.replays.len() > 32 {
                 s.replays.remove(0);
             }
+            let since = pres.before(t, p.window);
             let n = s
                 .replays
                 .iter()
-                .filter(|x| x.0 == id && x.1 >= t - p.window && x.1 <= t)
+                .filter(|x| x.0 == id && x.1 >= since && x.1 <= t && !pres.off_at(x.1))
                 .count();
             if n >= p.min_replays {
                 out.push(
@@ -106,8 +116,8 @@ pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &m
     }
 }
 
-pub fn next_due(_p: &Params, _st: &Option<Box<State>>) -> Option<Ts> {
+pub fn next_due(_p: &Params, _st: &Option<Box<State>>, _pres: &Presence<'_>) -> Option<Ts> {
     None
 }
 
-pub fn on_timer(_p: &Params, _st: &mut Option<Box<State>>, _now: Ts, _out: &mut Vec<Fire>) {}
+pub fn on_timer(_p: &Params, _st: &mut Option<Box<State>>, _now: Ts, _pres: &Presence<'_>, _out: &mut Vec<Fire>) {}

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::window::{count_in, insert_sorted, prune};
+use super::window::{insert_sorted, prune};
+use super::presence::Presence;
 use super::{fingerprint, Fire, RuleId};
 use crate::config::FeedbackUnacknowledged;
 use crate::event::{Event, Kind};
@@ -46,7 +47,7 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     )
 }
 
-pub fn on_event(_p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, _out: &mut Vec<Fire>) {
+pub fn on_event(_p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, _pres: &Presence<'_>, _out: &mut Vec<Fire>) {
     match &ev.kind {
         Kind::FeedbackReceived { feedback_id } => {
             let s = st.get_or_insert_with(Default::default);
@@ -71,32 +72,33 @@ pub fn on_event(_p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, _out: 
     }
 }
 
-pub fn next_due(p: &Params, st: &Option<Box<State>>) -> Option<Ts> {
+pub fn next_due(p: &Params, st: &Option<Box<State>>, pres: &Presence<'_>) -> Option<Ts> {
     st.as_deref()?
         .pending
         .iter()
-        .map(|x| x.1 + p.ack_within)
+        .map(|x| pres.after(x.1, p.ack_within))
         .min()
 }
 
-pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, out: &mut Vec<Fire>) {
+pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, pres: &Presence<'_>, out: &mut Vec<Fire>) {
     let Some(s) = st.as_deref_mut() else { return };
     let mut due: Vec<Ts> = s
         .pending
         .iter()
-        .filter(|x| x.1 + p.ack_within <= now)
+        .filter(|x| pres.after(x.1, p.ack_within) <= now)
         .map(|x| x.1)
         .collect();
-    s.pending.retain(|x| x.1 + p.ack_within > now);
+    s.pending.retain(|x| pres.after(x.1, p.ack_within) > now);
     due.sort_unstable();
     for received in due {
         insert_sorted(&mut s.unacked, received, 64);
-        prune(&mut s.unacked, received - p.window);
-        let n = count_in(&s.unacked, received - p.window, received);
+        let since = pres.before(received, p.window);
+        prune(&mut s.unacked, since);
+        let n = pres.count_present(&s.unacked, since, received);
         if n >= p.min {
             out.push(Fire::new(
                 RuleId::FeedbackUnacknowledged,
-                received + p.ack_within,
+                pres.after(received, p.ack_within),
                 vec![
                     Reason::new("unacknowledged_feedback", n as f64, p.min as f64)
                         .window_days(whole_days(p.window))

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::presence::Presence;
 use super::{Fire, RuleId};
 use crate::config::PassiveGoals;
 use crate::event::{Event, Kind};
@@ -36,7 +37,7 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     matches!(kind, Kind::GoalUpdated { .. })
 }
 
-pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &mut Vec<Fire>) {
+pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, pres: &Presence<'_>, out: &mut Vec<Fire>) {
     let Kind::GoalUpdated {
         progress_delta_pct, ..
     } = ev.kind
@@ -52,17 +53,25 @@ pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &m
         0
     };
     let t = ev.occurred_at;
+    if pres.off_at(t) {
+        return;
+    }
     let i = s.updates.partition_point(|x| x.0 <= t);
     s.updates.insert(i, (t, sign));
     let newest = s.updates.last().map_or(t, |x| x.0);
-    s.updates.retain(|x| x.0 >= newest - p.window);
+    let keep_from = pres.before(newest, p.window);
+    s.updates.retain(|x| x.0 >= keep_from);
     if s.updates.len() > 64 {
         s.updates.remove(0);
     }
     if sign != 0 {
         return;
     }
-    let in_window = s.updates.iter().filter(|x| x.0 >= t - p.window && x.0 <= t);
+    let since = pres.before(t, p.window);
+    let in_window = s
+        .updates
+        .iter()
+        .filter(|x| x.0 >= since && x.0 <= t && !pres.off_at(x.0));
     let (passive, positive) = in_window.fold((0usize, 0usize), |(z, pos), x| {
         (z + (x.1 == 0) as usize, pos + (x.1 > 0) as usize)
     });
@@ -84,8 +93,8 @@ pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &m
     }
 }
 
-pub fn next_due(_p: &Params, _st: &Option<Box<State>>) -> Option<Ts> {
+pub fn next_due(_p: &Params, _st: &Option<Box<State>>, _pres: &Presence<'_>) -> Option<Ts> {
     None
 }
 
-pub fn on_timer(_p: &Params, _st: &mut Option<Box<State>>, _now: Ts, _out: &mut Vec<Fire>) {}
+pub fn on_timer(_p: &Params, _st: &mut Option<Box<State>>, _now: Ts, _pres: &Presence<'_>, _out: &mut Vec<Fire>) {}

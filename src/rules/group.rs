@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::sentiment::{self, Lexicon};
-use super::window::DayRing;
+use super::presence::{Days, Presence};
+use super::window::{enough_days, DayRing};
 use super::RuleId;
 use crate::config::Settings;
 use crate::engine::index::Index;
@@ -28,6 +29,17 @@ pub struct Params {
     pub checkins: Option<Checkins>,
     pub sentiment: Option<Sentiment>,
     pub cooldown: [Ts; 4],
+    /// `calendar.non_working_days`: left out of every group window too.
+    pub calendar: Days,
+    /// `population.min_window_share`.
+    pub min_share: f64,
+}
+
+impl Params {
+    /// What the group windows leave out: the calendar (a member's own time off is theirs).
+    fn presence(&self) -> Presence<'_> {
+        Presence::new(&self.calendar, &[], Presence::no_gaps())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +122,9 @@ impl Params {
                 cd(k.cooldown),
                 cd(m.cooldown),
             ],
+            // (Checked by `Settings::validate`.)
+            calendar: s.calendar.days().unwrap_or_default(),
+            min_share: s.population.min_window_share,
         }
     }
 
@@ -538,7 +553,7 @@ impl Groups {
                                 completed: None,
                             });
                             self.stall_timers.insert((
-                                t.saturating_add(open_for),
+                                p.presence().after(t, open_for),
                                 n,
                                 task_id.to_string(),
                             ));
@@ -648,7 +663,10 @@ impl Groups {
         let starters = starts.len();
         let stalled = starts
             .iter()
-            .filter(|s| s.started + stall.open_for <= due && s.completed.is_none_or(|c| c > due))
+            .filter(|s| {
+                p.presence().after(s.started, stall.open_for) <= due
+                    && s.completed.is_none_or(|c| c > due)
+            })
             .count();
         if size < p.min_group
             || starters < p.min_group
@@ -683,6 +701,8 @@ impl Groups {
 
     fn evaluate_day(&mut self, p: &Params, day: i64, out: &mut Vec<GroupFire>) {
         let at = day_start(day + 1);
+        let pres = p.presence();
+        let enough = |present: i64, len: i64| enough_days(present, len, p.min_share);
         if self.by_id.len() != self.teams.len() {
             // New teams since the last close: appended, then a stable sort (which finds the
             // sorted run already there), the order a full sort by id would give.
@@ -710,8 +730,14 @@ impl Groups {
             let mut fires: Vec<(RuleId, String, Vec<Reason>)> = Vec::new();
             if let Some(t) = &p.training {
                 let from = day - t.days + 1;
-                let (started, completed) = (tm.started.sum(from, day), tm.completed.sum(from, day));
-                if started >= t.min_started && (completed as f64) < t.ratio * started as f64 {
+                let ((started, days), (completed, _)) = (
+                    tm.started.sum_present(from, day, &pres, None),
+                    tm.completed.sum_present(from, day, &pres, None),
+                );
+                if enough(days, t.days)
+                    && started >= t.min_started
+                    && (completed as f64) < t.ratio * started as f64
+                {
                     fires.push((
                         RuleId::TeamTrainingCompletionLow,
                         String::new(),
@@ -725,12 +751,20 @@ impl Groups {
                 let rf = day - c.recent + 1;
                 let bf = rf - c.baseline;
                 let history = day - tm.first_day as i64 + 1 >= c.recent + c.baseline;
-                let (recent, base) = (tm.checkins.sum(rf, day), tm.checkins.sum(bf, rf - 1));
-                let (rr, br) = (
-                    recent as f64 / c.recent as f64,
-                    base as f64 / c.baseline as f64,
+                let ((recent, rdays), (base, bdays)) = (
+                    tm.checkins.sum_present(rf, day, &pres, None),
+                    tm.checkins.sum_present(bf, rf - 1, &pres, None),
                 );
-                if history && base >= c.min_baseline && rr < c.ratio * br {
+                let (rr, br) = (
+                    recent as f64 / rdays.max(1) as f64,
+                    base as f64 / bdays.max(1) as f64,
+                );
+                if history
+                    && enough(rdays, c.recent)
+                    && enough(bdays, c.baseline)
+                    && base >= c.min_baseline
+                    && rr < c.ratio * br
+                {
                     fires.push((
                         RuleId::TeamCheckinDrop,
                         String::new(),
@@ -748,9 +782,19 @@ impl Groups {
                     let Some((neg, all)) = tm.themes.get(ti) else {
                         continue;
                     };
-                    let (rn, ra) = (neg.sum(rf, day), all.sum(rf, day));
-                    let (bn, ba) = (neg.sum(bf, rf - 1), all.sum(bf, rf - 1));
-                    if ra < s.min_comments || ba < s.min_comments {
+                    let ((rn, rdays), (ra, _)) = (
+                        neg.sum_present(rf, day, &pres, None),
+                        all.sum_present(rf, day, &pres, None),
+                    );
+                    let ((bn, bdays), (ba, _)) = (
+                        neg.sum_present(bf, rf - 1, &pres, None),
+                        all.sum_present(bf, rf - 1, &pres, None),
+                    );
+                    if !enough(rdays, s.recent)
+                        || !enough(bdays, s.baseline)
+                        || ra < s.min_comments
+                        || ba < s.min_comments
+                    {
                         continue;
                     }
                     let (rs, bs) = (100.0 * rn as f64 / ra as f64, 100.0 * bn as f64 / ba as f64);

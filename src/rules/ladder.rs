@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::presence::Presence;
 use super::{fingerprint, Fire, RuleId};
 use crate::config::FollowUp;
 use crate::event::{Event, Kind};
@@ -79,7 +80,7 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     )
 }
 
-pub fn on_event(_p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &mut Vec<Fire>) {
+pub fn on_event(_p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, _pres: &Presence<'_>, out: &mut Vec<Fire>) {
     let (tid, ignored) = match &ev.kind {
         Kind::InterventionIgnored { trigger_id } => (trigger_id, true),
         Kind::InterventionCompleted { trigger_id } => (trigger_id, false),
@@ -106,28 +107,34 @@ pub fn on_event(_p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &
     }
 }
 
-pub fn next_due(p: &Params, st: &Option<Box<State>>) -> Option<Ts> {
+/// When an open intervention with no completion escalates: `after` of present time after
+/// `deliver_by` (a follow-up does not escalate for days the employee was off).
+fn deadline(p: &Params, o: &Open, pres: &Presence<'_>) -> Ts {
+    pres.after(o.deliver_by, p.after)
+}
+
+pub fn next_due(p: &Params, st: &Option<Box<State>>, pres: &Presence<'_>) -> Option<Ts> {
     st.as_deref()?
         .open
         .iter()
-        .map(|o| o.deliver_by + p.after)
+        .map(|o| deadline(p, o, pres))
         .min()
 }
 
-pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, out: &mut Vec<Fire>) {
+pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, pres: &Presence<'_>, out: &mut Vec<Fire>) {
     let Some(s) = st.as_deref_mut() else { return };
     let mut due: Vec<Open> = s
         .open
         .iter()
-        .filter(|o| o.deliver_by + p.after <= now)
+        .filter(|o| deadline(p, o, pres) <= now)
         .copied()
         .collect();
-    s.open.retain(|o| o.deliver_by + p.after > now);
+    s.open.retain(|o| deadline(p, o, pres) > now);
     due.sort_by_key(|o| o.deliver_by);
     for o in due {
         out.push(follow_up(
             &o,
-            o.deliver_by + p.after,
+            deadline(p, &o, pres),
             Reason::new(
                 "days_without_completion",
                 whole_days(p.after) as f64,

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::presence::Presence;
 use super::{fingerprint, Fire, RuleId};
 use crate::config::LearningAbandonment;
 use crate::event::{Event, Kind};
@@ -57,7 +58,7 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     )
 }
 
-pub fn on_event(_p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &mut Vec<Fire>) {
+pub fn on_event(_p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, _pres: &Presence<'_>, out: &mut Vec<Fire>) {
     match &ev.kind {
         Kind::ModuleStarted { module_id } => {
             let s = st.get_or_insert_with(Default::default);
@@ -101,19 +102,19 @@ pub fn on_event(_p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &
     }
 }
 
-pub fn next_due(p: &Params, st: &Option<Box<State>>) -> Option<Ts> {
+pub fn next_due(p: &Params, st: &Option<Box<State>>, pres: &Presence<'_>) -> Option<Ts> {
     st.as_deref()?
         .open
         .iter()
-        .map(|o| o.started_at.saturating_add(p.open_for))
+        .map(|o| pres.after(o.started_at, p.open_for))
         .min()
 }
 
-pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, out: &mut Vec<Fire>) {
+pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, pres: &Presence<'_>, out: &mut Vec<Fire>) {
     let Some(s) = st.as_deref_mut() else { return };
     let mut due: Vec<Open> = Vec::new();
     s.open.retain(|o| {
-        let expired = o.started_at.saturating_add(p.open_for) <= now;
+        let expired = pres.after(o.started_at, p.open_for) <= now;
         if expired {
             due.push(o.clone());
         }
@@ -125,7 +126,7 @@ pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, out: &mut Vec<
         out.push(
             Fire::new(
                 RuleId::LearningAbandonment,
-                o.started_at.saturating_add(p.open_for),
+                pres.after(o.started_at, p.open_for),
                 vec![Reason::new(
                     "days_open_without_completion",
                     p.open_for as f64 / DAY as f64,

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::window::{count_in, insert_sorted};
+use super::presence::Presence;
 use super::{Fire, RuleId};
 use crate::config::MobilityFrustration;
 use crate::event::{Event, Kind};
@@ -43,11 +44,15 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     )
 }
 
-pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &mut Vec<Fire>) {
+pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, pres: &Presence<'_>, out: &mut Vec<Fire>) {
     let t = ev.occurred_at;
     match &ev.kind {
         Kind::PostingViewed { .. } | Kind::Applied { .. } => {
             let s = st.get_or_insert_with(Default::default);
+            if pres.off_at(t) && matches!(ev.kind, Kind::PostingViewed { .. }) {
+                // (A view on a day off does not count; an application always does.)
+                return;
+            }
             let applied = matches!(ev.kind, Kind::Applied { .. });
             insert_sorted(
                 if applied {
@@ -64,13 +69,15 @@ pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &m
                 .copied()
                 .unwrap_or(t)
                 .max(s.applications.last().copied().unwrap_or(t));
-            s.views.retain(|&x| x >= newest - p.window);
-            s.applications.retain(|&x| x >= newest - p.window);
+            let keep_from = pres.before(newest, p.window);
+            s.views.retain(|&x| x >= keep_from);
+            s.applications.retain(|&x| x >= keep_from);
             if applied {
                 return;
             }
-            let views = count_in(&s.views, t - p.window, t);
-            if views >= p.min_views && count_in(&s.applications, t - p.window, t) == 0 {
+            let since = pres.before(t, p.window);
+            let views = pres.count_present(&s.views, since, t);
+            if views >= p.min_views && count_in(&s.applications, since, t) == 0 {
                 out.push(Fire::new(
                     RuleId::MobilityFrustration,
                     t,
@@ -99,8 +106,8 @@ pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &m
     }
 }
 
-pub fn next_due(_p: &Params, _st: &Option<Box<State>>) -> Option<Ts> {
+pub fn next_due(_p: &Params, _st: &Option<Box<State>>, _pres: &Presence<'_>) -> Option<Ts> {
     None
 }
 
-pub fn on_timer(_p: &Params, _st: &mut Option<Box<State>>, _now: Ts, _out: &mut Vec<Fire>) {}
+pub fn on_timer(_p: &Params, _st: &mut Option<Box<State>>, _now: Ts, _pres: &Presence<'_>, _out: &mut Vec<Fire>) {}

@@ -22,6 +22,7 @@ pub mod learning;
 pub mod mobility;
 pub mod onboarding;
 pub mod performance;
+pub mod presence;
 pub mod pulse;
 pub mod recognition;
 pub mod sentiment;
@@ -217,6 +218,8 @@ pub struct RuleSet {
     pub experiments: Vec<Option<std::sync::Arc<Experiment>>>,
     /// Every experiment, in the configuration's order (`Experiment::index`).
     pub experiment_list: Vec<std::sync::Arc<Experiment>>,
+    /// `calendar.non_working_days`.
+    pub calendar: presence::Days,
 }
 
 /// A compiled experiment (CONTRACT §7).
@@ -298,6 +301,8 @@ impl RuleSet {
                 r.severity_high_from,
                 r.severity_medium_from,
                 s.privacy.min_group_size,
+                (&s.calendar.non_working_days, s.population.gap_share),
+                (s.population.relative, s.population.min_window_share),
             ));
             let mut effective = cfg;
             if let Some(obj) = effective.as_object_mut() {
@@ -396,7 +401,7 @@ impl RuleSet {
         };
         RuleSet {
             meta,
-            collaboration: collaboration::Params::from(&r.collaboration_decline),
+            collaboration: collaboration::Params::from(&r.collaboration_decline, &s.population),
             recognition: recognition::Params::from(&r.recognition_withdrawal),
             pulse: pulse::Params::from(&r.pulse_shortening),
             checkin: checkin::Params::from(&r.checkin_lapse),
@@ -406,7 +411,7 @@ impl RuleSet {
             confusion: confusion::Params::from(&r.learning_confusion),
             onboarding: onboarding::Params::from(&r.onboarding_friction),
             mobility: mobility::Params::from(&r.mobility_frustration),
-            performance: performance::Params::from(&r.performance_dip),
+            performance: performance::Params::from(&r.performance_dip, &s.population),
             attrition: Attrition {
                 window: a.window.ms(),
                 threshold: a.threshold,
@@ -429,6 +434,8 @@ impl RuleSet {
             idle_ttl_days: s.state.idle_ttl.ms() / crate::time::DAY,
             experiments,
             experiment_list,
+            // (Checked by `Settings::validate`.)
+            calendar: s.calendar.days().unwrap_or_default(),
         }
     }
 

@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::window::{count_in, insert_sorted};
+use super::window::insert_sorted;
+use super::presence::Presence;
 use super::{fingerprint, Fire, RuleId};
 use crate::config::OnboardingFriction;
 use crate::event::{Event, Kind};
@@ -41,8 +42,8 @@ pub struct State {
     clarifications: Vec<Ts>,
 }
 
-fn in_window(p: &Params, s: &State, t: Ts) -> bool {
-    t >= s.first && t <= s.first + p.window
+fn in_window(p: &Params, s: &State, t: Ts, pres: &Presence<'_>) -> bool {
+    t >= s.first && t <= pres.after(s.first, p.window)
 }
 
 /// The event kinds [`on_event`] reads: the engine calls it, and recomputes this rule's
@@ -54,7 +55,7 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     )
 }
 
-pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &mut Vec<Fire>) {
+pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, pres: &Presence<'_>, out: &mut Vec<Fire>) {
     let t = ev.occurred_at;
     if !matches!(
         ev.kind,
@@ -72,7 +73,7 @@ pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &m
     match &ev.kind {
         Kind::TaskStarted { task_id } => {
             let id = fingerprint(task_id);
-            if in_window(p, s, t) && !s.open.iter().any(|x| x.0 == id) {
+            if in_window(p, s, t, pres) && !s.open.iter().any(|x| x.0 == id) {
                 if s.open.len() >= MAX_OPEN {
                     s.open.remove(0);
                 }
@@ -84,9 +85,10 @@ pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &m
             s.open.retain(|x| x.0 != id);
         }
         Kind::ClarificationRequested => {
-            if in_window(p, s, t) {
+            if in_window(p, s, t, pres) && !pres.off_at(t) {
                 insert_sorted(&mut s.clarifications, t, 16);
-                let n = count_in(&s.clarifications, t - p.clarification_window, t);
+                let since = pres.before(t, p.clarification_window);
+                let n = pres.count_present(&s.clarifications, since, t);
                 if n >= p.min_clarifications {
                     out.push(Fire::new(
                         RuleId::OnboardingFriction,
@@ -105,31 +107,35 @@ pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &m
         }
         _ => {}
     }
-    if t > s.first + p.window + p.open_for {
+    if t > pres.after(s.first, p.window + p.open_for) {
         // Past the window: nothing more can fire; keep only when it began.
         s.open.clear();
         s.clarifications.clear();
     }
 }
 
-pub fn next_due(p: &Params, st: &Option<Box<State>>) -> Option<Ts> {
-    st.as_deref()?.open.iter().map(|x| x.1 + p.open_for).min()
+pub fn next_due(p: &Params, st: &Option<Box<State>>, pres: &Presence<'_>) -> Option<Ts> {
+    st.as_deref()?
+        .open
+        .iter()
+        .map(|x| pres.after(x.1, p.open_for))
+        .min()
 }
 
-pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, out: &mut Vec<Fire>) {
+pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, pres: &Presence<'_>, out: &mut Vec<Fire>) {
     let Some(s) = st.as_deref_mut() else { return };
     let mut due: Vec<Ts> = s
         .open
         .iter()
-        .filter(|x| x.1 + p.open_for <= now)
+        .filter(|x| pres.after(x.1, p.open_for) <= now)
         .map(|x| x.1)
         .collect();
-    s.open.retain(|x| x.1 + p.open_for > now);
+    s.open.retain(|x| pres.after(x.1, p.open_for) > now);
     due.sort_unstable();
     for started in due {
         out.push(Fire::new(
             RuleId::OnboardingFriction,
-            started + p.open_for,
+            pres.after(started, p.open_for),
             vec![Reason::new(
                 "onboarding_task_open_hours",
                 (p.open_for / HOUR) as f64,

@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::collaboration::Daily;
-use super::window::DayRing;
+use super::presence::{excluded_note, Source};
+use super::window::{enough_days, DayRing};
+use super::presence::Presence;
 use super::{Fire, RuleId};
 use crate::config::PerformanceDip;
 use crate::event::{Event, Kind};
@@ -21,11 +23,14 @@ pub struct Params {
     pub task_ratio: f64,
     pub min_history_days: i64,
     pub min_baseline_planned: u64,
+    /// `population.min_window_share`.
+    pub min_share: f64,
 }
 
 impl Params {
-    pub fn from(c: &PerformanceDip) -> Params {
+    pub fn from(c: &PerformanceDip, pop: &crate::config::Population) -> Params {
         Params {
+            min_share: pop.min_window_share,
             sprint_ratio: c.sprint_ratio,
             sprints: c.consecutive_sprints as usize,
             recent_days: c.recent_window.ms() / DAY,
@@ -60,14 +65,15 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     matches!(kind, Kind::SprintClosed { .. } | Kind::WorkTasks { .. })
 }
 
-pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &mut Vec<Fire>) {
+pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, pres: &Presence<'_>, out: &mut Vec<Fire>) {
     let t = ev.occurred_at;
     match ev.kind {
         Kind::SprintClosed {
             points_done,
             points_target,
         } => {
-            if points_target <= 0.0 {
+            if points_target <= 0.0 || pres.off_at(t) {
+                // (A sprint closed on a day off neither breaks a run nor adds to it.)
                 return;
             }
             let s = st.get_or_insert_with(Default::default);
@@ -139,11 +145,11 @@ fn next_day(p: &Params, tk: &Tasks) -> Option<i64> {
         .next_day(p.min_history_days, p.recent_days, tk.planned.last_day())
 }
 
-pub fn next_due(p: &Params, st: &Option<Box<State>>) -> Option<Ts> {
+pub fn next_due(p: &Params, st: &Option<Box<State>>, _pres: &Presence<'_>) -> Option<Ts> {
     next_day(p, st.as_deref()?.tasks.as_ref()?).map(|d| day_start(d + 1))
 }
 
-pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, out: &mut Vec<Fire>) {
+pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, pres: &Presence<'_>, out: &mut Vec<Fire>) {
     let Some(s) = st.as_deref_mut() else { return };
     let Some(tk) = s.tasks.as_mut() else { return };
     let closed = day_of(now) - 1;
@@ -151,7 +157,7 @@ pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, out: &mut Vec<
         if d > closed {
             break;
         }
-        if let Some(f) = evaluate(p, tk, d) {
+        if let Some(f) = evaluate(p, tk, d, pres) {
             out.push(f);
         }
         tk.daily.evaluated_through = d as i32;
@@ -161,14 +167,27 @@ pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, out: &mut Vec<
     }
 }
 
-fn evaluate(p: &Params, tk: &Tasks, day: i64) -> Option<Fire> {
+fn evaluate(p: &Params, tk: &Tasks, day: i64, pres: &Presence<'_>) -> Option<Fire> {
     if day - tk.daily.first_day as i64 + 1 < p.min_history_days {
         return None;
     }
+    let src = Some(Source::Tasks);
     let rf = day - p.recent_days + 1;
-    let (rc, rp) = (tk.completed.sum(rf, day), tk.planned.sum(rf, day));
+    let ((rc, rdays), (rp, _)) = (
+        tk.completed.sum_present(rf, day, pres, src),
+        tk.planned.sum_present(rf, day, pres, src),
+    );
     let bf = rf - p.baseline_days;
-    let (bc, bp) = (tk.completed.sum(bf, rf - 1), tk.planned.sum(bf, rf - 1));
+    let ((bc, bdays), (bp, _)) = (
+        tk.completed.sum_present(bf, rf - 1, pres, src),
+        tk.planned.sum_present(bf, rf - 1, pres, src),
+    );
+    if !enough_days(rdays, p.recent_days, p.min_share)
+        || !enough_days(bdays, p.baseline_days, p.min_share)
+    {
+        return None;
+    }
+    let excluded = p.span() - rdays - bdays;
     if rp == 0 || bp < p.min_baseline_planned || bc == 0 {
         return None;
     }
@@ -184,8 +203,8 @@ fn evaluate(p: &Params, tk: &Tasks, day: i64) -> Option<Fire> {
             .baseline(baseline)
             .window_days(p.recent_days as u32)
             .detail(format!(
-                "{rc} of {rp} planned tasks completed in the last {} days; {bc} of {bp} in the {} days before",
-                p.recent_days, p.baseline_days
+                "{rc} of {rp} planned tasks completed in the last {} days; {bc} of {bp} in the {} days before{}",
+                p.recent_days, p.baseline_days, excluded_note(excluded)
             ))],
     ))
 }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::presence::Presence;
 use super::{Fire, RuleId};
 use crate::config::PulseShortening;
 use crate::event::{Event, Kind};
@@ -57,13 +58,17 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     matches!(kind, Kind::PulseResponse { .. })
 }
 
-pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &mut Vec<Fire>) {
+pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, pres: &Presence<'_>, out: &mut Vec<Fire>) {
     let Kind::PulseResponse {
         score, word_count, ..
     } = ev.kind
     else {
         return;
     };
+    if pres.off_at(ev.occurred_at) {
+        // (A response given on a day off is not compared.)
+        return;
+    }
     let s = st.get_or_insert_with(Default::default);
     let r = Response {
         at: ev.occurred_at,
@@ -82,7 +87,7 @@ pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &m
     }
     let split = s.responses.len() - p.latest;
     let latest = &s.responses[split..];
-    let since = latest[0].at - p.lookback;
+    let since = pres.before(latest[0].at, p.lookback);
     let earlier: Vec<&Response> = s.responses[..split]
         .iter()
         .rev()
@@ -133,8 +138,8 @@ pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, out: &m
     }
 }
 
-pub fn next_due(_p: &Params, _st: &Option<Box<State>>) -> Option<Ts> {
+pub fn next_due(_p: &Params, _st: &Option<Box<State>>, _pres: &Presence<'_>) -> Option<Ts> {
     None
 }
 
-pub fn on_timer(_p: &Params, _st: &mut Option<Box<State>>, _now: Ts, _out: &mut Vec<Fire>) {}
+pub fn on_timer(_p: &Params, _st: &mut Option<Box<State>>, _now: Ts, _pres: &Presence<'_>, _out: &mut Vec<Fire>) {}

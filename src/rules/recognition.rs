@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::window::{count_in, insert_sorted, prune};
+use super::presence::excluded_note;
+use super::window::{insert_sorted, prune};
+use super::presence::Presence;
 use super::{Fire, RuleId};
 use crate::config::RecognitionWithdrawal;
 use crate::event::{Event, Kind};
@@ -45,38 +47,52 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     )
 }
 
-pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, _out: &mut Vec<Fire>) {
+pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, pres: &Presence<'_>, _out: &mut Vec<Fire>) {
     if matches!(ev.kind, Kind::RecognitionGiven | Kind::RecognitionReceived) {
         let s = st.get_or_insert_with(Default::default);
+        if pres.off_at(ev.occurred_at) {
+            // (Neither activity nor its absence: a day off does not count.)
+            return;
+        }
         insert_sorted(&mut s.times, ev.occurred_at, MAX_KEPT);
         let last = *s.times.last().unwrap_or(&ev.occurred_at);
-        prune(&mut s.times, last - p.quiet - p.prior);
+        prune(&mut s.times, pres.before(last, p.quiet + p.prior));
     }
 }
 
-pub fn next_due(p: &Params, st: &Option<Box<State>>) -> Option<Ts> {
+pub fn next_due(p: &Params, st: &Option<Box<State>>, pres: &Presence<'_>) -> Option<Ts> {
     let s = st.as_deref()?;
-    let last = *s.times.last()?;
-    (s.handled != Some(last) && count_in(&s.times, last - p.prior, last) >= p.min_prior)
-        .then_some(last + p.quiet)
+    let last = *s.times.iter().rev().find(|&&t| !pres.off_at(t))?;
+    (s.handled != Some(last) && prior(p, s, last, pres) >= p.min_prior)
+        .then(|| pres.after(last, p.quiet))
 }
 
-pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, out: &mut Vec<Fire>) {
-    let Some(due) = next_due(p, st) else { return };
+/// Recognition events present in the prior window before `last` (itself included).
+fn prior(p: &Params, s: &State, last: Ts, pres: &Presence<'_>) -> usize {
+    pres.count_present(&s.times, pres.before(last, p.prior), last)
+}
+
+pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, pres: &Presence<'_>, out: &mut Vec<Fire>) {
+    let Some(due) = next_due(p, st, pres) else { return };
     if due > now {
         return;
     }
     let Some(s) = st.as_deref_mut() else { return };
-    let last = due - p.quiet;
+    let Some(&last) = s.times.iter().rev().find(|&&t| !pres.off_at(t)) else { return };
     s.handled = Some(last);
-    let prior = count_in(&s.times, last - p.prior, last);
+    let prior = prior(p, s, last, pres);
+    let excluded = pres.off_days(last, due);
     out.push(Fire::new(
         RuleId::RecognitionWithdrawal,
         due,
         vec![
             Reason::new("recognition_events", 0.0, 0.0)
                 .window_days(whole_days(p.quiet))
-                .detail(format!("none since {}", format_rfc3339(last))),
+                .detail(format!(
+                    "none since {}{}",
+                    format_rfc3339(last),
+                    excluded_note(excluded)
+                )),
             Reason::new(
                 "recognition_events_before",
                 prior as f64,

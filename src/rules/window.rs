@@ -137,6 +137,36 @@ impl DayRing {
     }
 }
 
+impl DayRing {
+    /// The total and the number of days of `from..=to` that `pres` does not leave out of
+    /// `source`'s windows.
+    pub fn sum_present(
+        &self,
+        from: i64,
+        to: i64,
+        pres: &super::presence::Presence<'_>,
+        source: Option<super::presence::Source>,
+    ) -> (u64, i64) {
+        if from > to {
+            return (0, 0);
+        }
+        let excluded = pres.excluded_days(from, to, source);
+        if excluded == 0 {
+            return (self.sum(from, to), to - from + 1);
+        }
+        let sum = (from..=to)
+            .filter(|&d| !pres.excluded(d, source))
+            .map(|d| self.get(d) as u64)
+            .sum();
+        (sum, to - from + 1 - excluded)
+    }
+}
+
+/// Whether a window of `len` days with `present` of them left is judged.
+pub fn enough_days(present: i64, len: i64, min_share: f64) -> bool {
+    present > 0 && present as f64 >= (len as f64 * min_share).ceil()
+}
+
 /// Keeps the instants at or after `since`; returns how many remain.
 pub fn prune(times: &mut Vec<Ts>, since: Ts) -> usize {
     times.retain(|&t| t >= since);

@@ -1543,6 +1543,8 @@ mod catalog_tests;
 #[cfg(test)]
 mod changelog_tests;
 #[cfg(test)]
+mod presence_tests;
+#[cfg(test)]
 mod stage_tests;
 #[cfg(test)]
 mod test_support;

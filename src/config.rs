@@ -778,7 +778,10 @@ impl Settings {
         self.calendar.days()?;
         for (key, v) in [
             ("population.gap_share", self.population.gap_share),
-            ("population.min_window_share", self.population.min_window_share),
+            (
+                "population.min_window_share",
+                self.population.min_window_share,
+            ),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(invalid(key, format!("{v} is not between 0 and 1")));

@@ -133,6 +133,22 @@ enum Command {
         duration: u64,
         #[arg(long)]
         config: Option<PathBuf>,
+        /// A company holiday, FIRST_DAY:DAYS (days from the start): everyone at
+        /// --holiday-activity of their activity.
+        #[arg(long, value_parser = parse_span)]
+        holiday: Option<(i64, i64)>,
+        #[arg(long, default_value_t = 0.15)]
+        holiday_activity: f64,
+        /// Also write the holiday as a calendar, a configuration file for `replay --config`.
+        #[arg(long)]
+        declare_holiday: Option<PathBuf>,
+        /// A feed outage, SOURCE:FIRST_DAY:DAYS (SOURCE: collab.activity or work.tasks); may
+        /// be repeated.
+        #[arg(long, value_parser = parse_outage)]
+        outage: Vec<(momentd::rules::presence::Source, i64, i64)>,
+        /// Share of ordinary employees who take recorded time off of 1–3 weeks.
+        #[arg(long, default_value_t = 0.0)]
+        time_off: f64,
     },
     /// Per rule recall, precision and detection delay of triggers against a simulation's truth.
     Evaluate {
@@ -284,6 +300,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             rate,
             duration,
             config,
+            holiday,
+            holiday_activity,
+            declare_holiday,
+            outage,
+            time_off,
         } => {
             let opts = momentd::sim::SimOptions {
                 employees,
@@ -292,7 +313,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 pattern_share,
                 malformed_share,
                 duplicate_share,
+                holiday,
+                holiday_activity,
+                outages: outage,
+                time_off_share: time_off,
             };
+            if let Some(path) = &declare_holiday {
+                let (first, len) = holiday.context("--declare-holiday needs --holiday")?;
+                std::fs::write(path, momentd::sim::holiday_calendar(first, len))
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
             let sim = momentd::sim::simulate(&opts);
             if let Some(dir) = &out {
                 std::fs::create_dir_all(dir)
@@ -412,4 +442,31 @@ mod tests {
             }
         }
     }
+}
+
+/// `FIRST_DAY:DAYS`.
+fn parse_span(v: &str) -> Result<(i64, i64), String> {
+    let (a, b) = v
+        .split_once(':')
+        .ok_or_else(|| format!("{v:?}: FIRST_DAY:DAYS"))?;
+    let n = |x: &str| x.trim().parse::<i64>().map_err(|e| format!("{v:?}: {e}"));
+    let (a, b) = (n(a)?, n(b)?);
+    if a < 0 || b < 1 {
+        return Err(format!("{v:?}: FIRST_DAY >= 0 and DAYS >= 1"));
+    }
+    Ok((a, b))
+}
+
+/// `SOURCE:FIRST_DAY:DAYS`.
+fn parse_outage(v: &str) -> Result<(momentd::rules::presence::Source, i64, i64), String> {
+    use momentd::rules::presence::Source;
+    let (src, span) = v
+        .split_once(':')
+        .ok_or_else(|| format!("{v:?}: SOURCE:FIRST_DAY:DAYS"))?;
+    let source = Source::ALL
+        .into_iter()
+        .find(|s| s.as_str() == src)
+        .ok_or_else(|| format!("{src:?}: collab.activity or work.tasks"))?;
+    let (a, b) = parse_span(span)?;
+    Ok((source, a, b))
 }

@@ -33,6 +33,16 @@ pub struct SimOptions {
     pub malformed_share: f64,
     /// Share of events delivered twice.
     pub duplicate_share: f64,
+    /// A company holiday: (first day, days). Each employee works a day of it with the
+    /// probability `holiday_activity` (a whole day's behaviour, or none of it).
+    pub holiday: Option<(i64, i64)>,
+    pub holiday_activity: f64,
+    /// Feed outages: (source, first day, days) — the source delivers nothing.
+    pub outages: Vec<(crate::rules::presence::Source, i64, i64)>,
+    /// Share of ordinary employees (no injected pattern) who take recorded time off of 1–3
+    /// weeks, recorded a week ahead; while off they do nothing (a check-in scheduled for
+    /// them still is, and stays open).
+    pub time_off_share: f64,
 }
 
 impl Default for SimOptions {
@@ -44,6 +54,10 @@ impl Default for SimOptions {
             pattern_share: 0.6,
             malformed_share: 0.001,
             duplicate_share: 0.01,
+            holiday: None,
+            holiday_activity: 0.15,
+            outages: Vec::new(),
+            time_off_share: 0.0,
         }
     }
 }
@@ -69,6 +83,24 @@ pub struct Truth {
     pub start: String,
     pub end: String,
     pub expectations: Vec<Expectation>,
+    /// Population shifts simulated: an expectation whose window meets one is scored apart.
+    #[serde(default)]
+    pub shifts: Vec<Shift>,
+}
+
+/// A population shift of the simulation, as the truth records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shift {
+    /// `holiday`, `outage` or `time_off`.
+    pub kind: String,
+    pub from: String,
+    pub to: String,
+    /// The source of an outage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Time off: the employees off (a shift only for them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
 }
 
 /// One output record: a valid event, or a malformed line.
@@ -209,6 +241,8 @@ struct Quiet {
     postings_from: Option<i64>,
     low_sprints: Vec<i64>,
     stop_at: Option<i64>,
+    /// Recorded time off: first day and days.
+    leave: Option<(i64, i64)>,
 }
 
 /// The check-in cycle: a check-in is scheduled on the days `d % 14 == cycle(emp)`.
@@ -252,6 +286,7 @@ pub fn simulate(opts: &SimOptions) -> Simulation {
     // Employee patterns: a share of the employees of ordinary teams, one pattern each, at most
     // one per team (so a team's figures move by one member at most).
     let mut pattern = vec![Pattern::None; n as usize];
+    let mut leaves: Vec<(String, i64, i64)> = Vec::new();
     let mut k = 0usize;
     for t in 0..teams {
         if team_pattern(t) != TeamPattern::None || t * TEAM >= hires_from {
@@ -276,6 +311,28 @@ pub fn simulate(opts: &SimOptions) -> Simulation {
         let mut quiet = Quiet::default();
         let p = pattern[emp as usize];
         inject(&mut b, emp, p, days, offset, &mut quiet);
+        if opts.time_off_share > 0.0
+            && p == Pattern::None
+            && !new_hire
+            && tp == TeamPattern::None
+            && days > 60
+            && b.rng.chance(opts.time_off_share)
+        {
+            let len = 7 + b.rng.below(15) as i64;
+            let start = 30 + b.rng.below((days - 30 - len - 5).max(1) as u64) as i64;
+            quiet.leave = Some((start, len));
+            b.emit(
+                emp,
+                day_at(start - 7, 9, offset),
+                Kind::TimeOffRecorded {
+                    time_off_id: s(format!("to-{emp}-{start}")),
+                    starts_on: (crate::time::day_of(EPOCH) + start) as i32,
+                    ends_on: (crate::time::day_of(EPOCH) + start + len - 1) as i32,
+                },
+                None,
+            );
+            leaves.push((employee_id(emp), start, len));
+        }
         match tp {
             TeamPattern::None => {}
             TeamPattern::CheckinDrop => quiet.checkins_from = Some(days - 16),
@@ -286,6 +343,17 @@ pub fn simulate(opts: &SimOptions) -> Simulation {
         let first = hired.unwrap_or(0);
         let last = quiet.stop_at.unwrap_or(days);
         for d in first..last {
+            if let Some((from, len)) = quiet.leave {
+                if d >= from && d < from + len {
+                    away(&mut b, emp, d, days, offset);
+                    continue;
+                }
+            }
+            if let Some((from, len)) = opts.holiday {
+                if d >= from && d < from + len && !b.rng.chance(opts.holiday_activity) {
+                    continue;
+                }
+            }
             everyday(&mut b, emp, d, days, offset, &quiet, cohort);
         }
         if let (Some(h), Some(c)) = (hired, cohort) {
@@ -306,6 +374,56 @@ pub fn simulate(opts: &SimOptions) -> Simulation {
         }
     }
 
+    // Outages: the source delivers nothing on those days.
+    for &(source, from, len) in &opts.outages {
+        let (a, z) = (EPOCH + from * DAY, EPOCH + (from + len) * DAY);
+        b.events.retain(|e| {
+            let hit = match source {
+                crate::rules::presence::Source::Collab => {
+                    matches!(e.kind, Kind::CollabActivity { .. })
+                }
+                crate::rules::presence::Source::Tasks => matches!(e.kind, Kind::WorkTasks { .. }),
+            };
+            !(hit && e.occurred_at >= a && e.occurred_at < z)
+        });
+    }
+    let span = |from: i64, len: i64| {
+        (
+            format_rfc3339(EPOCH + from * DAY),
+            format_rfc3339(EPOCH + (from + len) * DAY),
+        )
+    };
+    let mut shifts = Vec::new();
+    if let Some((from, len)) = opts.holiday {
+        let (from, to) = span(from, len);
+        shifts.push(Shift {
+            kind: "holiday".into(),
+            from,
+            to,
+            source: None,
+            subjects: Vec::new(),
+        });
+    }
+    for &(source, from, len) in &opts.outages {
+        let (from, to) = span(from, len);
+        shifts.push(Shift {
+            kind: "outage".into(),
+            from,
+            to,
+            source: Some(source.as_str().into()),
+            subjects: Vec::new(),
+        });
+    }
+    for (emp, from, len) in leaves {
+        let (from, to) = span(from, len);
+        shifts.push(Shift {
+            kind: "time_off".into(),
+            from,
+            to,
+            source: None,
+            subjects: vec![emp],
+        });
+    }
     b.events.sort_by_key(|e| e.occurred_at);
     // Duplicate deliveries (the same event_id again, right after) and malformed records.
     let mut records = Vec::with_capacity(b.events.len() + b.events.len() / 50);
@@ -330,6 +448,7 @@ pub fn simulate(opts: &SimOptions) -> Simulation {
             start: format_rfc3339(EPOCH),
             end: format_rfc3339(EPOCH + days * DAY),
             expectations: b.truth,
+            shifts,
         },
     }
 }
@@ -519,6 +638,31 @@ fn everyday(b: &mut Builder, emp: u32, d: i64, days: i64, off: Ts, q: &Quiet, co
         );
     }
     let _ = cohort;
+}
+
+/// A day of recorded time off: nothing but the check-in the calendar schedules anyway.
+fn away(b: &mut Builder, emp: u32, d: i64, days: i64, off: Ts) {
+    if d % 14 == checkin_cycle(emp) && d + 2 < days {
+        b.emit(
+            emp,
+            day_at(d, 10, off),
+            Kind::CheckinScheduled {
+                checkin_id: s(format!("ci-{emp}-{d}")),
+                due_at: day_at(d + 2, 10, off),
+            },
+            None,
+        );
+    }
+}
+
+/// The calendar `--declare-holiday` writes: a configuration file of just that section.
+pub fn holiday_calendar(first: i64, len: i64) -> String {
+    let day = |d: i64| crate::time::format_date(crate::time::day_of(EPOCH) + d);
+    format!(
+        "# The simulated company holiday, declared (momentd simulate --declare-holiday).\n[calendar]\nnon_working_days = [\"{}..{}\"]\n",
+        day(first),
+        day(first + len - 1)
+    )
 }
 
 /// A new hire's first week: four onboarding tasks, each completed the day it starts, and one
@@ -1096,6 +1240,19 @@ pub struct RuleScore {
     /// Triggers of the rule matching no expected detection (including any inside a must-not
     /// window).
     pub false_positives: usize,
+    /// Expected detections whose window meets a population shift (not in `expected`), and
+    /// how many of them were found.
+    pub in_shift_expected: usize,
+    pub in_shift_found: usize,
+}
+
+/// Whether an expectation's window meets one of the truth's shifts.
+fn in_shift(truth: &Truth, e: &Expectation) -> bool {
+    truth.shifts.iter().any(|s| {
+        (s.subjects.is_empty() || s.subjects.contains(&e.subject))
+            && s.from.as_str() < e.to.as_str()
+            && e.from.as_str() < s.to.as_str()
+    })
 }
 
 /// Scores triggers (JSON values as published; follow-ups with `escalation > 0` are left out)
@@ -1118,8 +1275,14 @@ pub fn evaluate(truth: &Truth, triggers: &[serde_json::Value]) -> Vec<RuleScore>
     let mut used = vec![false; detections.len()];
     let mut delays: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     let mut expected: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut shifted: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
     for e in truth.expectations.iter().filter(|e| e.fire) {
-        *expected.entry(e.rule.clone()).or_default() += 1;
+        let inside = in_shift(truth, e);
+        if inside {
+            shifted.entry(e.rule.clone()).or_default().0 += 1;
+        } else {
+            *expected.entry(e.rule.clone()).or_default() += 1;
+        }
         let (Some(from), Some(to)) = (parse_rfc3339(&e.from), parse_rfc3339(&e.to)) else {
             continue;
         };
@@ -1128,6 +1291,10 @@ pub fn evaluate(truth: &Truth, triggers: &[serde_json::Value]) -> Vec<RuleScore>
         });
         if let Some(i) = hit {
             used[i] = true;
+            if inside {
+                shifted.entry(e.rule.clone()).or_default().1 += 1;
+                continue;
+            }
             delays
                 .entry(e.rule.clone())
                 .or_default()
@@ -1160,6 +1327,8 @@ pub fn evaluate(truth: &Truth, triggers: &[serde_json::Value]) -> Vec<RuleScore>
                 },
                 delay_median_hours: (!d.is_empty()).then(|| crate::trigger::round2(d[d.len() / 2])),
                 delay_max_hours: d.last().map(|x| crate::trigger::round2(*x)),
+                in_shift_expected: shifted.get(&rule).map_or(0, |x| x.0),
+                in_shift_found: shifted.get(&rule).map_or(0, |x| x.1),
                 rule,
                 expected: exp,
                 found,
@@ -1172,13 +1341,26 @@ pub fn evaluate(truth: &Truth, triggers: &[serde_json::Value]) -> Vec<RuleScore>
 /// The evaluation as a table for the terminal.
 pub fn table(scores: &[RuleScore]) -> String {
     let mut s = format!(
-        "{:<30} {:>8} {:>6} {:>7} {:>9} {:>4} {:>12} {:>10}\n",
-        "rule", "expected", "found", "recall", "precision", "fp", "delay p50 h", "delay max h"
+        "{:<30} {:>8} {:>6} {:>7} {:>9} {:>4} {:>12} {:>10} {:>9}\n",
+        "rule",
+        "expected",
+        "found",
+        "recall",
+        "precision",
+        "fp",
+        "delay p50 h",
+        "delay max h",
+        "in shift"
     );
     let h = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.1}"));
     for r in scores {
+        let shift = if r.in_shift_expected == 0 {
+            "-".to_string()
+        } else {
+            format!("{}/{}", r.in_shift_found, r.in_shift_expected)
+        };
         s += &format!(
-            "{:<30} {:>8} {:>6} {:>7.2} {:>9.2} {:>4} {:>12} {:>10}\n",
+            "{:<30} {:>8} {:>6} {:>7.2} {:>9.2} {:>4} {:>12} {:>10} {:>9}\n",
             r.rule,
             r.expected,
             r.found,
@@ -1186,7 +1368,8 @@ pub fn table(scores: &[RuleScore]) -> String {
             r.precision,
             r.false_positives,
             h(r.delay_median_hours),
-            h(r.delay_max_hours)
+            h(r.delay_max_hours),
+            shift
         );
     }
     s

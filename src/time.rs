@@ -107,7 +107,9 @@ pub fn parse_date(s: &str) -> Option<i64> {
     if s.len() != 10 {
         return None;
     }
-    let days = d.signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days();
+    let days = d
+        .signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?)
+        .num_days();
     (days >= 0).then_some(days)
 }
 

@@ -150,3 +150,68 @@ fn protobuf_output_holds_the_same_events_length_delimited() {
     }
     assert!(rest.is_empty() && n > 1000);
 }
+
+/// Scores of `replay` over `events` against the truth: (rule, expected, recall, precision).
+fn scores(d: &Path, events: &Path) -> Vec<serde_json::Value> {
+    let triggers = d.join("scored.jsonl");
+    momentd(&[
+        "replay",
+        "--input",
+        events.to_str().unwrap(),
+        "--output",
+        triggers.to_str().unwrap(),
+    ]);
+    let out = momentd(&[
+        "evaluate",
+        "--json",
+        "--truth",
+        d.join("truth.json").to_str().unwrap(),
+        "--triggers",
+        triggers.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["rules"].as_array().unwrap().clone()
+}
+
+#[test]
+fn recorded_time_off_raises_no_trigger_and_hides_no_pattern() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    momentd(&[
+        "simulate",
+        "--employees",
+        "700",
+        "--days",
+        "130",
+        "--seed",
+        "3",
+        "--time-off",
+        "0.05",
+        "--out",
+        d.to_str().unwrap(),
+    ]);
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("truth.json")).unwrap()).unwrap();
+    let off = truth["shifts"].as_array().unwrap().len();
+    assert!(off >= 10, "{off} employees on recorded leave");
+    for r in scores(d, &d.join("events.jsonl")) {
+        assert_eq!(r["recall"], 1.0, "{r}");
+        assert_eq!(r["false_positives"], 0, "{r}");
+    }
+    // The same absences unrecorded: the people away look disengaged.
+    let unrecorded: String = std::fs::read_to_string(d.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("\"type\":\"time_off.recorded\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(d.join("unrecorded.jsonl"), unrecorded).unwrap();
+    let fp: u64 = scores(d, &d.join("unrecorded.jsonl"))
+        .iter()
+        .map(|r| r["false_positives"].as_u64().unwrap())
+        .sum();
+    assert!(
+        fp >= off as u64,
+        "{fp} false positives without the time off"
+    );
+}

@@ -206,7 +206,9 @@ fn a_malformed_calendar_entry_is_an_error_naming_it() {
     assert!(e.contains("ends before it starts"), "{e}");
     let e = err("[population]\ngap_share = 1.5\n");
     assert!(e.contains("population.gap_share"), "{e}");
-    let ok = from_toml_str("[calendar]\nnon_working_days = [\"2026-12-24..2026-12-26\", \"2027-01-01\"]\n")
-        .unwrap();
+    let ok = from_toml_str(
+        "[calendar]\nnon_working_days = [\"2026-12-24..2026-12-26\", \"2027-01-01\"]\n",
+    )
+    .unwrap();
     assert_eq!(ok.calendar.days().unwrap().count(0, 100_000), 4);
 }

@@ -49,7 +49,11 @@ fn collaboration_is_judged_on_the_days_present_and_not_with_too_few() {
     // Ten of the last fourteen days off, silent on them: without the time off a decline.
     let mut h = H::detections_only();
     collab(&mut h, "ann", 10, |d| if d < 10 { 0 } else { 10 });
-    assert_eq!(h.fired("collaboration_decline").len(), 1, "the control fires");
+    assert_eq!(
+        h.fired("collaboration_decline").len(),
+        1,
+        "the control fires"
+    );
 
     let mut h = H::detections_only();
     off(&mut h, "ann", "t1", 56, 65);
@@ -71,7 +75,10 @@ fn collaboration_is_judged_on_the_days_present_and_not_with_too_few() {
     collab(&mut h, "cat", 10, |d| if d < 5 { 0 } else { 3 });
     let t = h.fired("collaboration_decline");
     assert_eq!(t.len(), 1);
-    assert_eq!(t[0].reasons[0].observed, 3.0, "the mean of the nine days present");
+    assert_eq!(
+        t[0].reasons[0].observed, 3.0,
+        "the mean of the nine days present"
+    );
     assert!(
         t[0].reasons[0]
             .detail
@@ -127,11 +134,17 @@ fn the_task_ratio_leaves_days_off_out() {
     let mut h = H::detections_only();
     off(&mut h, "gus", "t1", 56, 62);
     run(&mut h, "gus");
-    assert!(h.fired("performance_dip").is_empty(), "7 of 14 days judged, at 90%");
+    assert!(
+        h.fired("performance_dip").is_empty(),
+        "7 of 14 days judged, at 90%"
+    );
     let mut h = H::detections_only();
     off(&mut h, "gus", "t1", 50, 63);
     run(&mut h, "gus");
-    assert!(h.fired("performance_dip").is_empty(), "too few days: not judged");
+    assert!(
+        h.fired("performance_dip").is_empty(),
+        "too few days: not judged"
+    );
 }
 
 #[test]
@@ -146,7 +159,10 @@ fn a_quiet_period_is_measured_in_days_present() {
     h.advance(day(101));
     let t = h.fired("recognition_withdrawal");
     assert_eq!(t.len(), 1);
-    assert_eq!(t[0].detected_at, "2026-04-15T00:00:00Z", "day 60 + 30 days present");
+    assert_eq!(
+        t[0].detected_at, "2026-04-15T00:00:00Z",
+        "day 60 + 30 days present"
+    );
     assert!(t[0].reasons[0]
         .detail
         .as_deref()
@@ -182,15 +198,21 @@ fn a_checkin_due_during_time_off_is_not_a_miss() {
 fn deadlines_do_not_run_on_days_off() {
     let mut h = H::detections_only();
     off(&mut h, "jon", "t1", 3, 10);
+    h.send("jon", day(0), Kind::ModuleStarted { module_id: s("m1") });
     h.send(
         "jon",
         day(0),
-        Kind::ModuleStarted {
-            module_id: s("m1"),
+        Kind::FeedbackReceived {
+            feedback_id: s("f1"),
         },
     );
-    h.send("jon", day(0), Kind::FeedbackReceived { feedback_id: s("f1") });
-    h.send("jon", day(1), Kind::FeedbackReceived { feedback_id: s("f2") });
+    h.send(
+        "jon",
+        day(1),
+        Kind::FeedbackReceived {
+            feedback_id: s("f2"),
+        },
+    );
     h.send("jon", day(1), Kind::TaskStarted { task_id: s("k1") });
     h.advance(day(30));
     let at = |rule: &str| {
@@ -212,18 +234,15 @@ fn event_windows_reach_back_over_days_off_and_skip_events_on_them() {
     // Views at days 0, 15 and 40: 40 days apart, 25 of them present.
     let views = |h: &mut H| {
         for d in [0, 15, 40] {
-            h.send(
-                "kim",
-                day(d),
-                Kind::PostingViewed {
-                    posting_id: s("p"),
-                },
-            );
+            h.send("kim", day(d), Kind::PostingViewed { posting_id: s("p") });
         }
     };
     let mut h = H::detections_only();
     views(&mut h);
-    assert!(h.fired("mobility_frustration").is_empty(), "the control is quiet");
+    assert!(
+        h.fired("mobility_frustration").is_empty(),
+        "the control is quiet"
+    );
     let mut h = H::detections_only();
     off(&mut h, "kim", "t1", 16, 30);
     views(&mut h);
@@ -279,7 +298,13 @@ fn team_windows_leave_the_calendar_out() {
     // Check-ins: 5 a day for 56 days, then 2 a day, but none on the calendar's days 56–62.
     let run = |h: &mut H| {
         for d in 0..70 {
-            let per_day = if d < 56 { 5 } else if d < 63 { 0 } else { 5 };
+            let per_day = if d < 56 {
+                5
+            } else if d < 63 {
+                0
+            } else {
+                5
+            };
             for i in 0..per_day {
                 h.send_in(
                     &format!("k{i}"),
@@ -300,10 +325,16 @@ fn team_windows_leave_the_calendar_out() {
     // 2026-03-02..08 are days 56–62.
     let mut h = with_calendar(&["2026-03-02..2026-03-08"]);
     run(&mut h);
-    assert!(h.fired("team_checkin_drop").is_empty(), "judged on the 7 days left");
+    assert!(
+        h.fired("team_checkin_drop").is_empty(),
+        "judged on the 7 days left"
+    );
     let mut h = with_calendar(&["2026-03-02..2026-03-10"]);
     run(&mut h);
-    assert!(h.fired("team_checkin_drop").is_empty(), "5 of 14 days left: not judged");
+    assert!(
+        h.fired("team_checkin_drop").is_empty(),
+        "5 of 14 days left: not judged"
+    );
 }
 
 #[test]

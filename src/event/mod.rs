@@ -627,7 +627,9 @@ pub const MAX_TIME_OFF_DAYS: i32 = 366;
 /// A required `YYYY-MM-DD` attribute, as a UTC day number.
 fn req_date<'a>(a: &mut impl AttrSource<'a>, name: &str) -> Result<i32, Reject> {
     match &get_str(a, name)? {
-        None => Err(Reject::schema(format!("attrs.{name}: required (YYYY-MM-DD)"))),
+        None => Err(Reject::schema(format!(
+            "attrs.{name}: required (YYYY-MM-DD)"
+        ))),
         Some(s) => time::parse_date(s).map(|d| d as i32).ok_or_else(|| {
             Reject::schema(format!(
                 "attrs.{name}: {:?} is not a date (YYYY-MM-DD)",

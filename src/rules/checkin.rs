@@ -101,7 +101,13 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     )
 }
 
-pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, pres: &Presence<'_>, out: &mut Vec<Fire>) {
+pub fn on_event(
+    p: &Params,
+    st: &mut Option<Box<State>>,
+    ev: &Event<'_>,
+    pres: &Presence<'_>,
+    out: &mut Vec<Fire>,
+) {
     match &ev.kind {
         Kind::CheckinScheduled { checkin_id, due_at } => {
             let s = st.get_or_insert_with(Default::default);
@@ -164,7 +170,13 @@ pub fn next_due(p: &Params, st: &Option<Box<State>>, pres: &Presence<'_>) -> Opt
         .min()
 }
 
-pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, pres: &Presence<'_>, out: &mut Vec<Fire>) {
+pub fn on_timer(
+    p: &Params,
+    st: &mut Option<Box<State>>,
+    now: Ts,
+    pres: &Presence<'_>,
+    out: &mut Vec<Fire>,
+) {
     let Some(s) = st.as_deref_mut() else { return };
     loop {
         let next = s

@@ -5,9 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::presence::Presence;
 use super::presence::{excluded_note, Source};
 use super::window::{enough_days, DayRing};
-use super::presence::Presence;
 use super::{Fire, RuleId};
 use crate::config::CollaborationDecline;
 use crate::event::{Event, Kind};
@@ -82,7 +82,13 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     matches!(kind, Kind::CollabActivity { .. })
 }
 
-pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, _pres: &Presence<'_>, _out: &mut Vec<Fire>) {
+pub fn on_event(
+    p: &Params,
+    st: &mut Option<Box<State>>,
+    ev: &Event<'_>,
+    _pres: &Presence<'_>,
+    _out: &mut Vec<Fire>,
+) {
     if let Kind::CollabActivity { messages, meetings } = ev.kind {
         let day = day_of(ev.occurred_at);
         let fresh = || {
@@ -117,7 +123,13 @@ pub fn next_due(p: &Params, st: &Option<Box<State>>, _pres: &Presence<'_>) -> Op
     next_day(p, st.as_deref()?).map(|d| day_start(d + 1))
 }
 
-pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, pres: &Presence<'_>, out: &mut Vec<Fire>) {
+pub fn on_timer(
+    p: &Params,
+    st: &mut Option<Box<State>>,
+    now: Ts,
+    pres: &Presence<'_>,
+    out: &mut Vec<Fire>,
+) {
     let Some(s) = st.as_deref_mut() else { return };
     let closed = day_of(now) - 1; // the last day that has ended at `now`
     while let Some(d) = next_day(p, s) {

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::window::insert_sorted;
 use super::presence::Presence;
+use super::window::insert_sorted;
 use super::{fingerprint, Fire, RuleId};
 use crate::config::LearningConfusion;
 use crate::event::{Event, Kind};
@@ -46,7 +46,13 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     )
 }
 
-pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, pres: &Presence<'_>, out: &mut Vec<Fire>) {
+pub fn on_event(
+    p: &Params,
+    st: &mut Option<Box<State>>,
+    ev: &Event<'_>,
+    pres: &Presence<'_>,
+    out: &mut Vec<Fire>,
+) {
     let t = ev.occurred_at;
     match &ev.kind {
         Kind::ContentSearched { results_clicked: 0 } => {
@@ -120,4 +126,11 @@ pub fn next_due(_p: &Params, _st: &Option<Box<State>>, _pres: &Presence<'_>) -> 
     None
 }
 
-pub fn on_timer(_p: &Params, _st: &mut Option<Box<State>>, _now: Ts, _pres: &Presence<'_>, _out: &mut Vec<Fire>) {}
+pub fn on_timer(
+    _p: &Params,
+    _st: &mut Option<Box<State>>,
+    _now: Ts,
+    _pres: &Presence<'_>,
+    _out: &mut Vec<Fire>,
+) {
+}

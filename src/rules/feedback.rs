@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::window::{insert_sorted, prune};
 use super::presence::Presence;
+use super::window::{insert_sorted, prune};
 use super::{fingerprint, Fire, RuleId};
 use crate::config::FeedbackUnacknowledged;
 use crate::event::{Event, Kind};
@@ -47,7 +47,13 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     )
 }
 
-pub fn on_event(_p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, _pres: &Presence<'_>, _out: &mut Vec<Fire>) {
+pub fn on_event(
+    _p: &Params,
+    st: &mut Option<Box<State>>,
+    ev: &Event<'_>,
+    _pres: &Presence<'_>,
+    _out: &mut Vec<Fire>,
+) {
     match &ev.kind {
         Kind::FeedbackReceived { feedback_id } => {
             let s = st.get_or_insert_with(Default::default);
@@ -80,7 +86,13 @@ pub fn next_due(p: &Params, st: &Option<Box<State>>, pres: &Presence<'_>) -> Opt
         .min()
 }
 
-pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, pres: &Presence<'_>, out: &mut Vec<Fire>) {
+pub fn on_timer(
+    p: &Params,
+    st: &mut Option<Box<State>>,
+    now: Ts,
+    pres: &Presence<'_>,
+    out: &mut Vec<Fire>,
+) {
     let Some(s) = st.as_deref_mut() else { return };
     let mut due: Vec<Ts> = s
         .pending

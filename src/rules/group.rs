@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::sentiment::{self, Lexicon};
 use super::presence::{Days, Presence};
+use super::sentiment::{self, Lexicon};
 use super::window::{enough_days, DayRing};
 use super::RuleId;
 use crate::config::Settings;

@@ -80,7 +80,13 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     )
 }
 
-pub fn on_event(_p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, _pres: &Presence<'_>, out: &mut Vec<Fire>) {
+pub fn on_event(
+    _p: &Params,
+    st: &mut Option<Box<State>>,
+    ev: &Event<'_>,
+    _pres: &Presence<'_>,
+    out: &mut Vec<Fire>,
+) {
     let (tid, ignored) = match &ev.kind {
         Kind::InterventionIgnored { trigger_id } => (trigger_id, true),
         Kind::InterventionCompleted { trigger_id } => (trigger_id, false),
@@ -121,7 +127,13 @@ pub fn next_due(p: &Params, st: &Option<Box<State>>, pres: &Presence<'_>) -> Opt
         .min()
 }
 
-pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, pres: &Presence<'_>, out: &mut Vec<Fire>) {
+pub fn on_timer(
+    p: &Params,
+    st: &mut Option<Box<State>>,
+    now: Ts,
+    pres: &Presence<'_>,
+    out: &mut Vec<Fire>,
+) {
     let Some(s) = st.as_deref_mut() else { return };
     let mut due: Vec<Open> = s
         .open

@@ -58,7 +58,13 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     )
 }
 
-pub fn on_event(_p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, _pres: &Presence<'_>, out: &mut Vec<Fire>) {
+pub fn on_event(
+    _p: &Params,
+    st: &mut Option<Box<State>>,
+    ev: &Event<'_>,
+    _pres: &Presence<'_>,
+    out: &mut Vec<Fire>,
+) {
     match &ev.kind {
         Kind::ModuleStarted { module_id } => {
             let s = st.get_or_insert_with(Default::default);
@@ -110,7 +116,13 @@ pub fn next_due(p: &Params, st: &Option<Box<State>>, pres: &Presence<'_>) -> Opt
         .min()
 }
 
-pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, pres: &Presence<'_>, out: &mut Vec<Fire>) {
+pub fn on_timer(
+    p: &Params,
+    st: &mut Option<Box<State>>,
+    now: Ts,
+    pres: &Presence<'_>,
+    out: &mut Vec<Fire>,
+) {
     let Some(s) = st.as_deref_mut() else { return };
     let mut due: Vec<Open> = Vec::new();
     s.open.retain(|o| {

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::window::{count_in, insert_sorted};
 use super::presence::Presence;
+use super::window::{count_in, insert_sorted};
 use super::{Fire, RuleId};
 use crate::config::MobilityFrustration;
 use crate::event::{Event, Kind};
@@ -44,7 +44,13 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     )
 }
 
-pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, pres: &Presence<'_>, out: &mut Vec<Fire>) {
+pub fn on_event(
+    p: &Params,
+    st: &mut Option<Box<State>>,
+    ev: &Event<'_>,
+    pres: &Presence<'_>,
+    out: &mut Vec<Fire>,
+) {
     let t = ev.occurred_at;
     match &ev.kind {
         Kind::PostingViewed { .. } | Kind::Applied { .. } => {
@@ -110,4 +116,11 @@ pub fn next_due(_p: &Params, _st: &Option<Box<State>>, _pres: &Presence<'_>) -> 
     None
 }
 
-pub fn on_timer(_p: &Params, _st: &mut Option<Box<State>>, _now: Ts, _pres: &Presence<'_>, _out: &mut Vec<Fire>) {}
+pub fn on_timer(
+    _p: &Params,
+    _st: &mut Option<Box<State>>,
+    _now: Ts,
+    _pres: &Presence<'_>,
+    _out: &mut Vec<Fire>,
+) {
+}

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::window::insert_sorted;
 use super::presence::Presence;
+use super::window::insert_sorted;
 use super::{fingerprint, Fire, RuleId};
 use crate::config::OnboardingFriction;
 use crate::event::{Event, Kind};
@@ -55,7 +55,13 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     )
 }
 
-pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, pres: &Presence<'_>, out: &mut Vec<Fire>) {
+pub fn on_event(
+    p: &Params,
+    st: &mut Option<Box<State>>,
+    ev: &Event<'_>,
+    pres: &Presence<'_>,
+    out: &mut Vec<Fire>,
+) {
     let t = ev.occurred_at;
     if !matches!(
         ev.kind,
@@ -122,7 +128,13 @@ pub fn next_due(p: &Params, st: &Option<Box<State>>, pres: &Presence<'_>) -> Opt
         .min()
 }
 
-pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, pres: &Presence<'_>, out: &mut Vec<Fire>) {
+pub fn on_timer(
+    p: &Params,
+    st: &mut Option<Box<State>>,
+    now: Ts,
+    pres: &Presence<'_>,
+    out: &mut Vec<Fire>,
+) {
     let Some(s) = st.as_deref_mut() else { return };
     let mut due: Vec<Ts> = s
         .open

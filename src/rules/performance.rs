@@ -5,9 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::collaboration::Daily;
+use super::presence::Presence;
 use super::presence::{excluded_note, Source};
 use super::window::{enough_days, DayRing};
-use super::presence::Presence;
 use super::{Fire, RuleId};
 use crate::config::PerformanceDip;
 use crate::event::{Event, Kind};
@@ -65,7 +65,13 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     matches!(kind, Kind::SprintClosed { .. } | Kind::WorkTasks { .. })
 }
 
-pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, pres: &Presence<'_>, out: &mut Vec<Fire>) {
+pub fn on_event(
+    p: &Params,
+    st: &mut Option<Box<State>>,
+    ev: &Event<'_>,
+    pres: &Presence<'_>,
+    out: &mut Vec<Fire>,
+) {
     let t = ev.occurred_at;
     match ev.kind {
         Kind::SprintClosed {
@@ -149,7 +155,13 @@ pub fn next_due(p: &Params, st: &Option<Box<State>>, _pres: &Presence<'_>) -> Op
     next_day(p, st.as_deref()?.tasks.as_ref()?).map(|d| day_start(d + 1))
 }
 
-pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, pres: &Presence<'_>, out: &mut Vec<Fire>) {
+pub fn on_timer(
+    p: &Params,
+    st: &mut Option<Box<State>>,
+    now: Ts,
+    pres: &Presence<'_>,
+    out: &mut Vec<Fire>,
+) {
     let Some(s) = st.as_deref_mut() else { return };
     let Some(tk) = s.tasks.as_mut() else { return };
     let closed = day_of(now) - 1;

@@ -261,7 +261,12 @@ impl<'a> Presence<'a> {
         if b <= a {
             return 0;
         }
-        (b - a) - if self.all_present() { 0 } else { self.off_within(a, b) }
+        (b - a)
+            - if self.all_present() {
+                0
+            } else {
+                self.off_within(a, b)
+            }
     }
 
     /// The instant `d` of present time after `t`: a deadline that does not run on days off.
@@ -359,7 +364,11 @@ mod tests {
     #[test]
     fn a_deadline_stops_on_days_off() {
         let cal = Days::from_ranges(vec![(1, 2)]);
-        let leave = [Leave { id: 1, from: 4, to: 4 }];
+        let leave = [Leave {
+            id: 1,
+            from: 4,
+            to: 4,
+        }];
         let p = Presence::new(&cal, &leave, &NO_GAPS);
         // From noon of day 0, three days present: the rest of day 0, days 3 and 5, day 6
         // until noon.

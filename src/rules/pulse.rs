@@ -58,7 +58,13 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     matches!(kind, Kind::PulseResponse { .. })
 }
 
-pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, pres: &Presence<'_>, out: &mut Vec<Fire>) {
+pub fn on_event(
+    p: &Params,
+    st: &mut Option<Box<State>>,
+    ev: &Event<'_>,
+    pres: &Presence<'_>,
+    out: &mut Vec<Fire>,
+) {
     let Kind::PulseResponse {
         score, word_count, ..
     } = ev.kind
@@ -142,4 +148,11 @@ pub fn next_due(_p: &Params, _st: &Option<Box<State>>, _pres: &Presence<'_>) -> 
     None
 }
 
-pub fn on_timer(_p: &Params, _st: &mut Option<Box<State>>, _now: Ts, _pres: &Presence<'_>, _out: &mut Vec<Fire>) {}
+pub fn on_timer(
+    _p: &Params,
+    _st: &mut Option<Box<State>>,
+    _now: Ts,
+    _pres: &Presence<'_>,
+    _out: &mut Vec<Fire>,
+) {
+}

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::presence::excluded_note;
-use super::window::{insert_sorted, prune};
 use super::presence::Presence;
+use super::window::{insert_sorted, prune};
 use super::{Fire, RuleId};
 use crate::config::RecognitionWithdrawal;
 use crate::event::{Event, Kind};
@@ -47,7 +47,13 @@ pub fn handles(kind: &Kind<'_>) -> bool {
     )
 }
 
-pub fn on_event(p: &Params, st: &mut Option<Box<State>>, ev: &Event<'_>, pres: &Presence<'_>, _out: &mut Vec<Fire>) {
+pub fn on_event(
+    p: &Params,
+    st: &mut Option<Box<State>>,
+    ev: &Event<'_>,
+    pres: &Presence<'_>,
+    _out: &mut Vec<Fire>,
+) {
     if matches!(ev.kind, Kind::RecognitionGiven | Kind::RecognitionReceived) {
         let s = st.get_or_insert_with(Default::default);
         if pres.off_at(ev.occurred_at) {
@@ -72,13 +78,23 @@ fn prior(p: &Params, s: &State, last: Ts, pres: &Presence<'_>) -> usize {
     pres.count_present(&s.times, pres.before(last, p.prior), last)
 }
 
-pub fn on_timer(p: &Params, st: &mut Option<Box<State>>, now: Ts, pres: &Presence<'_>, out: &mut Vec<Fire>) {
-    let Some(due) = next_due(p, st, pres) else { return };
+pub fn on_timer(
+    p: &Params,
+    st: &mut Option<Box<State>>,
+    now: Ts,
+    pres: &Presence<'_>,
+    out: &mut Vec<Fire>,
+) {
+    let Some(due) = next_due(p, st, pres) else {
+        return;
+    };
     if due > now {
         return;
     }
     let Some(s) = st.as_deref_mut() else { return };
-    let Some(&last) = s.times.iter().rev().find(|&&t| !pres.off_at(t)) else { return };
+    let Some(&last) = s.times.iter().rev().find(|&&t| !pres.off_at(t)) else {
+        return;
+    };
     s.handled = Some(last);
     let prior = prior(p, s, last, pres);
     let excluded = pres.off_days(last, due);

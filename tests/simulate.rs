@@ -41,23 +41,8 @@ fn every_rule_finds_what_was_injected_and_nothing_else() {
     let d = dir.path();
     simulate(d, 700, 130, 11, "json");
     let triggers = d.join("triggers.jsonl");
-    momentd(&[
-        "replay",
-        "--input",
-        d.join("events.jsonl").to_str().unwrap(),
-        "--output",
-        triggers.to_str().unwrap(),
-    ]);
-    let out = momentd(&[
-        "evaluate",
-        "--json",
-        "--truth",
-        d.join("truth.json").to_str().unwrap(),
-        "--triggers",
-        triggers.to_str().unwrap(),
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let rules = v["rules"].as_array().unwrap();
+    replay(&d.join("events.jsonl"), &triggers);
+    let rules = &evaluate(d, &triggers);
     assert_eq!(rules.len(), 16, "every rule of the catalog is scored");
     for r in rules {
         let name = r["rule"].as_str().unwrap();
@@ -80,19 +65,8 @@ fn every_rule_finds_what_was_injected_and_nothing_else() {
         .collect();
     let partial = d.join("partial.jsonl");
     std::fs::write(&partial, kept).unwrap();
-    let out = momentd(&[
-        "evaluate",
-        "--json",
-        "--truth",
-        d.join("truth.json").to_str().unwrap(),
-        "--triggers",
-        partial.to_str().unwrap(),
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let lapse = v["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let lapse = evaluate(d, &partial)
+        .into_iter()
         .find(|r| r["rule"] == "checkin_lapse")
         .unwrap();
     assert_eq!(lapse["found"], 0);
@@ -151,9 +125,7 @@ fn protobuf_output_holds_the_same_events_length_delimited() {
     assert!(rest.is_empty() && n > 1000);
 }
 
-/// Scores of `replay` over `events` against the truth: (rule, expected, recall, precision).
-fn scores(d: &Path, events: &Path) -> Vec<serde_json::Value> {
-    let triggers = d.join("scored.jsonl");
+fn replay(events: &Path, triggers: &Path) {
     momentd(&[
         "replay",
         "--input",
@@ -161,6 +133,10 @@ fn scores(d: &Path, events: &Path) -> Vec<serde_json::Value> {
         "--output",
         triggers.to_str().unwrap(),
     ]);
+}
+
+/// `evaluate --json` of `triggers` against the simulation's truth in `d`: its rules.
+fn evaluate(d: &Path, triggers: &Path) -> Vec<serde_json::Value> {
     let out = momentd(&[
         "evaluate",
         "--json",
@@ -171,6 +147,13 @@ fn scores(d: &Path, events: &Path) -> Vec<serde_json::Value> {
     ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["rules"].as_array().unwrap().clone()
+}
+
+/// Scores of `replay` over `events` against the truth in `d`.
+fn scores(d: &Path, events: &Path) -> Vec<serde_json::Value> {
+    let triggers = d.join("scored.jsonl");
+    replay(events, &triggers);
+    evaluate(d, &triggers)
 }
 
 #[test]

@@ -315,6 +315,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 duplicate_share,
                 holiday,
                 holiday_activity,
+                declare_holiday: declare_holiday.is_some(),
                 outages: outage,
                 time_off_share: time_off,
             };

@@ -37,6 +37,9 @@ pub struct SimOptions {
     /// probability `holiday_activity` (a whole day's behaviour, or none of it).
     pub holiday: Option<(i64, i64)>,
     pub holiday_activity: f64,
+    /// The holiday is declared in the calendar the replay uses: a detection whose window ends
+    /// after the holiday starts may come as many days later (its deadline stops over them).
+    pub declare_holiday: bool,
     /// Feed outages: (source, first day, days) — the source delivers nothing.
     pub outages: Vec<(crate::rules::presence::Source, i64, i64)>,
     /// Share of ordinary employees (no injected pattern) who take recorded time off of 1–3
@@ -56,6 +59,7 @@ impl Default for SimOptions {
             duplicate_share: 0.01,
             holiday: None,
             holiday_activity: 0.15,
+            declare_holiday: false,
             outages: Vec::new(),
             time_off_share: 0.0,
         }
@@ -436,6 +440,14 @@ pub fn simulate(opts: &SimOptions) -> Simulation {
             records.push(Record::Event(ev.clone()));
         }
         records.push(Record::Event(ev));
+    }
+    if let (Some((from, len)), true) = (opts.holiday, opts.declare_holiday) {
+        let start = EPOCH + from * DAY;
+        for e in b.truth.iter_mut().filter(|e| e.fire) {
+            if let Some(to) = crate::time::parse_rfc3339(&e.to).filter(|&t| t > start) {
+                e.to = format_rfc3339(to + len * DAY);
+            }
+        }
     }
     b.truth
         .sort_by(|x, y| (&x.rule, &x.subject, &x.from).cmp(&(&y.rule, &y.subject, &y.from)));
@@ -1246,12 +1258,24 @@ pub struct RuleScore {
     pub in_shift_found: usize,
 }
 
-/// Whether an expectation's window meets one of the truth's shifts.
+/// How long after a shift a pattern's window may begin and still rest on evidence from inside
+/// it (the longest lookback of the injected patterns: a month).
+const SHIFT_REACH: Ts = 30 * DAY;
+
+/// Whether an expectation's window meets one of the truth's shifts, or begins within
+/// [`SHIFT_REACH`] after one.
 fn in_shift(truth: &Truth, e: &Expectation) -> bool {
+    use crate::time::parse_rfc3339;
+    let (Some(from), Some(to)) = (parse_rfc3339(&e.from), parse_rfc3339(&e.to)) else {
+        return false;
+    };
     truth.shifts.iter().any(|s| {
+        let (Some(a), Some(z)) = (parse_rfc3339(&s.from), parse_rfc3339(&s.to)) else {
+            return false;
+        };
         (s.subjects.is_empty() || s.subjects.contains(&e.subject))
-            && s.from.as_str() < e.to.as_str()
-            && e.from.as_str() < s.to.as_str()
+            && a < to
+            && from < z + SHIFT_REACH
     })
 }
 

@@ -198,3 +198,45 @@ fn recorded_time_off_raises_no_trigger_and_hides_no_pattern() {
         "{fp} false positives without the time off"
     );
 }
+
+#[test]
+fn a_declared_company_holiday_raises_no_trigger_and_hides_no_pattern_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cal = d.join("calendar.toml");
+    momentd(&[
+        "simulate",
+        "--employees",
+        "400",
+        "--days",
+        "150",
+        "--seed",
+        "4",
+        "--holiday",
+        "70:16",
+        "--declare-holiday",
+        cal.to_str().unwrap(),
+        "--out",
+        d.to_str().unwrap(),
+    ]);
+    assert!(std::fs::read_to_string(&cal)
+        .unwrap()
+        .contains("non_working_days"));
+    let triggers = d.join("triggers.jsonl");
+    momentd(&[
+        "replay",
+        "--config",
+        cal.to_str().unwrap(),
+        "--input",
+        d.join("events.jsonl").to_str().unwrap(),
+        "--output",
+        triggers.to_str().unwrap(),
+    ]);
+    let rules = evaluate(d, &triggers);
+    let expected: u64 = rules.iter().map(|r| r["expected"].as_u64().unwrap()).sum();
+    assert!(expected >= 12, "patterns after the holiday: {expected}");
+    for r in rules {
+        assert_eq!(r["recall"], 1.0, "{r}");
+        assert_eq!(r["false_positives"], 0, "{r}");
+    }
+}

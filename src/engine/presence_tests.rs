@@ -1,6 +1,6 @@
 //! CONTRACT §8's exclusions, rule by rule: recorded time off and the calendar's non-working days
-//! leave windows judged on the days that remain (or not at all when too few remain), and stop
-//! deadlines; a cancellation gives the days back.
+//! leave windows judged on the days present (reaching back over the excluded ones, not judged
+//! when too few can be found) and stop deadlines; a cancellation gives the days back.
 
 use super::test_support::{day, s, H};
 use super::*;
@@ -55,29 +55,27 @@ fn collaboration_is_judged_on_the_days_present_and_not_with_too_few() {
         "the control fires"
     );
 
+    // With it, the recent window reaches back over the days off to fourteen days present.
     let mut h = H::detections_only();
     off(&mut h, "ann", "t1", 56, 65);
     collab(&mut h, "ann", 10, |d| if d < 10 { 0 } else { 10 });
-    assert!(
-        h.fired("collaboration_decline").is_empty(),
-        "4 of 14 days left: not judged"
-    );
-
-    // Five days off: the nine that remain are judged — steady, quiet; halved, a decline that
-    // says how many days it left out.
-    let mut h = H::detections_only();
-    off(&mut h, "bob", "t1", 56, 60);
-    collab(&mut h, "bob", 10, |d| if d < 5 { 0 } else { 10 });
     assert!(h.fired("collaboration_decline").is_empty());
 
+    // A decline that runs on across the days off is still one, judged on the days present,
+    // and says how many days it left out.
     let mut h = H::detections_only();
     off(&mut h, "cat", "t1", 56, 60);
-    collab(&mut h, "cat", 10, |d| if d < 5 { 0 } else { 3 });
+    collab_days(&mut h, "cat", |d| match d {
+        46..=55 => 3,
+        56..=60 => 0,
+        56.. => 3,
+        _ => 10,
+    });
     let t = h.fired("collaboration_decline");
     assert_eq!(t.len(), 1);
     assert_eq!(
         t[0].reasons[0].observed, 3.0,
-        "the mean of the nine days present"
+        "the mean of fourteen days present"
     );
     assert!(
         t[0].reasons[0]
@@ -88,8 +86,39 @@ fn collaboration_is_judged_on_the_days_present_and_not_with_too_few() {
         "{:?}",
         t[0].reasons[0].detail
     );
+
+    // Off for days 30–66: the baseline finds days 0–18 only before them, under half of 56.
+    let quiet = |d: i64| if (30..67).contains(&d) { 0 } else { 20 };
+    let mut h = H::detections_only();
+    collab_days(&mut h, "dee", quiet);
+    assert_eq!(
+        h.fired("collaboration_decline").len(),
+        1,
+        "the control fires"
+    );
+    let mut h = H::detections_only();
+    off(&mut h, "dee", "t1", 30, 66);
+    collab_days(&mut h, "dee", quiet);
+    assert!(
+        h.fired("collaboration_decline").is_empty(),
+        "too few days: not judged"
+    );
 }
 
+/// 70 days of collaboration, `per_day(d)` on day d; then the close of day 69.
+fn collab_days(h: &mut H, emp: &str, per_day: impl Fn(i64) -> u32) {
+    for d in 0..70 {
+        h.send(
+            emp,
+            day(d) + HOUR,
+            Kind::CollabActivity {
+                messages: per_day(d),
+                meetings: 0,
+            },
+        );
+    }
+    h.advance(day(70) + 2 * HOUR);
+}
 #[test]
 fn the_calendar_is_left_out_for_everyone_and_a_cancellation_gives_days_back() {
     // 2026-03-02..2026-03-11 are days 56–65.
@@ -114,11 +143,11 @@ fn the_calendar_is_left_out_for_everyone_and_a_cancellation_gives_days_back() {
 #[test]
 fn the_task_ratio_leaves_days_off_out() {
     // Tasks still planned while away, none completed.
-    let run = |h: &mut H, emp: &str| {
+    let run = |h: &mut H, away: std::ops::Range<i64>| {
         for d in 0..70 {
-            let completed = if (56..63).contains(&d) { 0 } else { 9 };
+            let completed = if away.contains(&d) { 0 } else { 9 };
             h.send(
-                emp,
+                "gus",
                 day(d) + HOUR,
                 Kind::WorkTasks {
                     completed,
@@ -129,24 +158,26 @@ fn the_task_ratio_leaves_days_off_out() {
         h.advance(day(70) + 2 * HOUR);
     };
     let mut h = H::detections_only();
-    run(&mut h, "gus");
+    run(&mut h, 56..63);
     assert_eq!(h.fired("performance_dip").len(), 1, "the control fires");
     let mut h = H::detections_only();
     off(&mut h, "gus", "t1", 56, 62);
-    run(&mut h, "gus");
+    run(&mut h, 56..63);
     assert!(
         h.fired("performance_dip").is_empty(),
-        "7 of 14 days judged, at 90%"
+        "14 days present, at 90%"
     );
     let mut h = H::detections_only();
-    off(&mut h, "gus", "t1", 50, 63);
-    run(&mut h, "gus");
+    run(&mut h, 30..67);
+    assert_eq!(h.fired("performance_dip").len(), 1, "the control fires");
+    let mut h = H::detections_only();
+    off(&mut h, "gus", "t1", 30, 66);
+    run(&mut h, 30..67);
     assert!(
         h.fired("performance_dip").is_empty(),
         "too few days: not judged"
     );
 }
-
 #[test]
 fn a_quiet_period_is_measured_in_days_present() {
     let mut h = H::detections_only();
@@ -295,16 +326,10 @@ fn a_follow_up_does_not_escalate_for_days_off() {
 
 #[test]
 fn team_windows_leave_the_calendar_out() {
-    // Check-ins: 5 a day for 56 days, then 2 a day, but none on the calendar's days 56–62.
-    let run = |h: &mut H| {
+    // Check-ins: 5 a day, none on the days of `none`.
+    let run = |h: &mut H, none: std::ops::Range<i64>| {
         for d in 0..70 {
-            let per_day = if d < 56 {
-                5
-            } else if d < 63 {
-                0
-            } else {
-                5
-            };
+            let per_day = if none.contains(&d) { 0 } else { 5 };
             for i in 0..per_day {
                 h.send_in(
                     &format!("k{i}"),
@@ -320,23 +345,26 @@ fn team_windows_leave_the_calendar_out() {
         h.advance(day(70) + 2 * HOUR);
     };
     let mut h = H::detections_only();
-    run(&mut h);
+    run(&mut h, 56..63);
     assert_eq!(h.fired("team_checkin_drop").len(), 1, "the control fires");
-    // 2026-03-02..08 are days 56–62.
+    // 2026-03-02..08 are days 56–62: the window reaches back over them.
     let mut h = with_calendar(&["2026-03-02..2026-03-08"]);
-    run(&mut h);
+    run(&mut h, 56..63);
     assert!(
         h.fired("team_checkin_drop").is_empty(),
-        "judged on the 7 days left"
+        "14 days present, steady"
     );
-    let mut h = with_calendar(&["2026-03-02..2026-03-10"]);
-    run(&mut h);
+    let mut h = H::detections_only();
+    run(&mut h, 30..67);
+    assert_eq!(h.fired("team_checkin_drop").len(), 1, "the control fires");
+    // 2026-02-04..2026-03-12 are days 30–66: the baseline finds days 0–18 only.
+    let mut h = with_calendar(&["2026-02-04..2026-03-12"]);
+    run(&mut h, 30..67);
     assert!(
         h.fired("team_checkin_drop").is_empty(),
-        "5 of 14 days left: not judged"
+        "too few days: not judged"
     );
 }
-
 #[test]
 fn time_off_is_never_published_and_bad_spans_are_refused() {
     let mut h = H::detections_only();

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::presence::Presence;
 use super::presence::{excluded_note, Source};
-use super::window::{enough_days, DayRing};
+use super::window::{enough_days, present_window, DayRing, EXCLUSION_MARGIN_DAYS};
 use super::{Fire, RuleId};
 use crate::config::CollaborationDecline;
 use crate::event::{Event, Kind};
@@ -38,6 +38,10 @@ impl Params {
     }
     fn span(&self) -> i64 {
         self.recent_days + self.baseline_days
+    }
+    /// The days a ring holds: the span, and room to reach back over excluded days.
+    fn ring_len(&self) -> usize {
+        (self.span() + EXCLUSION_MARGIN_DAYS) as usize
     }
 }
 
@@ -94,13 +98,13 @@ pub fn on_event(
         let fresh = || {
             Box::new(State {
                 daily: Daily::new(day),
-                counts: DayRing::new(p.span() as usize, day),
+                counts: DayRing::new(p.ring_len(), day),
             })
         };
         let s = st.get_or_insert_with(fresh);
-        if s.counts.len() != p.span() {
-            // The windows were reconfigured since this state was written: start again.
-            *s = fresh();
+        if s.counts.len() != p.ring_len() as i64 {
+            // Written under other windows (or before the margin): keep the days it holds.
+            s.counts.set_len(p.ring_len());
         }
         s.daily.saw(day);
         s.counts.add(day, messages.saturating_add(meetings));
@@ -151,18 +155,19 @@ fn evaluate(p: &Params, s: &State, day: i64, pres: &Presence<'_>) -> Option<Fire
     if day - s.daily.first_day as i64 + 1 < p.min_history_days {
         return None;
     }
-    let recent_from = day - p.recent_days + 1;
     let src = Some(Source::Collab);
+    // (Not before the first day seen either: there is no history to judge before it.)
+    let floor = s.counts.horizon().max(s.daily.first_day as i64);
+    let (recent_from, _) = present_window(day, p.recent_days, floor, pres, src);
+    let (base_from, _) = present_window(recent_from - 1, p.baseline_days, floor, pres, src);
     let (recent_sum, recent_days) = s.counts.sum_present(recent_from, day, pres, src);
-    let (base_sum, base_days) =
-        s.counts
-            .sum_present(recent_from - p.baseline_days, recent_from - 1, pres, src);
+    let (base_sum, base_days) = s.counts.sum_present(base_from, recent_from - 1, pres, src);
     if !enough_days(recent_days, p.recent_days, p.min_share)
         || !enough_days(base_days, p.baseline_days, p.min_share)
     {
         return None;
     }
-    let excluded = p.span() - recent_days - base_days;
+    let excluded = day - base_from + 1 - recent_days - base_days;
     let recent = recent_sum as f64 / recent_days as f64;
     let baseline = base_sum as f64 / base_days as f64;
     if baseline < p.min_baseline_mean || baseline <= 0.0 || recent >= p.ratio * baseline {

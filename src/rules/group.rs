@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::presence::{Days, Presence};
 use super::sentiment::{self, Lexicon};
-use super::window::{enough_days, DayRing};
+use super::window::{enough_days, present_window, DayRing, EXCLUSION_MARGIN_DAYS};
 use super::RuleId;
 use crate::config::Settings;
 use crate::engine::index::Index;
@@ -36,6 +36,17 @@ pub struct Params {
 }
 
 impl Params {
+    /// The days the team rings hold (training, check-ins, each theme): their windows, and room
+    /// to reach back over excluded days.
+    fn ring_lens(&self) -> (usize, usize, usize) {
+        let len = |d: i64| (d.max(1) + EXCLUSION_MARGIN_DAYS) as usize;
+        (
+            len(self.training.as_ref().map_or(1, |t| t.days)),
+            len(self.checkins.as_ref().map_or(1, |c| c.recent + c.baseline)),
+            len(self.sentiment.as_ref().map_or(1, |s| s.recent + s.baseline)),
+        )
+    }
+
     /// What the group windows leave out: the calendar (a member's own time off is theirs).
     fn presence(&self) -> Presence<'_> {
         Presence::new(&self.calendar, &[], Presence::no_gaps())
@@ -418,12 +429,8 @@ impl Groups {
         let n = match self.team_index.get(key) {
             Some(n) => n,
             None => {
-                let ring = |d: i64| DayRing::new(d.max(1) as usize, day);
-                let (tw, cw, sw) = (
-                    p.training.as_ref().map_or(1, |t| t.days),
-                    p.checkins.as_ref().map_or(1, |c| c.recent + c.baseline),
-                    p.sentiment.as_ref().map_or(1, |s| s.recent + s.baseline),
-                );
+                let ring = |d: usize| DayRing::new(d, day);
+                let (tw, cw, sw) = p.ring_lens();
                 let themes = p.sentiment.as_ref().map_or(0, |s| s.themes.len());
                 self.teams.push(Team {
                     id: id.into(),
@@ -727,9 +734,20 @@ impl Groups {
             if size < p.min_group {
                 continue;
             }
+            let (tw, cw, sw) = p.ring_lens();
+            if tm.checkins.len() != cw as i64 {
+                // Restored from a version with other windows (or without the margin).
+                tm.started.set_len(tw);
+                tm.completed.set_len(tw);
+                tm.checkins.set_len(cw);
+                for (neg, all) in &mut tm.themes {
+                    neg.set_len(sw);
+                    all.set_len(sw);
+                }
+            }
             let mut fires: Vec<(RuleId, String, Vec<Reason>)> = Vec::new();
             if let Some(t) = &p.training {
-                let from = day - t.days + 1;
+                let (from, _) = present_window(day, t.days, tm.started.horizon(), &pres, None);
                 let ((started, days), (completed, _)) = (
                     tm.started.sum_present(from, day, &pres, None),
                     tm.completed.sum_present(from, day, &pres, None),
@@ -748,8 +766,9 @@ impl Groups {
                 }
             }
             if let Some(c) = &p.checkins {
-                let rf = day - c.recent + 1;
-                let bf = rf - c.baseline;
+                let floor = tm.checkins.horizon().max(tm.first_day as i64);
+                let (rf, _) = present_window(day, c.recent, floor, &pres, None);
+                let (bf, _) = present_window(rf - 1, c.baseline, floor, &pres, None);
                 let history = day - tm.first_day as i64 + 1 >= c.recent + c.baseline;
                 let ((recent, rdays), (base, bdays)) = (
                     tm.checkins.sum_present(rf, day, &pres, None),
@@ -776,8 +795,9 @@ impl Groups {
                 }
             }
             if let Some(s) = &p.sentiment {
-                let rf = day - s.recent + 1;
-                let bf = rf - s.baseline;
+                let floor = tm.themes.first().map_or(day, |(n, _)| n.horizon());
+                let (rf, _) = present_window(day, s.recent, floor, &pres, None);
+                let (bf, _) = present_window(rf - 1, s.baseline, floor, &pres, None);
                 for (ti, (theme, _)) in s.themes.iter().enumerate() {
                     let Some((neg, all)) = tm.themes.get(ti) else {
                         continue;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::collaboration::Daily;
 use super::presence::Presence;
 use super::presence::{excluded_note, Source};
-use super::window::{enough_days, DayRing};
+use super::window::{enough_days, present_window, DayRing, EXCLUSION_MARGIN_DAYS};
 use super::{Fire, RuleId};
 use crate::config::PerformanceDip;
 use crate::event::{Event, Kind};
@@ -42,6 +42,10 @@ impl Params {
     }
     fn span(&self) -> i64 {
         self.recent_days + self.baseline_days
+    }
+    /// The days a ring holds: the span, and room to reach back over excluded days.
+    fn ring_len(&self) -> usize {
+        (self.span() + EXCLUSION_MARGIN_DAYS) as usize
     }
 }
 
@@ -123,12 +127,14 @@ pub fn on_event(
             let s = st.get_or_insert_with(Default::default);
             let fresh = || Tasks {
                 daily: Daily::new(day),
-                completed: DayRing::new(p.span() as usize, day),
-                planned: DayRing::new(p.span() as usize, day),
+                completed: DayRing::new(p.ring_len(), day),
+                planned: DayRing::new(p.ring_len(), day),
             };
             let tk = s.tasks.get_or_insert_with(fresh);
-            if tk.planned.len() != p.span() {
-                *tk = fresh();
+            if tk.planned.len() != p.ring_len() as i64 {
+                // Written under other windows (or before the margin): keep the days held.
+                tk.completed.set_len(p.ring_len());
+                tk.planned.set_len(p.ring_len());
             }
             tk.daily.saw(day);
             tk.completed.add(day, completed);
@@ -184,12 +190,13 @@ fn evaluate(p: &Params, tk: &Tasks, day: i64, pres: &Presence<'_>) -> Option<Fir
         return None;
     }
     let src = Some(Source::Tasks);
-    let rf = day - p.recent_days + 1;
+    let floor = tk.planned.horizon().max(tk.daily.first_day as i64);
+    let (rf, _) = present_window(day, p.recent_days, floor, pres, src);
+    let (bf, _) = present_window(rf - 1, p.baseline_days, floor, pres, src);
     let ((rc, rdays), (rp, _)) = (
         tk.completed.sum_present(rf, day, pres, src),
         tk.planned.sum_present(rf, day, pres, src),
     );
-    let bf = rf - p.baseline_days;
     let ((bc, bdays), (bp, _)) = (
         tk.completed.sum_present(bf, rf - 1, pres, src),
         tk.planned.sum_present(bf, rf - 1, pres, src),
@@ -199,7 +206,7 @@ fn evaluate(p: &Params, tk: &Tasks, day: i64, pres: &Presence<'_>) -> Option<Fir
     {
         return None;
     }
-    let excluded = p.span() - rdays - bdays;
+    let excluded = day - bf + 1 - rdays - bdays;
     if rp == 0 || bp < p.min_baseline_planned || bc == 0 {
         return None;
     }

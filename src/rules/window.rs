@@ -112,6 +112,24 @@ impl DayRing {
         self.total += (*slot - before) as u32;
     }
 
+    /// Makes the ring cover `len` days, keeping what it holds (the oldest days go when it
+    /// shrinks).
+    pub fn set_len(&mut self, len: usize) {
+        let len = len.clamp(1, u32::MAX as usize);
+        if self.counts.len() > len {
+            let drop = self.counts.len() - len;
+            let dropped: u32 = self.counts[..drop].iter().map(|&c| c as u32).sum();
+            self.total -= dropped;
+            self.counts.drain(..drop);
+        }
+        self.len = len as u32;
+    }
+
+    /// The oldest day the ring can answer for (older days are forgotten).
+    pub fn horizon(&self) -> i64 {
+        self.last_day as i64 - self.len as i64 + 1
+    }
+
     /// Hints the CPU to load the stored days (see `Engine::prefetch`).
     pub fn prefetch(&self) {
         crate::engine::prefetch_lines(
@@ -160,6 +178,35 @@ impl DayRing {
             .sum();
         (sum, to - from + 1 - excluded)
     }
+}
+
+/// How many days a ring of daily totals holds beyond its windows' span, so that its windows can
+/// reach back over excluded days (CONTRACT §8): a holiday of up to about three weeks, with its
+/// weekends, does not shorten them.
+pub const EXCLUSION_MARGIN_DAYS: i64 = 28;
+
+/// The window of `n` days present that ends on day `to`, reaching back over the days `pres`
+/// leaves out of `source`'s windows but not before day `floor`: its first day and how many days
+/// present it holds (fewer than `n` when it met the floor).
+pub fn present_window(
+    to: i64,
+    n: i64,
+    floor: i64,
+    pres: &super::presence::Presence<'_>,
+    source: Option<super::presence::Source>,
+) -> (i64, i64) {
+    let from = to - n + 1;
+    if from >= floor && pres.excluded_days(from, to, source) == 0 {
+        return (from, n);
+    }
+    let (mut day, mut got) = (to + 1, 0);
+    while got < n && day > floor {
+        day -= 1;
+        if !pres.excluded(day, source) {
+            got += 1;
+        }
+    }
+    (day, got)
 }
 
 /// Whether a window of `len` days with `present` of them left is judged.

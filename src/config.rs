@@ -585,6 +585,7 @@ fn env_source() -> config::Environment {
         .try_parsing(true)
         .list_separator(",")
         .with_list_parse_key("kafka.input_topics")
+        .with_list_parse_key("calendar.non_working_days")
 }
 
 fn deserialize(c: config::Config) -> Result<Settings, ConfigError> {

@@ -81,14 +81,25 @@ fn six_partitions_one_instance_give_replays_group_triggers_on_tansu() {
 fn three_instances(kind: Kind) {
     let _g = serial();
     let lines = stream(160, 32);
-    let n = lines.len() as i64;
     let want = by_id(&replay(&lines));
     assert!(groups_of(&want) >= 2, "the stream has group triggers");
+    three_instances_give(kind, &lines, &want, "g-groups-three", &[]);
+}
+
+/// Runs `lines` through three instances over six partitions — one SIGTERM'd and restarted a
+/// third of the way in, one killed at two thirds — and checks they publish `want`.
+fn three_instances_give(
+    kind: Kind,
+    lines: &[String],
+    want: &BTreeMap<String, serde_json::Value>,
+    group: &str,
+    env: &[(&str, &str)],
+) {
+    let n = lines.len() as i64;
     let b = Broker::start(kind, &[(INPUT, PARTITIONS), (OUTPUT, 1), (DLQ, 1)]);
-    let group = "g-groups-three";
     let producer = {
         let bootstrap = b.bootstrap.clone();
-        let lines = lines.clone();
+        let lines = lines.to_vec();
         let secs = if kind == Kind::Mock { 25.0 } else { 40.0 };
         std::thread::spawn(move || {
             let chunks = 40;
@@ -98,7 +109,7 @@ fn three_instances(kind: Kind) {
             }
         })
     };
-    let mut ds: Vec<Daemon> = (0..3).map(|_| Daemon::start(&b, group, &[])).collect();
+    let mut ds: Vec<Daemon> = (0..3).map(|_| Daemon::start(&b, group, env)).collect();
     for d in &ds {
         d.wait_ready(Duration::from_secs(90));
     }
@@ -110,22 +121,22 @@ fn three_instances(kind: Kind) {
         ds[1].wait_exit(Duration::from_secs(30)).is_some(),
         "SIGTERM stops it"
     );
-    ds[1] = Daemon::start(&b, group, &[]);
+    ds[1] = Daemon::start(&b, group, env);
     ds[1].wait_ready(Duration::from_secs(90));
     wait_committed(&b, group, 2 * n / 3, &ds[0]);
     ds[2].kill9();
     session_gap(kind);
-    ds[2] = Daemon::start(&b, group, &[]);
+    ds[2] = Daemon::start(&b, group, env);
     ds[2].wait_ready(Duration::from_secs(90));
     producer.join().unwrap();
     wait_committed(&b, group, n, &ds[0]);
     let all = read_json(&b.bootstrap, OUTPUT, Duration::from_secs(4));
     let got = by_id(&all);
-    same_triggers(&want, &got, "run differs from replay");
+    same_triggers(want, &got, "run differs from replay");
     eprintln!(
         "{} triggers ({} of teams and cohorts) from three instances through a restart and a kill, as replay's ({} published)",
         want.len(),
-        groups_of(&want),
+        groups_of(want),
         all.len()
     );
 }
@@ -264,4 +275,36 @@ fn group_size_counts_members_across_instances_and_erased_members_leave_no_finger
             "partition {p}'s restored group state holds the erased employee"
         );
     }
+}
+
+/// Recorded time off and a declared company holiday (CONTRACT §8) are a function of each
+/// employee's events and of the configuration: three instances over six partitions, through a
+/// restart and a kill, publish what one replay does.
+#[test]
+fn time_off_and_a_declared_holiday_give_replays_triggers_on_three_instances_on_the_mock_cluster() {
+    let _g = serial();
+    let lines = time_ordered(simulated_with(&momentd::sim::SimOptions {
+        employees: 160,
+        days: 100,
+        seed: 33,
+        pattern_share: 1.0,
+        holiday: Some((55, 12)),
+        declare_holiday: true,
+        time_off_share: 0.1,
+        ..Default::default()
+    }));
+    assert!(lines.iter().any(|l| l.contains("\"time_off.recorded\"")));
+    // Days 55-66 of the simulation (it starts on 2026-01-05).
+    let env = [(
+        "MOMENTD__CALENDAR__NON_WORKING_DAYS",
+        "2026-03-01..2026-03-12",
+    )];
+    let want = by_id(&replay_with(&lines, &env));
+    let without = by_id(&replay(&lines));
+    assert_ne!(
+        want.keys().collect::<Vec<_>>(),
+        without.keys().collect::<Vec<_>>(),
+        "the calendar changes the triggers"
+    );
+    three_instances_give(Kind::Mock, &lines, &want, "g-shifts-three", &env);
 }

@@ -66,9 +66,8 @@ fn collaboration_is_judged_on_the_days_present_and_not_with_too_few() {
     let mut h = H::detections_only();
     off(&mut h, "cat", "t1", 56, 60);
     collab_days(&mut h, "cat", |d| match d {
-        46..=55 => 3,
         56..=60 => 0,
-        56.. => 3,
+        46.. => 3,
         _ => 10,
     });
     let t = h.fired("collaboration_decline");
@@ -393,4 +392,47 @@ fn time_off_is_never_published_and_bad_spans_are_refused() {
         let e = decode(line(a, b)).unwrap_err();
         assert_eq!(e.code, crate::event::ErrorCode::SchemaViolation, "{a}..{b}");
     }
+}
+
+#[test]
+fn days_off_are_not_judged_and_follow_ups_that_meet_fire_once() {
+    // A decline fires at the close of day 69; the employee is then off for days 71–105 and
+    // sends nothing more. The days off are not judged (their windows would be the frozen ones
+    // of the day before); after them the silence is judged again.
+    let mut h = H::detections_only();
+    off(&mut h, "oli", "t1", 71, 105);
+    collab(&mut h, "oli", 10, |_| 1);
+    h.advance(day(120));
+    let days: Vec<i64> = h
+        .fired("collaboration_decline")
+        .iter()
+        .map(|t| (crate::time::parse_rfc3339(&t.detected_at).unwrap() - day(0)) / crate::time::DAY)
+        .collect();
+    assert_eq!(days.first(), Some(&70));
+    assert!(days.iter().all(|d| !(72..=106).contains(d)), "{days:?}");
+
+    // Two abandonments 15 days apart, both delivered while away: their silences end at the
+    // same instant, and one follow-up comes of them, not two with one id.
+    let mut h = H::new();
+    off(&mut h, "pam", "t1", 1, 40);
+    for (d, m) in [(0, "m1"), (15, "m2")] {
+        h.send(
+            "pam",
+            day(d),
+            Kind::ModuleAbandoned {
+                module_id: s(m),
+                progress_pct: 90.0,
+                before_assessment: true,
+            },
+        );
+    }
+    h.advance(day(60));
+    let t = h.triggers();
+    let follow_ups: Vec<_> = t.iter().filter(|t| t.escalation == 1).collect();
+    assert_eq!(t.iter().filter(|t| t.escalation == 0).count(), 2);
+    assert_eq!(follow_ups.len(), 1, "{follow_ups:?}");
+    assert_eq!(
+        follow_ups[0].detected_at, "2026-02-22T00:00:00Z",
+        "day 41 + 7 days"
+    );
 }

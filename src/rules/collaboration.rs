@@ -140,8 +140,10 @@ pub fn on_timer(
         if d > closed {
             break;
         }
-        if let Some(f) = evaluate(p, s, d, pres) {
-            out.push(f);
+        // An excluded day adds nothing to judge (and the windows would be those of the day
+        // before it): only days present are evaluated.
+        if !pres.excluded(d, Some(Source::Collab)) {
+            out.extend(evaluate(p, s, d, pres));
         }
         s.daily.evaluated_through = d as i32;
     }

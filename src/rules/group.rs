@@ -709,6 +709,10 @@ impl Groups {
     fn evaluate_day(&mut self, p: &Params, day: i64, out: &mut Vec<GroupFire>) {
         let at = day_start(day + 1);
         let pres = p.presence();
+        if pres.off(day) {
+            // A non-working day adds nothing to judge.
+            return;
+        }
         let enough = |present: i64, len: i64| enough_days(present, len, p.min_share);
         if self.by_id.len() != self.teams.len() {
             // New teams since the last close: appended, then a stable sort (which finds the

@@ -143,7 +143,15 @@ pub fn on_timer(
         .collect();
     s.open.retain(|o| deadline(p, o, pres) > now);
     due.sort_by_key(|o| o.deliver_by);
+    // Deadlines that stopped over the same days off can end at one instant: one follow-up of a
+    // rule and escalation then, not two of the same id.
+    let mut seen: Vec<(RuleId, u8, Ts)> = Vec::new();
     for o in due {
+        let key = (o.rule, o.escalation, deadline(p, &o, pres));
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
         out.push(follow_up(
             &o,
             deadline(p, &o, pres),

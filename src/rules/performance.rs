@@ -175,8 +175,9 @@ pub fn on_timer(
         if d > closed {
             break;
         }
-        if let Some(f) = evaluate(p, tk, d, pres) {
-            out.push(f);
+        // (As in `collaboration`: only days present are evaluated.)
+        if !pres.excluded(d, Some(Source::Tasks)) {
+            out.extend(evaluate(p, tk, d, pres));
         }
         tk.daily.evaluated_through = d as i32;
     }

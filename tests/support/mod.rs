@@ -661,13 +661,18 @@ pub fn by_id(triggers: &[serde_json::Value]) -> BTreeMap<String, serde_json::Val
 
 /// `momentd simulate`'s JSON lines for a workforce in which every ordinary team has a pattern.
 pub fn simulated(employees: u32, days: u32, seed: u64) -> Vec<String> {
-    let sim = momentd::sim::simulate(&momentd::sim::SimOptions {
+    simulated_with(&momentd::sim::SimOptions {
         employees,
         days,
         seed,
         pattern_share: 1.0,
         ..Default::default()
-    });
+    })
+}
+
+/// The JSON lines of a simulation with these options.
+pub fn simulated_with(opts: &momentd::sim::SimOptions) -> Vec<String> {
+    let sim = momentd::sim::simulate(opts);
     String::from_utf8(momentd::sim::to_json_lines(&sim.records))
         .unwrap()
         .lines()
@@ -689,7 +694,12 @@ pub fn line_time(l: &str) -> Option<i64> {
 /// [`simulated`] in event-time order (each partition is then in order too, as a live feed
 /// is), without its malformed lines (the dead-letter tests' business).
 pub fn in_time_order(employees: u32, days: u32, seed: u64) -> Vec<String> {
-    let mut lines: Vec<String> = simulated(employees, days, seed)
+    time_ordered(simulated(employees, days, seed))
+}
+
+/// The events of `lines` (malformed records left out), sorted by event time.
+pub fn time_ordered(lines: Vec<String>) -> Vec<String> {
+    let mut lines: Vec<String> = lines
         .into_iter()
         .filter(|l| line_time(l).is_some())
         .collect();

@@ -9,11 +9,13 @@ use super::*;
 use crate::config::Settings;
 use crate::sim::SimOptions;
 
+/// A simulation whose state includes recorded time off (a tenth of the ordinary employees).
 fn events(employees: u32, days: u32, seed: u64) -> Vec<Event<'static>> {
     events_of(&SimOptions {
         employees,
         days,
         seed,
+        time_off_share: 0.1,
         ..Default::default()
     })
 }
@@ -419,6 +421,8 @@ fn restores_fixture(format: u8) {
             days: 90,
             seed: 21,
             pattern_share: 1.0,
+            // (Format 3 adds recorded time off to the state: the fixture holds some.)
+            time_off_share: if format >= 3 { 0.3 } else { 0.0 },
             ..Default::default()
         });
         let cut = evs

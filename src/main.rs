@@ -319,6 +319,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 outages: outage,
                 time_off_share: time_off,
             };
+            for (flag, v) in [
+                ("--time-off", time_off),
+                ("--holiday-activity", holiday_activity),
+            ] {
+                anyhow::ensure!(
+                    (0.0..=1.0).contains(&v),
+                    "{flag} {v}: a share between 0 and 1"
+                );
+            }
             if let Some(path) = &declare_holiday {
                 let (first, len) = holiday.context("--declare-holiday needs --holiday")?;
                 std::fs::write(path, momentd::sim::holiday_calendar(first, len))
@@ -452,8 +461,8 @@ fn parse_span(v: &str) -> Result<(i64, i64), String> {
         .ok_or_else(|| format!("{v:?}: FIRST_DAY:DAYS"))?;
     let n = |x: &str| x.trim().parse::<i64>().map_err(|e| format!("{v:?}: {e}"));
     let (a, b) = (n(a)?, n(b)?);
-    if a < 0 || b < 1 {
-        return Err(format!("{v:?}: FIRST_DAY >= 0 and DAYS >= 1"));
+    if !(0..=100_000).contains(&a) || !(1..=100_000).contains(&b) {
+        return Err(format!("{v:?}: FIRST_DAY 0-100000 and DAYS 1-100000"));
     }
     Ok((a, b))
 }

@@ -99,7 +99,6 @@ fn parse_canonical(b: &[u8]) -> Option<Ts> {
     Some(secs * 1_000 + ms)
 }
 
-/// Formats as RFC 3339 in UTC (`Z`), with milliseconds only when there are any.
 /// A `YYYY-MM-DD` date as its UTC day number (days since 1970-01-01), within years 1970–9999.
 pub fn parse_date(s: &str) -> Option<i64> {
     let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
@@ -118,6 +117,7 @@ pub fn format_date(day: i64) -> String {
     format_rfc3339(day_start(day))[..10].to_string()
 }
 
+/// Formats as RFC 3339 in UTC (`Z`), with milliseconds only when there are any.
 pub fn format_rfc3339(ts: Ts) -> String {
     match DateTime::<Utc>::from_timestamp_millis(ts) {
         Some(t) => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),

@@ -1095,7 +1095,7 @@ impl Restorer {
                     };
                     let slot = engine.alloc_slot(k, subject, points, state);
                     let sl = &mut engine.slots[slot as usize];
-                    sl.dues = Dues::of(&engine.ctx.rules, &sl.state, &engine.gaps);
+                    sl.dues = Dues::of(&engine.ctx.rules, &sl.state);
                     engine.reschedule(slot, Some(not_before));
                 }
             }

@@ -643,7 +643,7 @@ fn a_restore_under_changed_rules_decodes_and_derives_the_deadlines() {
     let mut moved = 0;
     let hinted: BTreeMap<u128, Option<Ts>> = same.slots.iter().map(|a| (a.key, a.due)).collect();
     for b in &other.slots {
-        let want = Dues::of(&other.ctx.rules, &b.state, &other.gaps)
+        let want = Dues::of(&other.ctx.rules, &b.state)
             .min()
             .map(|d| d.max(not_before));
         assert_eq!(b.due, want, "deadlines derived under the rules now");

@@ -292,9 +292,11 @@ impl Dues {
     }
 
     /// Every rule's deadline, recomputed from the state.
-    fn of(rules: &RuleSet, st: &EmployeeState, gaps: &Gaps) -> Dues {
+    fn of(rules: &RuleSet, st: &EmployeeState) -> Dues {
         let mut d = Dues::default();
-        let pres = Presence::new(&rules.calendar, &st.time_off, gaps);
+        // (Deadlines stop on days off; feed gaps move none: they only leave days out of the
+        // day-close windows.)
+        let pres = Presence::new(&rules.calendar, &st.time_off, Presence::no_gaps());
         macro_rules! next_due {
             ($($id:ident => $module:ident, $params:ident;)*) => {$(
                 if rules.enabled(RuleId::$id) {
@@ -898,7 +900,7 @@ impl Engine {
                 }
             }
         }
-        sl.dues = Dues::of(&self.ctx.rules, &sl.state, &self.gaps);
+        sl.dues = Dues::of(&self.ctx.rules, &sl.state);
     }
 
     /// An engine for the settings, with options taken from them (audit, pseudonymization key).
@@ -1226,12 +1228,12 @@ impl Engine {
                         };
                         record_leave(&mut st.time_off, l, day as i64);
                         // Every deadline may move.
-                        *dues = Dues::of(rules, st, &self.gaps);
+                        *dues = Dues::of(rules, st);
                         moved = true;
                     }
                     Kind::TimeOffCancelled { time_off_id } => {
                         if cancel_leave(&mut st.time_off, fingerprint(time_off_id)) {
-                            *dues = Dues::of(rules, st, &self.gaps);
+                            *dues = Dues::of(rules, st);
                             moved = true;
                         }
                     }
@@ -1262,7 +1264,7 @@ impl Engine {
                 self.fires = fires;
                 if published {
                     // Publishing can open a follow-up or feed the attrition score.
-                    sl.dues = Dues::of(rules, st, &self.gaps);
+                    sl.dues = Dues::of(rules, st);
                 }
                 if moved || published {
                     self.reschedule(slot, None);
@@ -1396,7 +1398,7 @@ impl Engine {
         }
         self.fires = fires;
         if published {
-            sl.dues = Dues::of(rules, st, &self.gaps);
+            sl.dues = Dues::of(rules, st);
         }
         // Every deadline at or before `now` was handled; never schedule one there again.
         self.reschedule(slot, Some(now.saturating_add(1)));
@@ -1411,7 +1413,7 @@ impl Engine {
                 if !sl.subject.is_empty() && sl.packed.is_none() {
                     assert_eq!(
                         sl.dues,
-                        Dues::of(&self.ctx.rules, &sl.state, &self.gaps),
+                        Dues::of(&self.ctx.rules, &sl.state),
                         "cached deadlines differ from the state's"
                     );
                 }

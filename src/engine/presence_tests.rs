@@ -436,3 +436,25 @@ fn days_off_are_not_judged_and_follow_ups_that_meet_fire_once() {
         "day 41 + 7 days"
     );
 }
+
+#[test]
+fn a_cancelled_time_off_gives_back_what_happened_on_its_days() {
+    // Weekly recognition until day 63, recorded leave for days 40–70, cancelled on day 75:
+    // the recognitions of days 42–63 count again, so the quiet period runs from day 63.
+    let mut h = H::detections_only();
+    off(&mut h, "quin", "t1", 40, 70);
+    for d in (0..=63).step_by(7) {
+        h.send("quin", day(d), Kind::RecognitionReceived);
+    }
+    h.send(
+        "quin",
+        day(75),
+        Kind::TimeOffCancelled {
+            time_off_id: s("t1"),
+        },
+    );
+    h.advance(day(100));
+    let t = h.fired("recognition_withdrawal");
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].detected_at, "2026-04-08T00:00:00Z", "day 63 + 30 days");
+}

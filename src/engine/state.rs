@@ -146,7 +146,7 @@ pub struct EmployeeState {
     pub ladder: Option<Box<ladder::State>>,
     /// Recorded time off (CONTRACT §8): days only, never a kind of leave. The last field, so
     /// a state written before it existed decodes with an empty list appended (see
-    /// [`EmployeeState::from_bytes_v2`]).
+    /// [`EmployeeState::upgrade_v2`]).
     pub time_off: Vec<Leave>,
 }
 

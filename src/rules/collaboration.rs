@@ -103,7 +103,9 @@ pub fn on_event(
         };
         let s = st.get_or_insert_with(fresh);
         if s.counts.len() != p.ring_len() as i64 {
-            // Written under other windows (or before the margin): keep the days it holds.
+            // Written under other windows (or before the margin): keep the days it holds, and
+            // judge nothing before them (the ring did not keep those days).
+            s.daily.first_day = s.daily.first_day.max(s.counts.horizon() as i32);
             s.counts.set_len(p.ring_len());
         }
         s.daily.saw(day);

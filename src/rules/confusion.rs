@@ -56,16 +56,14 @@ pub fn on_event(
     let t = ev.occurred_at;
     match &ev.kind {
         Kind::ContentSearched { results_clicked: 0 } => {
-            if pres.off_at(t) {
-                return;
-            }
+            // Kept even on a day off (not counted): a cancelled time off gives it back.
             let s = st.get_or_insert_with(Default::default);
             insert_sorted(&mut s.failed_searches, t, 16);
             let newest = *s.failed_searches.last().unwrap_or(&t);
             let keep_from = pres.before(newest, p.window);
             s.failed_searches.retain(|&x| x >= keep_from);
             let n = pres.count_present(&s.failed_searches, pres.before(t, p.window), t);
-            if n >= p.min_searches {
+            if n >= p.min_searches && !pres.off_at(t) {
                 out.push(
                     Fire::new(
                         RuleId::LearningConfusion,
@@ -83,9 +81,6 @@ pub fn on_event(
             }
         }
         Kind::ContentReplayed { module_id } => {
-            if pres.off_at(t) {
-                return;
-            }
             let s = st.get_or_insert_with(Default::default);
             let id = fingerprint(module_id);
             let i = s.replays.partition_point(|x| x.1 <= t);
@@ -102,7 +97,7 @@ pub fn on_event(
                 .iter()
                 .filter(|x| x.0 == id && x.1 >= since && x.1 <= t && !pres.off_at(x.1))
                 .count();
-            if n >= p.min_replays {
+            if n >= p.min_replays && !pres.off_at(t) {
                 out.push(
                     Fire::new(
                         RuleId::LearningConfusion,

@@ -59,9 +59,7 @@ pub fn on_event(
         0
     };
     let t = ev.occurred_at;
-    if pres.off_at(t) {
-        return;
-    }
+    // Kept even on a day off (not counted): a cancelled time off gives it back.
     let i = s.updates.partition_point(|x| x.0 <= t);
     s.updates.insert(i, (t, sign));
     let newest = s.updates.last().map_or(t, |x| x.0);
@@ -70,7 +68,7 @@ pub fn on_event(
     if s.updates.len() > 64 {
         s.updates.remove(0);
     }
-    if sign != 0 {
+    if sign != 0 || pres.off_at(t) {
         return;
     }
     let since = pres.before(t, p.window);

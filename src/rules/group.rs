@@ -709,10 +709,8 @@ impl Groups {
     fn evaluate_day(&mut self, p: &Params, day: i64, out: &mut Vec<GroupFire>) {
         let at = day_start(day + 1);
         let pres = p.presence();
-        if pres.off(day) {
-            // A non-working day adds nothing to judge.
-            return;
-        }
+        // A non-working day adds nothing to judge (its members are still pruned, below).
+        let judged = !pres.off(day);
         let enough = |present: i64, len: i64| enough_days(present, len, p.min_share);
         if self.by_id.len() != self.teams.len() {
             // New teams since the last close: appended, then a stable sort (which finds the
@@ -735,11 +733,18 @@ impl Groups {
                 self.dirty_teams.push(n);
             }
             let size = tm.members.count(day);
-            if size < p.min_group {
+            if !judged || size < p.min_group {
                 continue;
             }
             let (tw, cw, sw) = p.ring_lens();
-            if tm.checkins.len() != cw as i64 {
+            let lens = |tm: &Team| {
+                (
+                    tm.started.len(),
+                    tm.checkins.len(),
+                    tm.themes.first().map(|t| t.0.len()),
+                )
+            };
+            if lens(tm) != (tw as i64, cw as i64, tm.themes.first().map(|_| sw as i64)) {
                 // Restored from a version with other windows (or without the margin).
                 tm.started.set_len(tw);
                 tm.completed.set_len(tw);
@@ -747,6 +752,10 @@ impl Groups {
                 for (neg, all) in &mut tm.themes {
                     neg.set_len(sw);
                     all.set_len(sw);
+                }
+                if !tm.dirty {
+                    tm.dirty = true;
+                    self.dirty_teams.push(n);
                 }
             }
             let mut fires: Vec<(RuleId, String, Vec<Reason>)> = Vec::new();

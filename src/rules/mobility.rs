@@ -54,11 +54,9 @@ pub fn on_event(
     let t = ev.occurred_at;
     match &ev.kind {
         Kind::PostingViewed { .. } | Kind::Applied { .. } => {
+            // A view on a day off is kept but not counted (a cancelled time off gives it
+            // back); an application always counts.
             let s = st.get_or_insert_with(Default::default);
-            if pres.off_at(t) && matches!(ev.kind, Kind::PostingViewed { .. }) {
-                // (A view on a day off does not count; an application always does.)
-                return;
-            }
             let applied = matches!(ev.kind, Kind::Applied { .. });
             insert_sorted(
                 if applied {
@@ -78,7 +76,7 @@ pub fn on_event(
             let keep_from = pres.before(newest, p.window);
             s.views.retain(|&x| x >= keep_from);
             s.applications.retain(|&x| x >= keep_from);
-            if applied {
+            if applied || pres.off_at(t) {
                 return;
             }
             let since = pres.before(t, p.window);

@@ -91,11 +91,12 @@ pub fn on_event(
             s.open.retain(|x| x.0 != id);
         }
         Kind::ClarificationRequested => {
-            if in_window(p, s, t, pres) && !pres.off_at(t) {
+            if in_window(p, s, t, pres) {
+                // Kept even on a day off (not counted): a cancelled time off gives it back.
                 insert_sorted(&mut s.clarifications, t, 16);
                 let since = pres.before(t, p.clarification_window);
                 let n = pres.count_present(&s.clarifications, since, t);
-                if n >= p.min_clarifications {
+                if n >= p.min_clarifications && !pres.off_at(t) {
                     out.push(Fire::new(
                         RuleId::OnboardingFriction,
                         t,

@@ -132,7 +132,9 @@ pub fn on_event(
             };
             let tk = s.tasks.get_or_insert_with(fresh);
             if tk.planned.len() != p.ring_len() as i64 {
-                // Written under other windows (or before the margin): keep the days held.
+                // Written under other windows (or before the margin): keep the days held,
+                // and judge nothing before them.
+                tk.daily.first_day = tk.daily.first_day.max(tk.planned.horizon() as i32);
                 tk.completed.set_len(p.ring_len());
                 tk.planned.set_len(p.ring_len());
             }

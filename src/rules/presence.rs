@@ -98,7 +98,7 @@ pub struct Leave {
 
 /// At most this many recorded spans are kept per employee (the oldest go first).
 pub const MAX_LEAVES: usize = 64;
-/// Spans that ended this long before the employee's newest event are forgotten: no window of
+/// Spans that ended this long before the day of the event recording another are forgotten: no window of
 /// any rule reaches that far back.
 pub const LEAVE_HORIZON_DAYS: i64 = 400;
 

@@ -56,10 +56,7 @@ pub fn on_event(
 ) {
     if matches!(ev.kind, Kind::RecognitionGiven | Kind::RecognitionReceived) {
         let s = st.get_or_insert_with(Default::default);
-        if pres.off_at(ev.occurred_at) {
-            // (Neither activity nor its absence: a day off does not count.)
-            return;
-        }
+        // Kept even on a day off (read past, not counted): a cancelled time off gives it back.
         insert_sorted(&mut s.times, ev.occurred_at, MAX_KEPT);
         let last = *s.times.last().unwrap_or(&ev.occurred_at);
         prune(&mut s.times, pres.before(last, p.quiet + p.prior));
@@ -69,7 +66,7 @@ pub fn on_event(
 pub fn next_due(p: &Params, st: &Option<Box<State>>, pres: &Presence<'_>) -> Option<Ts> {
     let s = st.as_deref()?;
     let last = *s.times.iter().rev().find(|&&t| !pres.off_at(t))?;
-    (s.handled != Some(last) && prior(p, s, last, pres) >= p.min_prior)
+    (!s.handled.is_some_and(|h| h >= last) && prior(p, s, last, pres) >= p.min_prior)
         .then(|| pres.after(last, p.quiet))
 }
 
@@ -97,7 +94,7 @@ pub fn on_timer(
     };
     s.handled = Some(last);
     let prior = prior(p, s, last, pres);
-    let excluded = pres.off_days(last, due);
+    let excluded = pres.off_days(last, due - 1);
     out.push(Fire::new(
         RuleId::RecognitionWithdrawal,
         due,

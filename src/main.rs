@@ -421,6 +421,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// `FIRST_DAY:DAYS`.
+fn parse_span(v: &str) -> Result<(i64, i64), String> {
+    let (a, b) = v
+        .split_once(':')
+        .ok_or_else(|| format!("{v:?}: FIRST_DAY:DAYS"))?;
+    let n = |x: &str| x.trim().parse::<i64>().map_err(|e| format!("{v:?}: {e}"));
+    let (a, b) = (n(a)?, n(b)?);
+    if !(0..=100_000).contains(&a) || !(1..=100_000).contains(&b) {
+        return Err(format!("{v:?}: FIRST_DAY 0-100000 and DAYS 1-100000"));
+    }
+    Ok((a, b))
+}
+
+/// `SOURCE:FIRST_DAY:DAYS`.
+fn parse_outage(v: &str) -> Result<(momentd::rules::presence::Source, i64, i64), String> {
+    use momentd::rules::presence::Source;
+    let (src, span) = v
+        .split_once(':')
+        .ok_or_else(|| format!("{v:?}: SOURCE:FIRST_DAY:DAYS"))?;
+    let source = Source::ALL
+        .into_iter()
+        .find(|s| s.as_str() == src)
+        .ok_or_else(|| format!("{src:?}: collab.activity or work.tasks"))?;
+    let (a, b) = parse_span(span)?;
+    Ok((source, a, b))
+}
+
 #[cfg(test)]
 mod tests {
     /// The option index is mimalloc's: its neighbour `purge_delay` (index 15 in the same
@@ -452,31 +479,4 @@ mod tests {
             }
         }
     }
-}
-
-/// `FIRST_DAY:DAYS`.
-fn parse_span(v: &str) -> Result<(i64, i64), String> {
-    let (a, b) = v
-        .split_once(':')
-        .ok_or_else(|| format!("{v:?}: FIRST_DAY:DAYS"))?;
-    let n = |x: &str| x.trim().parse::<i64>().map_err(|e| format!("{v:?}: {e}"));
-    let (a, b) = (n(a)?, n(b)?);
-    if !(0..=100_000).contains(&a) || !(1..=100_000).contains(&b) {
-        return Err(format!("{v:?}: FIRST_DAY 0-100000 and DAYS 1-100000"));
-    }
-    Ok((a, b))
-}
-
-/// `SOURCE:FIRST_DAY:DAYS`.
-fn parse_outage(v: &str) -> Result<(momentd::rules::presence::Source, i64, i64), String> {
-    use momentd::rules::presence::Source;
-    let (src, span) = v
-        .split_once(':')
-        .ok_or_else(|| format!("{v:?}: SOURCE:FIRST_DAY:DAYS"))?;
-    let source = Source::ALL
-        .into_iter()
-        .find(|s| s.as_str() == src)
-        .ok_or_else(|| format!("{src:?}: collab.activity or work.tasks"))?;
-    let (a, b) = parse_span(span)?;
-    Ok((source, a, b))
 }

@@ -66,7 +66,7 @@ pub fn on_event(
 pub fn next_due(p: &Params, st: &Option<Box<State>>, pres: &Presence<'_>) -> Option<Ts> {
     let s = st.as_deref()?;
     let last = *s.times.iter().rev().find(|&&t| !pres.off_at(t))?;
-    (!s.handled.is_some_and(|h| h >= last) && prior(p, s, last, pres) >= p.min_prior)
+    (s.handled.is_none_or(|h| h < last) && prior(p, s, last, pres) >= p.min_prior)
         .then(|| pres.after(last, p.quiet))
 }
 

@@ -330,6 +330,15 @@ impl Ctx {
         }
     }
 
+    /// The 64-bit key of a `time_off_id` in the state: keyed when pseudonymizing (an id such
+    /// as "sick-2026-03-01" would otherwise be found again from the changelog by guessing).
+    fn leave_key(&self, id: &str) -> u64 {
+        match &self.fp_secret {
+            Some(s) => xxhash_rust::xxh3::xxh3_64_with_secret(id.as_bytes(), &s[..]),
+            None => fingerprint(id),
+        }
+    }
+
     /// The employee's point in every experiment.
     fn points(&self, employee_id: &str) -> Box<[f64]> {
         self.rules
@@ -1222,7 +1231,7 @@ impl Engine {
                         ends_on,
                     } => {
                         let l = Leave {
-                            id: fingerprint(time_off_id),
+                            id: self.ctx.leave_key(time_off_id),
                             from: *starts_on,
                             to: *ends_on,
                         };
@@ -1232,7 +1241,7 @@ impl Engine {
                         moved = true;
                     }
                     Kind::TimeOffCancelled { time_off_id } => {
-                        if cancel_leave(&mut st.time_off, fingerprint(time_off_id)) {
+                        if cancel_leave(&mut st.time_off, self.ctx.leave_key(time_off_id)) {
                             *dues = Dues::of(rules, st);
                             moved = true;
                         }

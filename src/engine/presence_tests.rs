@@ -458,3 +458,23 @@ fn a_cancelled_time_off_gives_back_what_happened_on_its_days() {
     assert_eq!(t.len(), 1);
     assert_eq!(t[0].detected_at, "2026-04-08T00:00:00Z", "day 63 + 30 days");
 }
+
+#[test]
+fn with_pseudonymization_the_time_off_id_is_kept_keyed() {
+    let mut st = Settings::default();
+    st.rules.follow_up.enabled = false;
+    let mut h = H::with(st, Some(Pseudonymizer::new(b"a key of the deployment")));
+    off(&mut h, "rae", "sick-2026-03-01", 56, 65);
+    let kept = h.engine.state_of("rae").unwrap().time_off.clone();
+    assert_eq!(kept.len(), 1);
+    assert_ne!(kept[0].id, crate::rules::fingerprint("sick-2026-03-01"));
+    // Cancelling by the same id still finds it.
+    h.send(
+        "rae",
+        day(0),
+        Kind::TimeOffCancelled {
+            time_off_id: s("sick-2026-03-01"),
+        },
+    );
+    assert!(h.engine.state_of("rae").unwrap().time_off.is_empty());
+}

@@ -33,6 +33,8 @@ use serde::{Deserialize, Serialize};
 use super::{Dues, EmployeeState, Engine, Keys, Parts};
 use crate::event::Event;
 use crate::rules::group::{Cohort, Contribution, GroupRecord, Team};
+use crate::rules::population::{Accumulator, Figures};
+use crate::rules::presence::Gaps;
 use crate::time::Ts;
 
 /// The format byte every value starts with. A later version reads every earlier one.
@@ -45,7 +47,9 @@ use crate::time::Ts;
 ///
 /// * 3: an employee's state gains its recorded time off (a format-2 state reads as one
 ///   without).
-pub const FORMAT: u8 = 3;
+/// * 4: an employee's state gains the days of its last rollups; the task's population share
+///   (`p`) and, when the task is its own population, the population's figures (`f`).
+pub const FORMAT: u8 = 4;
 
 const CLOCK: u8 = b'c';
 const EMPLOYEE: u8 = b'e';
@@ -53,6 +57,12 @@ const TEAM: u8 = b't';
 const COHORT: u8 = b'o';
 /// A contribution waiting in the group stage: `b` + its order key (time, member, event, kind).
 const BUFFERED: u8 = b'b';
+/// The task's population share of the days it has not closed (see `rules::population`).
+const POPULATION: u8 = b'p';
+/// The population's figures, when the task is the whole population (`replay`-like).
+const FIGURES: u8 = b'f';
+const POPULATION_KEY: &[u8] = b"p";
+const FIGURES_KEY: &[u8] = b"f";
 
 /// The key of the task's clock record.
 pub const CLOCK_KEY: &[u8] = b"c";
@@ -151,6 +161,15 @@ enum ValueRef<'a> {
     Evicted {
         through: &'a [i64],
     },
+    Population {
+        through: &'a [i64],
+        acc: &'a Accumulator,
+    },
+    Figures {
+        closed: Option<i64>,
+        figures: &'a Figures,
+        gaps: &'a Gaps,
+    },
 }
 
 /// A format-2 value as read (the state's bytes borrowed from the record).
@@ -186,6 +205,15 @@ enum Value<'a> {
     Buffered(Contribution),
     Evicted {
         through: Vec<i64>,
+    },
+    Population {
+        through: Vec<i64>,
+        acc: Accumulator,
+    },
+    Figures {
+        closed: Option<i64>,
+        figures: Figures,
+        gaps: Gaps,
     },
 }
 
@@ -224,8 +252,9 @@ enum StateIn<'a> {
         due: Option<Ts>,
         dues: u64,
         bytes: &'a [u8],
-        /// Written by format 2: [`EmployeeState::upgrade_v2`] makes them this version's.
-        v2: bool,
+        /// The format they were written by ([`EmployeeState::upgrade`] makes them this
+        /// version's).
+        format: u8,
     },
 }
 
@@ -259,6 +288,15 @@ enum Parsed<'a> {
     Evicted {
         through: Vec<i64>,
     },
+    Population {
+        through: Vec<i64>,
+        acc: Accumulator,
+    },
+    Figures {
+        closed: Option<i64>,
+        figures: Figures,
+        gaps: Gaps,
+    },
 }
 
 impl<'a> Parsed<'a> {
@@ -284,7 +322,7 @@ impl<'a> Parsed<'a> {
                     due,
                     dues,
                     bytes: state,
-                    v2: format == 2,
+                    format,
                 },
             },
             Value::Erased { through } => Parsed::Erased { through },
@@ -313,6 +351,16 @@ impl<'a> Parsed<'a> {
             },
             Value::Buffered(c) => Parsed::Buffered(c),
             Value::Evicted { through } => Parsed::Evicted { through },
+            Value::Population { through, acc } => Parsed::Population { through, acc },
+            Value::Figures {
+                closed,
+                figures,
+                gaps,
+            } => Parsed::Figures {
+                closed,
+                figures,
+                gaps,
+            },
         }
     }
 }
@@ -399,6 +447,8 @@ pub struct Ahead {
     employees: HashMap<u128, Vec<i64>>,
     teams: HashMap<u128, Vec<i64>>,
     cohorts: HashMap<u128, Vec<i64>>,
+    /// The population share's position: the events before it are in it.
+    population: Vec<i64>,
     /// Per input topic, the largest position of any record, and whether the input passed it.
     max: Vec<i64>,
     passed: Vec<bool>,
@@ -425,7 +475,10 @@ impl Ahead {
         // (What the groups' restored state holds the group stage finds out itself: see
         // `stage`.)
         let _ = ev;
-        Parts::ALL
+        Parts {
+            employee: true,
+            population: !before(o, &self.population, i),
+        }
     }
 
     /// Records that the input reached `pos`; true once it passed every restored position.
@@ -464,11 +517,13 @@ pub struct Written {
     /// Contributions waiting in the group stage, and tombstones of those released since.
     pub buffered: usize,
     pub clock: usize,
+    /// The population share and figures.
+    pub population: usize,
 }
 
 impl Written {
     pub fn total(&self) -> usize {
-        self.employees + self.groups + self.erased + self.evicted + self.buffered + self.clock
+        self.employees + self.groups + self.erased + self.evicted + self.buffered + self.clock + self.population
     }
 }
 
@@ -487,6 +542,7 @@ impl Engine {
             || self.groups.has_dirty()
             || self.stage.unwritten > 0
             || !self.stage.released.is_empty()
+            || self.pop.dirty
     }
 
     /// The records of everything that changed since the last checkpoint, as of the input
@@ -500,6 +556,31 @@ impl Engine {
         out: &mut Vec<Record>,
     ) -> Written {
         let mut w = Written::default();
+        // The population first: the share's position may be ahead of an employee's, never
+        // behind (see `Ahead::parts`); the figures (a task that is its own population) before
+        // the share, so a share restored ahead of them re-closes no day into them twice.
+        if self.pop.local && self.pop.closed != self.pop.written_closed {
+            w.population += 1;
+            out.push(Record {
+                key: FIGURES_KEY.to_vec(),
+                value: Some(encode(&ValueRef::Figures {
+                    closed: self.pop.closed,
+                    figures: &self.pop.figures,
+                    gaps: &self.pop.gaps,
+                })),
+            });
+            self.pop.written_closed = self.pop.closed;
+        }
+        if std::mem::take(&mut self.pop.dirty) {
+            w.population += 1;
+            out.push(Record {
+                key: POPULATION_KEY.to_vec(),
+                value: Some(encode(&ValueRef::Population {
+                    through,
+                    acc: &self.pop.acc,
+                })),
+            });
+        }
         // Team records carry the day evaluation had reached (read back only when the record
         // turns out to be ahead of its clock).
         let evaluated_through = self.groups.evaluated_through();
@@ -646,12 +727,12 @@ fn decode_body(v: &[u8]) -> Result<Parsed<'_>, RecordError> {
     let bad = |e: postcard::Error| RecordError::Body(e.to_string());
     match format {
         // A format-1 employee value ends with its state, which then ended before `time_off`:
-        // one zero byte more is its empty list (see `EmployeeState::upgrade_v2`; other
+        // the fields added since, empty, are appended (see `EmployeeState::upgrade`; other
         // values ignore it).
-        1 => postcard::from_bytes::<Value1>(&EmployeeState::upgrade_v2(body))
+        1 => postcard::from_bytes::<Value1>(&EmployeeState::upgrade(body, 1))
             .map(Parsed::from)
             .map_err(bad),
-        2 | 3 => postcard::from_bytes::<Value<'_>>(body)
+        2..=4 => postcard::from_bytes::<Value<'_>>(body)
             .map(|v| Parsed::from_value(v, format))
             .map_err(bad),
         _ => Err(RecordError::Format(format)),
@@ -706,6 +787,8 @@ pub struct Restorer {
     teams: HashMap<u128, GroupIn<Option<i64>, Team>, FixedHash>,
     cohorts: HashMap<u128, GroupIn<Vec<(Ts, String)>, Cohort>, FixedHash>,
     buffered: std::collections::BTreeMap<super::stage::OrderKey, Contribution>,
+    population: Option<(Vec<i64>, Accumulator)>,
+    figures: Option<(Option<i64>, Figures, Gaps)>,
     /// Records and bytes read.
     pub records: u64,
     pub bytes: u64,
@@ -736,6 +819,12 @@ fn order_key_of(rest: &[u8]) -> Option<super::stage::OrderKey> {
 fn key_of(k: &[u8]) -> Result<(u8, u128), RecordError> {
     if k == CLOCK_KEY {
         return Ok((CLOCK, 0));
+    }
+    if k == POPULATION_KEY {
+        return Ok((POPULATION, 0));
+    }
+    if k == FIGURES_KEY {
+        return Ok((FIGURES, 0));
     }
     match k {
         [BUFFERED, rest @ ..] if rest.len() == 25 => Ok((BUFFERED, 0)),
@@ -774,6 +863,8 @@ impl Restorer {
                         self.buffered.remove(&o);
                     }
                 }
+                POPULATION => self.population = None,
+                FIGURES => self.figures = None,
                 _ => self.clock = None,
             }
             return Ok(());
@@ -803,14 +894,14 @@ impl Restorer {
                         due,
                         dues,
                         bytes,
-                        v2,
+                        format,
                     } => Restored::Packed {
                         flags,
                         seen_day,
                         due,
                         dues,
-                        bytes: if v2 {
-                            EmployeeState::upgrade_v2(bytes).into()
+                        bytes: if format < FORMAT {
+                            EmployeeState::upgrade(bytes, format).into()
                         } else {
                             bytes.into()
                         },
@@ -878,6 +969,19 @@ impl Restorer {
                     })?;
                 self.buffered.insert(o, c);
             }
+            (POPULATION, Parsed::Population { through, acc }) => {
+                self.population = Some((through, acc))
+            }
+            (
+                FIGURES,
+                Parsed::Figures {
+                    closed,
+                    figures,
+                    gaps,
+                },
+            ) => self.figures = Some((closed, figures, gaps)),
+            (_, Parsed::Population { .. }) => return Err(mismatch("population share")),
+            (_, Parsed::Figures { .. }) => return Err(mismatch("population figures")),
             (_, Parsed::Clock(_)) => return Err(mismatch("clock")),
             (_, Parsed::Employee { .. } | Parsed::Erased { .. } | Parsed::Evicted { .. }) => {
                 return Err(mismatch("employee"))
@@ -909,6 +1013,8 @@ impl Restorer {
             teams,
             cohorts,
             buffered,
+            population,
+            figures,
             ..
         } = self;
         let same_topics = clock.as_ref().is_none_or(|c| c.topics == topics);
@@ -955,6 +1061,17 @@ impl Restorer {
             engine.last_clock = Some(c.clone());
         }
         let positions = |t: Vec<i64>| if same_topics { t } else { Vec::new() };
+        if let Some((through, acc)) = population {
+            let through = positions(through);
+            ahead.note(&through);
+            ahead.population = through;
+            engine.pop.acc = acc;
+        }
+        if let Some((closed, f, gaps)) = figures.filter(|_| engine.pop.local) {
+            engine.pop.closed = closed;
+            engine.pop.figures = f;
+            engine.pop.gaps = gaps;
+        }
         // Groups in key order: a day's close evaluates teams in id order whatever their
         // positions, but their positions are then the same on every restore.
         let mut teams: Vec<_> = teams.into_iter().collect();
@@ -1100,8 +1217,10 @@ impl Restorer {
                 }
             }
         }
-        let anything_ahead =
-            !(ahead.employees.is_empty() && ahead.teams.is_empty() && ahead.cohorts.is_empty());
+        let anything_ahead = !(ahead.employees.is_empty()
+            && ahead.teams.is_empty()
+            && ahead.cohorts.is_empty()
+            && ahead.population.is_empty());
         if !ahead.clock.is_empty() || anything_ahead {
             engine.ahead = Some(Box::new(ahead));
         }
@@ -1112,6 +1231,8 @@ impl Restorer {
 fn kind_name(kind: u8) -> &'static str {
     match kind {
         CLOCK => "clock",
+        POPULATION => "population",
+        FIGURES => "figures",
         EMPLOYEE => "employee",
         TEAM => "team",
         _ => "cohort",
@@ -1146,6 +1267,8 @@ pub fn record_kind(value: Option<&[u8]>) -> Result<&'static str, RecordError> {
         Parsed::Cohort { .. } => "cohort",
         Parsed::Buffered(_) => "buffered",
         Parsed::Evicted { .. } => "evicted",
+        Parsed::Population { .. } => "population",
+        Parsed::Figures { .. } => "figures",
     })
 }
 

@@ -24,7 +24,8 @@ use crate::config::Settings;
 use crate::config::{ActionCfg, ActionKind};
 use crate::event::{Event, Kind};
 use crate::rules::group::{GroupFire, Groups};
-use crate::rules::presence::{cancel_leave, record_leave, Gaps, Leave, Presence};
+use crate::rules::population::Population;
+use crate::rules::presence::{cancel_leave, record_leave, Leave, Presence, Source};
 use crate::rules::{self as rules_mod, fingerprint, ladder, Fire, RuleId, RuleSet};
 use crate::time::{format_rfc3339, Ts};
 use crate::trigger::{Action, ExperimentArm, Reason, Scope, Severity, Trigger};
@@ -762,11 +763,19 @@ fn employee_fp(key: u128) -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parts {
     pub employee: bool,
+    /// The task's population share (its accumulator may be restored ahead of the employee).
+    pub population: bool,
 }
 
 impl Parts {
-    pub const ALL: Parts = Parts { employee: true };
-    pub const NONE: Parts = Parts { employee: false };
+    pub const ALL: Parts = Parts {
+        employee: true,
+        population: true,
+    };
+    pub const NONE: Parts = Parts {
+        employee: false,
+        population: false,
+    };
 }
 
 /// What an event is looked up by, hashed once: [`Engine::prefetch`] hands them to
@@ -798,8 +807,8 @@ pub struct Engine {
     /// Fingerprints of erased employee ids: later events about them are dropped.
     erased: HashSet<u64, ahash::RandomState>,
     groups: Groups,
-    /// Per rollup source, the days found to be feed gaps (CONTRACT §8).
-    gaps: Gaps,
+    /// The population's figures and feed gaps, and this engine's share (CONTRACT §8).
+    pop: Population,
     max_event_time: Option<Ts>,
     watermark: Ts,
     fires: Vec<Fire>,
@@ -839,6 +848,8 @@ impl Engine {
             .as_ref()
             .map(Pseudonymizer::fingerprint_secret);
         let dues_version = Dues::version(&rules);
+        let gap_share = rules.gap_share;
+        let calendar = rules.calendar.clone();
         Engine {
             ctx: Ctx {
                 rules,
@@ -852,7 +863,7 @@ impl Engine {
             pending: 0,
             erased: HashSet::default(),
             groups: Groups::default(),
-            gaps: Gaps::default(),
+            pop: Population::new(gap_share, &calendar),
             max_event_time: None,
             watermark: Ts::MIN,
             fires: Vec::new(),
@@ -1211,6 +1222,32 @@ impl Engine {
             _ => {
                 let day = crate::time::day_of(t) as i32;
                 let new_day = st.seen_day != day;
+                if parts.population && !st.has(CONSENT_WITHDRAWN) {
+                    // The task's share of the population's figures (an employee who withdrew
+                    // consent is not counted).
+                    let acc = &mut self.pop.acc;
+                    let prev = (st.seen_day != 0).then_some(st.seen_day as i64);
+                    acc.seen(prev, day as i64);
+                    if new_day {
+                        acc.present(day as i64);
+                    }
+                    let mut rollup = |s: Source, a: u32, b: u32| {
+                        let first = st.rollup_days[s as usize] != day;
+                        st.rollup_days[s as usize] = day;
+                        acc.rollup(s, day as i64, first, a as u64, b as u64);
+                    };
+                    match ev.kind {
+                        Kind::CollabActivity { messages, meetings } => {
+                            rollup(Source::Collab, messages.saturating_add(meetings), 0)
+                        }
+                        Kind::WorkTasks { completed, planned } => {
+                            rollup(Source::Tasks, completed, planned)
+                        }
+                        Kind::CheckinCompleted { .. } => acc.checkin_completed(day as i64),
+                        _ => {}
+                    }
+                    self.pop.dirty = true;
+                }
                 st.seen_day = day;
                 if !st.has(CONSENT_WITHDRAWN) && (ev.team_id.is_some() || ev.cohort_id.is_some()) {
                     rules.groups.contributions(
@@ -1248,7 +1285,8 @@ impl Engine {
                     }
                     _ => {}
                 }
-                let pres = Presence::new(&rules.calendar, &st.time_off, &self.gaps);
+                let pres = Presence::new(&rules.calendar, &st.time_off, &self.pop.gaps)
+            .with_figures(Some(&self.pop.figures));
                 macro_rules! on_event {
                     ($($id:ident => $module:ident, $params:ident;)*) => {$(
                         if rules.enabled(RuleId::$id) && rules_mod::$module::handles(&ev.kind) {
@@ -1292,7 +1330,11 @@ impl Engine {
 
     /// Moves the watermark forward (never back) and fires every timer now due.
     pub fn advance(&mut self, watermark: Ts, out: &mut Vec<Output>) {
+        // Never past the end of a day the population has not closed (in `run`, the task
+        // waits for it before it applies the event that would: see [`Engine::blocked_at`]).
+        let watermark = watermark.min(self.pop.limit());
         if watermark > self.watermark {
+            self.pop.close_share(crate::time::day_of(watermark) - 1);
             self.watermark = watermark;
             self.fire_due(out);
             self.evict_idle();
@@ -1301,6 +1343,77 @@ impl Engine {
                 self.source_watermark(0, watermark, out);
             }
         }
+    }
+
+    /// Publish mode for the population (`run` with the population topic): this engine's
+    /// shares go out ([`Engine::take_shares`]) and the population's figures come back
+    /// ([`Engine::population_closed`]).
+    pub fn publish_population(&mut self) {
+        self.pop.local = false;
+    }
+
+    /// In `run` with the population topic: the day the population must have closed before a
+    /// watermark `w` may be reached (`None`: it may now).
+    pub fn blocked_at(&self, w: Ts) -> Option<i64> {
+        (!self.pop.local && w > self.watermark && w > self.pop.limit())
+            .then(|| crate::time::day_of(w) - 1)
+    }
+
+    /// [`Engine::blocked_at`] for an event at `t` (its watermark, if it moves it).
+    pub fn blocked_by(&self, t: Ts) -> Option<i64> {
+        if self.max_event_time.is_some_and(|m| t <= m) {
+            return None;
+        }
+        self.blocked_at(t.saturating_sub(self.ctx.rules.allowed_lateness))
+    }
+
+    /// Closes this engine's population share through `day` (its watermark is about to pass
+    /// the day's end); the shares to publish are then in [`Engine::take_shares`].
+    pub fn close_share(&mut self, day: i64) {
+        self.pop.close_share(day);
+    }
+
+    /// This engine's closed shares not handed out yet, and the last day closed.
+    pub fn take_shares(&mut self) -> (Vec<(i32, crate::rules::population::DayFigures)>, Option<i64>) {
+        (
+            std::mem::take(&mut self.pop.outbox),
+            self.pop.acc.closed_through.map(i64::from),
+        )
+    }
+
+    /// The population closed every day through `through`, with these figures (each day's sum
+    /// over every task): the engine's time may move on to the end of the next day.
+    pub fn population_closed(
+        &mut self,
+        through: i64,
+        days: impl IntoIterator<Item = (i32, crate::rules::population::DayFigures)>,
+        out: &mut Vec<Output>,
+    ) {
+        if self.pop.closed.is_some_and(|c| c >= through) {
+            return;
+        }
+        let after = self.pop.closed;
+        for (d, f) in days {
+            if after.is_none_or(|c| d as i64 > c) && d as i64 <= through {
+                self.pop.figures.set(d, f);
+            }
+        }
+        self.pop.closed_through(through);
+        // Resume what the barrier held: the time of the events applied, and the stage's.
+        if let Some(t) = self.max_event_time {
+            self.advance(t.saturating_sub(self.ctx.rules.allowed_lateness), out);
+        }
+        self.release_contributions(out);
+    }
+
+    /// The last day the population's figures are final for.
+    pub fn population_closed_through(&self) -> Option<i64> {
+        self.pop.closed
+    }
+
+    /// Feed gaps found since the last call: (UTC day, source).
+    pub fn take_gaps(&mut self) -> Vec<(i64, Source)> {
+        std::mem::take(&mut self.pop.found)
     }
 
     /// `state.idle_ttl`: once per UTC day of the watermark, employees whose last event is older
@@ -1381,7 +1494,8 @@ impl Engine {
         let st = &mut sl.state;
         let mut fires = std::mem::take(&mut self.fires);
         let dues = &mut sl.dues;
-        let pres = Presence::new(&rules.calendar, &st.time_off, &self.gaps);
+        let pres = Presence::new(&rules.calendar, &st.time_off, &self.pop.gaps)
+            .with_figures(Some(&self.pop.figures));
         // Only the rules whose deadline has come: the others' state is not touched.
         macro_rules! on_timer {
             ($($id:ident => $module:ident, $params:ident;)*) => {$(

@@ -206,7 +206,7 @@ impl Engine {
 
     /// Moves the stage's time to the least known source watermark, releasing what waits
     /// before it.
-    fn release_contributions(&mut self, out: &mut Vec<Output>) {
+    pub(crate) fn release_contributions(&mut self, out: &mut Vec<Output>) {
         let Some(known) = self
             .stage
             .sources
@@ -219,6 +219,9 @@ impl Engine {
         let Some(least) = known.into_iter().filter(|&w| w != EMPTY).min() else {
             return;
         };
+        // Not past the end of a day the population has not closed (its figures are in the
+        // team rules' thresholds).
+        let least = least.min(self.pop.limit());
         if self.stage.watermark.is_some_and(|cur| least <= cur) {
             return;
         }
@@ -260,7 +263,8 @@ impl Engine {
             return;
         }
         let mut gf = std::mem::take(&mut self.group_fires);
-        self.groups.on_timer(&self.ctx.rules.groups, now, &mut gf);
+        self.groups
+            .on_timer(&self.ctx.rules.groups, now, Some(&self.pop), &mut gf);
         for g in gf.drain(..) {
             self.ctx.finalize_group(g, out);
         }

@@ -50,6 +50,7 @@ fn partitioned(s: &Settings, evs: &[Event<'_>], n: u32, seed: u64) -> Vec<Output
         .map(|p| {
             let mut e = Engine::from_settings(s, None);
             e.publish_contributions(p, n as usize);
+            e.publish_population();
             e
         })
         .collect();
@@ -90,25 +91,81 @@ fn partitioned(s: &Settings, evs: &[Event<'_>], n: u32, seed: u64) -> Vec<Output
             channels[(p * n + q) as usize].push_back(Msg::Watermark(p, w));
         }
     };
+    // The population table every engine reads (the population topic, in `run`), and per
+    // partition its events in order, then its last advance; a partition whose next step
+    // would close a day the population has not closed publishes its share and waits.
+    let mut table = crate::rules::population::Table::new(n as usize);
+    let end = evs.last().map_or(0, |e| e.occurred_at);
+    let mut queues: Vec<VecDeque<Option<usize>>> = (0..n).map(|_| VecDeque::new()).collect();
     for (i, ev) in evs.iter().enumerate() {
         let p = (crate::rules::fingerprint(&ev.employee_id) % n as u64) as u32;
-        let k = engines[p as usize].keys(ev);
-        engines[p as usize].apply_at(ev, k, (0, i as i64), &mut out);
-        publish(&mut engines, &mut channels, p);
-        // Channels run at different speeds (some far behind the others), as partitions of
-        // instances with different loads do.
-        for ch in 0..(n * n) as usize {
-            if rng.next(1 + (ch as u64 * 7919 + seed) % 400) == 0 {
-                while channels[ch].len() > 1 && rng.next(8) != 0 {
-                    deliver(&mut engines, &mut channels, ch, &mut out);
+        queues[p as usize].push_back(Some(i));
+    }
+    for q in &mut queues {
+        q.push_back(None);
+    }
+    let mut waiting: Vec<Option<i64>> = vec![None; n as usize];
+    loop {
+        let mut progressed = false;
+        for p in 0..n {
+            let pu = p as usize;
+            if let Some(d) = waiting[pu] {
+                match table.through {
+                    Some(t) if t >= d => {
+                        let figures = table.figures(engines[pu].population_closed_through(), t);
+                        engines[pu].population_closed(t, figures, &mut out);
+                        publish(&mut engines, &mut channels, p);
+                        waiting[pu] = None;
+                        progressed = true;
+                    }
+                    _ => continue,
+                }
+            }
+            while let Some(&step) = queues[pu].front() {
+                let blocked = match step {
+                    Some(i) => engines[pu].blocked_by(evs[i].occurred_at),
+                    None => engines[pu].blocked_at(end),
+                };
+                if let Some(d) = blocked {
+                    engines[pu].close_share(d);
+                    let (shares, closed) = engines[pu].take_shares();
+                    for (day, f) in shares {
+                        table.share(pu, day, f);
+                    }
+                    table.closed(pu, closed.unwrap_or(d));
+                    waiting[pu] = Some(d);
+                    progressed = true;
+                    break;
+                }
+                match step {
+                    Some(i) => {
+                        let k = engines[pu].keys(&evs[i]);
+                        engines[pu].apply_at(&evs[i], k, (0, i as i64), &mut out);
+                    }
+                    None => engines[pu].advance(end, &mut out),
+                }
+                publish(&mut engines, &mut channels, p);
+                queues[pu].pop_front();
+                progressed = true;
+                // Channels run at different speeds (some far behind the others), as
+                // partitions of instances with different loads do.
+                for ch in 0..(n * n) as usize {
+                    if rng.next(1 + (ch as u64 * 7919 + seed) % 400) == 0 {
+                        while channels[ch].len() > 1 && rng.next(8) != 0 {
+                            deliver(&mut engines, &mut channels, ch, &mut out);
+                        }
+                    }
+                }
+                // Partitions take turns at random lengths.
+                if rng.next(16) == 0 {
+                    break;
                 }
             }
         }
-    }
-    let end = evs.last().map_or(0, |e| e.occurred_at);
-    for p in 0..n {
-        engines[p as usize].advance(end, &mut out);
-        publish(&mut engines, &mut channels, p);
+        if queues.iter().all(VecDeque::is_empty) && waiting.iter().all(Option::is_none) {
+            break;
+        }
+        assert!(progressed, "the population barrier holds every partition");
     }
     for ch in 0..(n * n) as usize {
         while !channels[ch].is_empty() {
@@ -276,4 +333,46 @@ fn an_erased_member_does_not_come_back() {
         &mut out,
     );
     assert!(back.groups.fingerprints().is_empty(), "nor after a restore");
+}
+
+/// The population's figures are everyone's whatever the partitioning: with an undeclared
+/// holiday and an outage of a feed — feed gaps and population-relative thresholds both at
+/// work — partitions behind the population barrier give the triggers of one engine. (And the
+/// population does change the triggers here: without it, the holiday's would fire.)
+#[test]
+fn population_figures_do_not_depend_on_the_partitioning() {
+    let mut s = Settings::default();
+    s.audit.enabled = true;
+    let mut evs = super::test_support::sim_events(&SimOptions {
+        employees: 200,
+        days: 110,
+        seed: 5,
+        pattern_share: 1.0,
+        holiday: Some((80, 12)),
+        outages: vec![(crate::rules::presence::Source::Tasks, 60, 5)],
+        ..Default::default()
+    });
+    evs.sort_by_key(|e| e.occurred_at);
+    let want = by_id(&one_engine(&s, &evs));
+    let mut absolute = s.clone();
+    absolute.population.relative = false;
+    absolute.population.gap_share = 0.0;
+    let without = by_id(&one_engine(&absolute, &evs));
+    assert!(
+        without.len() > want.len() + 10,
+        "the population matters here: {} triggers without it, {} with",
+        without.len(),
+        want.len()
+    );
+    for (n, seed) in [(3, 7), (6, 8)] {
+        let got = by_id(&partitioned(&s, &evs, n, seed));
+        let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+        let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{n} partitions: missing {missing:?}, extra {extra:?}"
+        );
+        assert_eq!(got, want, "{n} partitions");
+    }
+    eprintln!("{} triggers with the population, {} without", want.len(), without.len());
 }

@@ -146,8 +146,11 @@ pub struct EmployeeState {
     pub ladder: Option<Box<ladder::State>>,
     /// Recorded time off (CONTRACT §8): days only, never a kind of leave. The last field, so
     /// a state written before it existed decodes with an empty list appended (see
-    /// [`EmployeeState::upgrade_v2`]).
+    /// [`EmployeeState::upgrade`]).
     pub time_off: Vec<Leave>,
+    /// Per rollup source, the UTC day of the employee's last rollup (0: none): the first
+    /// of a day counts them among the day's reporters (CONTRACT §8). Appended in format 4.
+    pub rollup_days: [i32; 2],
 }
 
 impl EmployeeState {
@@ -237,13 +240,19 @@ impl EmployeeState {
         postcard::from_bytes(b).ok()
     }
 
-    /// A state written by changelog format 2 (before `time_off`): postcard writes a struct as
-    /// its fields one after the other, so those bytes and an empty list's (one zero byte) are
-    /// this version's encoding of the same state.
-    pub fn upgrade_v2(b: &[u8]) -> Vec<u8> {
-        let mut v = Vec::with_capacity(b.len() + 1);
+    /// A state written by changelog format `format` (1 to 3): postcard writes a struct as
+    /// its fields one after the other, so those bytes and the encoding of the fields added
+    /// since, empty (`time_off` in format 3: an empty list, one zero byte; `rollup_days` in
+    /// format 4: two zeros), are this version's encoding of the same state.
+    pub fn upgrade(b: &[u8], format: u8) -> Vec<u8> {
+        let added: &[u8] = match format {
+            ..=2 => &[0, 0, 0],
+            3 => &[0, 0],
+            _ => &[],
+        };
+        let mut v = Vec::with_capacity(b.len() + added.len());
         v.extend_from_slice(b);
-        v.push(0);
+        v.extend_from_slice(added);
         v
     }
 }

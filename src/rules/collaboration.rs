@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::population::{population_detail, scaled};
 use super::presence::Presence;
 use super::presence::{excluded_note, Source};
 use super::window::{enough_days, present_window, DayRing, EXCLUSION_MARGIN_DAYS};
@@ -23,12 +24,15 @@ pub struct Params {
     pub min_baseline_mean: f64,
     /// `population.min_window_share`.
     pub min_share: f64,
+    /// `population.relative`.
+    pub relative: bool,
 }
 
 impl Params {
     pub fn from(c: &CollaborationDecline, pop: &crate::config::Population) -> Params {
         Params {
             min_share: pop.min_window_share,
+            relative: pop.relative,
             recent_days: c.recent_window.ms() / DAY,
             baseline_days: c.baseline_window.ms() / DAY,
             ratio: c.ratio,
@@ -177,11 +181,28 @@ fn evaluate(p: &Params, s: &State, day: i64, pres: &Presence<'_>) -> Option<Fire
     if baseline < p.min_baseline_mean || baseline <= 0.0 || recent >= p.ratio * baseline {
         return None;
     }
+    // Population-relative: the population's messages + meetings per active employee over
+    // the same days, recent against before (looked up only when the subject's own ratio
+    // fires).
+    let population = pres.figures().filter(|_| p.relative).and_then(|f| {
+        f.ratio(
+            (base_from, recent_from, day),
+            pres,
+            src,
+            false,
+            |d| (d.collab, d.active as u64),
+            [
+                (recent_sum, recent_days as u64),
+                (base_sum, base_days as u64),
+            ],
+        )
+    });
+    let ratio = scaled(p.ratio, population);
+    if recent >= ratio * baseline {
+        return None;
+    }
     let pct = |v: f64| (v * 100.0).round();
-    Some(Fire::new(
-        RuleId::CollaborationDecline,
-        day_start(day + 1),
-        vec![Reason::new("mean_daily_collaboration", recent, p.ratio * baseline)
+    let mut reasons = vec![Reason::new("mean_daily_collaboration", recent, ratio * baseline)
             .baseline(baseline)
             .window_days(p.recent_days as u32)
             .detail(format!(
@@ -189,8 +210,19 @@ fn evaluate(p: &Params, s: &State, day: i64, pres: &Presence<'_>) -> Option<Fire
                 p.recent_days,
                 pct(recent / baseline),
                 p.baseline_days,
-                pct(p.ratio),
+                pct(ratio),
                 excluded_note(excluded)
-            ))],
+            ))];
+    if let Some(r) = population {
+        reasons.push(
+            Reason::new("population_collaboration_ratio", r, 1.0)
+                .window_days(p.recent_days as u32)
+                .detail(population_detail("messages + meetings per active employee", r)),
+        );
+    }
+    Some(Fire::new(
+        RuleId::CollaborationDecline,
+        day_start(day + 1),
+        reasons,
     ))
 }

@@ -4,6 +4,7 @@
 //! `replay`); it holds employee ids only as 64-bit fingerprints, for distinct counts, and never
 //! any comment text.
 
+use super::population::{population_detail, scaled, Population};
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,8 @@ pub struct Params {
     pub calendar: Days,
     /// `population.min_window_share`.
     pub min_share: f64,
+    /// `population.relative`.
+    pub relative: bool,
 }
 
 impl Params {
@@ -136,6 +139,7 @@ impl Params {
             // (Checked by `Settings::validate`.)
             calendar: s.calendar.days().unwrap_or_default(),
             min_share: s.population.min_window_share,
+            relative: s.population.relative,
         }
     }
 
@@ -623,7 +627,15 @@ impl Groups {
     }
 
     /// Handles every group deadline at or before `now`, in time order.
-    pub fn on_timer(&mut self, p: &Params, now: Ts, out: &mut Vec<GroupFire>) {
+    /// `pop`: the population's figures (for population-relative thresholds) and the days
+    /// it was away.
+    pub fn on_timer(
+        &mut self,
+        p: &Params,
+        now: Ts,
+        pop: Option<&Population>,
+        out: &mut Vec<GroupFire>,
+    ) {
         let closed = day_of(now) - 1;
         loop {
             let stall_due = self.stall_timers.first().map(|x| x.0).filter(|&d| d <= now);
@@ -642,7 +654,7 @@ impl Groups {
                     let d = self.evaluated_through.unwrap_or(closed) + 1;
                     // After a long gap only the days the windows can still see matter.
                     let d = d.max(closed - 400);
-                    self.evaluate_day(p, d, out);
+                    self.evaluate_day(p, d, pop, out);
                     self.evaluated_through = Some(d);
                 }
             }
@@ -706,9 +718,17 @@ impl Groups {
         });
     }
 
-    fn evaluate_day(&mut self, p: &Params, day: i64, out: &mut Vec<GroupFire>) {
+    fn evaluate_day(
+        &mut self,
+        p: &Params,
+        day: i64,
+        pop: Option<&Population>,
+        out: &mut Vec<GroupFire>,
+    ) {
         let at = day_start(day + 1);
-        let pres = p.presence();
+        let calendar = pop.map_or(&p.calendar, |x| &x.group_calendar);
+        let pres = Presence::new(calendar, &[], Presence::no_gaps())
+            .with_figures(pop.map(|x| &x.figures).filter(|_| p.relative));
         // A non-working day adds nothing to judge (its members are still pruned, below).
         let judged = !pres.off(day);
         let enough = |present: i64, len: i64| enough_days(present, len, p.min_share);
@@ -797,14 +817,37 @@ impl Groups {
                     && base >= c.min_baseline
                     && rr < c.ratio * br
                 {
-                    fires.push((
-                        RuleId::TeamCheckinDrop,
-                        String::new(),
-                        vec![Reason::new("completed_checkins_per_day", rr, c.ratio * br)
+                    // Population-relative: completed check-ins per active employee over the
+                    // same days, recent against before.
+                    let population = pres.figures().and_then(|f| {
+                        // (Without the team's own: its check-ins, its members' days.)
+                        f.ratio(
+                            (bf, rf, day),
+                            &pres,
+                            None,
+                            false,
+                            |d| (d.checkins_completed, d.active as u64),
+                            [
+                                (recent, size as u64 * rdays as u64),
+                                (base, size as u64 * bdays as u64),
+                            ],
+                        )
+                    });
+                    let ratio = scaled(c.ratio, population);
+                    if rr < ratio * br {
+                        let mut reasons = vec![Reason::new("completed_checkins_per_day", rr, ratio * br)
                             .baseline(br)
                             .window_days(c.recent as u32)
-                            .detail(format!("{recent} completed in the last {} days, {base} in the {} days before", c.recent, c.baseline))],
-                    ));
+                            .detail(format!("{recent} completed in the last {} days, {base} in the {} days before", c.recent, c.baseline))];
+                        if let Some(r) = population {
+                            reasons.push(
+                                Reason::new("population_checkin_ratio", r, 1.0)
+                                    .window_days(c.recent as u32)
+                                    .detail(population_detail("completed check-ins per active employee", r)),
+                            );
+                        }
+                        fires.push((RuleId::TeamCheckinDrop, String::new(), reasons));
+                    }
                 }
             }
             if let Some(s) = &p.sentiment {

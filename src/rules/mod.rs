@@ -22,6 +22,7 @@ pub mod learning;
 pub mod mobility;
 pub mod onboarding;
 pub mod performance;
+pub mod population;
 pub mod presence;
 pub mod pulse;
 pub mod recognition;
@@ -220,6 +221,8 @@ pub struct RuleSet {
     pub experiment_list: Vec<std::sync::Arc<Experiment>>,
     /// `calendar.non_working_days`.
     pub calendar: presence::Days,
+    /// `population.gap_share`.
+    pub gap_share: f64,
 }
 
 /// A compiled experiment (CONTRACT §7).
@@ -436,6 +439,7 @@ impl RuleSet {
             experiment_list,
             // (Checked by `Settings::validate`.)
             calendar: s.calendar.days().unwrap_or_default(),
+            gap_share: s.population.gap_share,
         }
     }
 

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::collaboration::Daily;
+use super::population::{population_detail, scaled};
 use super::presence::Presence;
 use super::presence::{excluded_note, Source};
 use super::window::{enough_days, present_window, DayRing, EXCLUSION_MARGIN_DAYS};
@@ -25,12 +26,15 @@ pub struct Params {
     pub min_baseline_planned: u64,
     /// `population.min_window_share`.
     pub min_share: f64,
+    /// `population.relative`.
+    pub relative: bool,
 }
 
 impl Params {
     pub fn from(c: &PerformanceDip, pop: &crate::config::Population) -> Params {
         Params {
             min_share: pop.min_window_share,
+            relative: pop.relative,
             sprint_ratio: c.sprint_ratio,
             sprints: c.consecutive_sprints as usize,
             recent_days: c.recent_window.ms() / DAY,
@@ -218,15 +222,35 @@ fn evaluate(p: &Params, tk: &Tasks, day: i64, pres: &Presence<'_>) -> Option<Fir
     if recent >= p.task_ratio * baseline {
         return None;
     }
-    Some(Fire::new(
-        RuleId::PerformanceDip,
-        day_start(day + 1),
-        vec![Reason::new("task_completion_ratio", recent, p.task_ratio * baseline)
+    // Population-relative (as in `collaboration`): the population's completion ratio over
+    // the same days, recent against before.
+    let population = pres.figures().filter(|_| p.relative).and_then(|f| {
+        f.ratio(
+            (bf, rf, day),
+            pres,
+            src,
+            true,
+            |d| (d.tasks_completed, d.tasks_planned),
+            [(rc, rp), (bc, bp)],
+        )
+    });
+    let ratio = scaled(p.task_ratio, population);
+    if recent >= ratio * baseline {
+        return None;
+    }
+    let mut reasons = vec![Reason::new("task_completion_ratio", recent, ratio * baseline)
             .baseline(baseline)
             .window_days(p.recent_days as u32)
             .detail(format!(
                 "{rc} of {rp} planned tasks completed in the last {} days; {bc} of {bp} in the {} days before{}",
                 p.recent_days, p.baseline_days, excluded_note(excluded)
-            ))],
-    ))
+            ))];
+    if let Some(r) = population {
+        reasons.push(
+            Reason::new("population_task_completion_ratio", r, 1.0)
+                .window_days(p.recent_days as u32)
+                .detail(population_detail("task completion ratio", r)),
+        );
+    }
+    Some(Fire::new(RuleId::PerformanceDip, day_start(day + 1), reasons))
 }

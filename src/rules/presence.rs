@@ -159,6 +159,8 @@ pub struct Presence<'a> {
     calendar: &'a Days,
     leave: &'a [Leave],
     gaps: &'a Gaps,
+    /// The population's figures, for population-relative thresholds (`None`: not relative).
+    figures: Option<&'a super::population::Figures>,
 }
 
 static NO_DAYS: Days = Days(Vec::new());
@@ -170,7 +172,17 @@ impl<'a> Presence<'a> {
             calendar,
             leave,
             gaps,
+            figures: None,
         }
+    }
+
+    /// With the population's figures: the ratio rules scale their thresholds by them.
+    pub fn with_figures(self, figures: Option<&'a super::population::Figures>) -> Presence<'a> {
+        Presence { figures, ..self }
+    }
+
+    pub fn figures(&self) -> Option<&'a super::population::Figures> {
+        self.figures
     }
 
     /// Every day counts.

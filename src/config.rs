@@ -502,6 +502,11 @@ pub struct State {
     pub repartition: bool,
     /// The repartition topic; empty: `{kafka.group_id}-groups-repartition`.
     pub repartition_topic: String,
+    /// With `repartition`, the population's figures (CONTRACT §8) go through this topic (one
+    /// partition, compacted): each task publishes its share of each day, every task reads
+    /// them all. Empty: `{kafka.group_id}-population`. Without `repartition`, each partition
+    /// is its own population.
+    pub population_topic: String,
 }
 
 impl Default for State {
@@ -512,6 +517,7 @@ impl Default for State {
             idle_ttl: Dur(std::time::Duration::from_secs(180 * 86_400)),
             repartition: true,
             repartition_topic: String::new(),
+            population_topic: String::new(),
         }
     }
 }
@@ -532,6 +538,15 @@ impl Settings {
             format!("{}-groups-repartition", self.kafka.group_id)
         } else {
             self.state.repartition_topic.clone()
+        }
+    }
+
+    /// `state.population_topic`, or its default from the group id.
+    pub fn population_topic(&self) -> String {
+        if self.state.population_topic.trim().is_empty() {
+            format!("{}-population", self.kafka.group_id)
+        } else {
+            self.state.population_topic.clone()
         }
     }
 

@@ -35,6 +35,10 @@ pub const RESTORED_BYTES: &str = "momentd_changelog_bytes_restored_total";
 pub const CHANGELOG_WRITTEN: &str = "momentd_changelog_records_written_total";
 pub const CHANGELOG_CORRUPT: &str = "momentd_changelog_corrupt_records_total";
 pub const RESTORING: &str = "momentd_partitions_restoring";
+pub const SOURCE_GAPS: &str = "momentd_source_gap_days_total";
+pub const POPULATION_CLOSED: &str = "momentd_population_closed_timestamp_seconds";
+pub const POPULATION_WAITING: &str = "momentd_population_waiting_partitions";
+pub const POPULATION_UNREADABLE: &str = "momentd_population_records_unreadable_total";
 
 /// Buckets of the processing latency histogram, in seconds (a p99 SLO of 50 ms sits between
 /// two of them).
@@ -81,6 +85,11 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     counter!(RESTORED_BYTES).increment(0);
     counter!(CHANGELOG_CORRUPT).increment(0);
     gauge!(RESTORING).set(0.0);
+    for source in crate::rules::presence::Source::ALL {
+        counter!(SOURCE_GAPS, "source" => source.as_str()).increment(0);
+    }
+    counter!(POPULATION_UNREADABLE).increment(0);
+    gauge!(POPULATION_WAITING).set(0.0);
     Ok(handle)
 }
 
@@ -208,6 +217,23 @@ fn describe() {
     describe_counter!(
         CHANGELOG_CORRUPT,
         "Changelog records that could not be read on restore and were skipped (logged with partition and offset)"
+    );
+    describe_counter!(
+        SOURCE_GAPS,
+        "UTC days found to be feed gaps of a rollup source: far fewer employees sent one than on the same weekday over the previous 8 weeks (CONTRACT §8); left out of that source's windows for everyone"
+    );
+    describe_gauge!(
+        POPULATION_CLOSED,
+        metrics::Unit::Seconds,
+        "The end of the last UTC day every task has closed (the population topic): no task's watermark passes the end of the day after it"
+    );
+    describe_gauge!(
+        POPULATION_WAITING,
+        "Partitions of this instance holding their input until the population closes a day (the slowest partitions hold the others back)"
+    );
+    describe_counter!(
+        POPULATION_UNREADABLE,
+        "Records of the population topic that could not be read (skipped, logged with their offset)"
     );
     describe_gauge!(
         RESTORING,
@@ -417,6 +443,37 @@ pub fn watermarks(l: &PartitionLabels, watermark_ms: Option<i64>, group_ms: Opti
     if let Some(w) = group_ms {
         gauge!(GROUP_WATERMARK, &labels).set(w as f64 / 1000.0);
     }
+}
+
+pub fn population_unreadable() {
+    counter!(POPULATION_UNREADABLE).increment(1);
+}
+
+pub fn population_closed(through: Option<i64>) {
+    if let Some(d) = through {
+        gauge!(POPULATION_CLOSED).set((crate::time::day_start(d + 1) / 1000) as f64);
+    }
+}
+
+/// Partitions waiting for the population, up or down by one.
+pub fn population_waiting(waiting: bool) {
+    if waiting {
+        gauge!(POPULATION_WAITING).increment(1.0);
+    } else {
+        gauge!(POPULATION_WAITING).decrement(1.0);
+    }
+}
+
+/// A feed gap of `source` found (once per day and source in this process: every task finds
+/// the same ones, in day order).
+pub fn source_gap(day: i64, source: crate::rules::presence::Source) -> bool {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: [AtomicI64; 2] = [AtomicI64::new(i64::MIN), AtomicI64::new(i64::MIN)];
+    if LAST[source as usize].fetch_max(day, Ordering::AcqRel) >= day {
+        return false;
+    }
+    counter!(SOURCE_GAPS, "source" => source.as_str()).increment(1);
+    true
 }
 
 pub fn repartition_unreadable() {

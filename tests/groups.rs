@@ -308,3 +308,38 @@ fn time_off_and_a_declared_holiday_give_replays_triggers_on_three_instances_on_t
     );
     three_instances_give(Kind::Mock, &lines, &want, "g-shifts-three", &env);
 }
+
+/// Population shifts nobody declared (CONTRACT §8): an undeclared company holiday and an
+/// outage of a feed are found from the population's figures — summed over every partition
+/// through the population topic, a day closed only once every task has — so three instances
+/// over six partitions, through a restart and a kill, publish what one replay does. (And the
+/// population matters here: without it the holiday's triggers fire.)
+#[test]
+fn an_undeclared_holiday_and_a_feed_outage_give_replays_triggers_on_three_instances_on_the_mock_cluster(
+) {
+    let _g = serial();
+    let lines = time_ordered(simulated_with(&momentd::sim::SimOptions {
+        employees: 160,
+        days: 100,
+        seed: 34,
+        pattern_share: 1.0,
+        holiday: Some((70, 12)),
+        outages: vec![(momentd::rules::presence::Source::Tasks, 60, 5)],
+        ..Default::default()
+    }));
+    let want = by_id(&replay(&lines));
+    let without = by_id(&replay_with(
+        &lines,
+        &[
+            ("MOMENTD__POPULATION__RELATIVE", "false"),
+            ("MOMENTD__POPULATION__GAP_SHARE", "0"),
+        ],
+    ));
+    assert!(
+        without.len() > want.len() + 10,
+        "the population changes the triggers: {} without it, {} with",
+        without.len(),
+        want.len()
+    );
+    three_instances_give(Kind::Mock, &lines, &want, "g-population-three", &[]);
+}

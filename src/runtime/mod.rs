@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod offsets;
 pub mod output;
 pub mod partition;
+pub mod population;
 pub mod queue;
 pub mod repartition;
 
@@ -124,6 +125,7 @@ pub fn topics(s: &Settings) -> Vec<(String, bool)> {
     }
     if s.state.repartition {
         t.push((s.repartition_topic(), false));
+        t.push((s.population_topic(), true));
     }
     t
 }
@@ -177,6 +179,16 @@ pub fn check_partitions(
             }
         }
     }
+    if s.state.repartition {
+        let pt = s.population_topic();
+        if let Some(&c) = counts.get(&pt) {
+            if c != 1 {
+                bail!(
+                    "the population topic {pt} has {c} partitions: it must have one (every task reads all of it, in one order). Use a topic of one partition (state.population_topic)"
+                );
+            }
+        }
+    }
     if s.state.changelog {
         let cl = s.changelog_topic();
         if let (Some(n), Some(&c)) = (n, counts.get(&cl)) {
@@ -226,9 +238,10 @@ pub async fn ensure_topics(s: &Settings) -> anyhow::Result<()> {
             // Input topics and the changelog are co-partitioned: a missing one gets the
             // partition count of the inputs that exist.
             let co = s.kafka.input_topics.contains(t)
-                || (*compacted && s.state.changelog)
+                || (s.state.changelog && *t == s.changelog_topic())
                 || (s.state.repartition && *t == s.repartition_topic());
             let partitions = match input_partitions {
+                _ if s.state.repartition && *t == s.population_topic() => 1,
                 Some(n) if co => n as i32,
                 _ => s.kafka.topic_partitions as i32,
             };
@@ -363,6 +376,13 @@ pub async fn run(
                 topic: settings.repartition_topic().into(),
                 partitions: partition_count(&settings)? as u32,
             }),
+            false => None,
+        },
+        population: match settings.state.repartition {
+            true => Some(Arc::new(population::Population::start(
+                &settings,
+                partition_count(&settings)?,
+            )?)),
             false => None,
         },
         health: health.clone(),

@@ -30,6 +30,8 @@ pub enum Kind {
     Changelog,
     /// A contribution or a watermark on the repartition topic.
     Repartition,
+    /// A share or a close on the population topic.
+    Population,
 }
 
 impl Kind {
@@ -40,6 +42,7 @@ impl Kind {
             Kind::DeadLetter => "dead_letters",
             Kind::Changelog => "changelog",
             Kind::Repartition => "repartition",
+            Kind::Population => "population",
         }
     }
 }
@@ -259,7 +262,7 @@ fn acknowledged(kind: &Kind) {
             escalation,
         } => metrics::trigger_acked(rule, severity, *escalation),
         Kind::Audit { rule, decision } => metrics::audit_acked(rule, decision),
-        Kind::DeadLetter | Kind::Changelog | Kind::Repartition => {}
+        Kind::DeadLetter | Kind::Changelog | Kind::Repartition | Kind::Population => {}
     }
 }
 

@@ -134,6 +134,8 @@ pub struct Shared {
     pub changelog: Option<Changelog>,
     /// The repartition topic, when `state.repartition` is on: then the last of `inputs`.
     pub repartition: Option<super::repartition::Repartition>,
+    /// The population topic's reader, with the repartition topic.
+    pub population: Option<Arc<super::population::Population>>,
     pub health: super::Health,
 }
 
@@ -143,6 +145,9 @@ impl Shared {
         let mut e = (self.engine)();
         if let Some(r) = &self.repartition {
             e.publish_contributions(partition as u32, r.partitions as usize);
+        }
+        if self.population.is_some() {
+            e.publish_population();
         }
         e
     }
@@ -307,6 +312,11 @@ pub struct PartitionTask {
     /// before the next group's, failures re-sent in order — a watermark never overtakes the
     /// contributions it covers, nor a batch of contributions an earlier one.
     repartition_order: Arc<tokio::sync::Mutex<()>>,
+    /// The population's last closed day as the reader moves it (with the population topic).
+    population_closed: Option<tokio::sync::watch::Receiver<Option<i64>>>,
+    /// The day the task waits for the population to close before it takes more input (its
+    /// next event would pass the end of the day after it).
+    population_wait: Option<i64>,
 }
 
 impl PartitionTask {
@@ -348,6 +358,8 @@ impl PartitionTask {
             started: Instant::now(),
             contributions: (0..events).map(|_| (Vec::new(), None)).collect(),
             repartition_order: Arc::default(),
+            population_closed: shared.population.as_ref().map(|p| p.closed.clone()),
+            population_wait: None,
             shared,
             inputs,
             consumer,
@@ -455,12 +467,19 @@ impl PartitionTask {
                     }
                     None => break,
                 },
-                _ = wake(&wakers, more), if room && any_source => {
+                _ = population_moved(&mut self.population_closed), if self.population_wait.is_some() => {
+                    if self.try_resume() {
+                        let p = self.resume_input();
+                        more = any_source;
+                        held = hold(p);
+                    }
+                },
+                _ = wake(&wakers, more), if room && any_source && self.population_wait.is_none() => {
                     let p = self.pull(&sources, &mut fetched);
                     more = p.full || (p.progressed && self.merging());
                     held = hold(p);
                 },
-                _ = sleep_until(held), if room && held.is_some() => {
+                _ = sleep_until(held), if room && held.is_some() && self.population_wait.is_none() => {
                     let p = self.pull(&sources, &mut fetched);
                     more = p.full || (p.progressed && any_source);
                     held = hold(p);
@@ -720,6 +739,10 @@ impl PartitionTask {
 
     fn pull_events(&mut self, sources: &[Option<Source>], fetched: &mut Fetched) -> Pulled {
         if !self.merging() {
+            if self.inputs[0].buffered() {
+                // What the population barrier held back goes first.
+                return self.resume_input();
+            }
             let Some(Some((queue, _))) = sources.first() else {
                 return Pulled::default();
             };
@@ -771,8 +794,17 @@ impl PartitionTask {
             };
         }
         if !self.merging() {
+            if self.population_wait.is_some() || self.inputs[i].buffered() {
+                // Behind what the population barrier holds back.
+                self.inputs[i]
+                    .buffered
+                    .push_back(Buffered::Polled { batch, done: 0 });
+                return self.resume_input();
+            }
             let received = batch.received.unwrap_or_else(Instant::now);
-            self.process_batch(i, &batch.views(), received);
+            let views = batch.views();
+            let n = self.process_batch(i, &views, received);
+            self.stash(i, &views[n..], received);
             return Pulled {
                 progressed: true,
                 ..Pulled::default()
@@ -882,6 +914,11 @@ impl PartitionTask {
                     break;
                 };
                 let (f, received) = &lists[i][heads[i]];
+                if let Some(Ok(ev)) = &decoded[i][heads[i]] {
+                    if self.hold_for_population(ev.occurred_at) {
+                        break;
+                    }
+                }
                 match (f, &decoded[i][heads[i]]) {
                     (Ok(m), Some(d)) => {
                         any_event |= d.is_ok();
@@ -942,7 +979,140 @@ impl PartitionTask {
                 .ok()
             })
             .collect();
-        self.process_batch(0, &views, received);
+        let n = self.process_batch(0, &views, received);
+        self.stash(0, &views[n..], received);
+    }
+
+    /// Messages of input `i` the population barrier held back: copied into its buffer, to
+    /// go first once the population has closed the day.
+    fn stash(&mut self, i: usize, rest: &[Msg<'_>], received: Instant) {
+        if rest.is_empty() {
+            return;
+        }
+        let mut batch = InBatch::with_capacity(rest.len(), 0);
+        for m in rest {
+            batch.push(m.offset, m.key, m.payload, m.content_type, received);
+        }
+        self.inputs[i]
+            .buffered
+            .push_front(Buffered::Polled { batch, done: 0 });
+    }
+
+    /// Input the population barrier held back, now that it may go on (one input: its
+    /// buffered batches in order, as far as the barrier lets them; merging: the merge).
+    fn resume_input(&mut self) -> Pulled {
+        if self.merging() {
+            return self.merge();
+        }
+        let mut progressed = false;
+        while self.population_wait.is_none() {
+            let Some(b) = self.inputs[0].buffered.pop_front() else {
+                break;
+            };
+            let (batch, done) = match b {
+                Buffered::Polled { batch, done } => (batch, done),
+                Buffered::Fetched { .. } => continue,
+            };
+            let received = batch.received.unwrap_or_else(Instant::now);
+            let views = batch.views();
+            let rest = &views[done.min(views.len())..];
+            let n = self.process_batch(0, rest, received);
+            progressed |= n > 0;
+            self.stash(0, &rest[n..], received);
+        }
+        Pulled {
+            progressed,
+            ..Pulled::default()
+        }
+    }
+
+    /// With the population topic: whether input must stop before an event at `t`, because
+    /// it would move the watermark past the end of a day after the last the population has
+    /// closed. The task then publishes its share of the days it closes and waits
+    /// ([`PartitionTask::try_resume`]).
+    fn hold_for_population(&mut self, t: Ts) -> bool {
+        if self.population_closed.is_none() {
+            return false;
+        }
+        loop {
+            let Some(day) = self.engine.blocked_by(t) else {
+                return false;
+            };
+            if self.population_wait != Some(day) {
+                self.publish_close(day);
+            }
+            if !self.try_resume() {
+                return true;
+            }
+        }
+    }
+
+    /// Closes the task's share through `day`, publishes it, and waits for the population.
+    fn publish_close(&mut self, day: i64) {
+        let Some(pop) = self.shared.population.clone() else {
+            return;
+        };
+        self.engine.close_share(day);
+        let (shares, closed) = self.engine.take_shares();
+        let records = pop.records(self.partition as u32, shares, closed.unwrap_or(day));
+        self.inputs[0].tracker.spontaneous();
+        let f = self.deliver_all(records, None);
+        self.push_outputs(0, f);
+        if self.population_wait.is_none() {
+            metrics::population_waiting(true);
+        }
+        self.population_wait = Some(day);
+        // The group stages see this task's time while it waits.
+        self.publish_watermark(true);
+    }
+
+    /// Whether the population has closed the day the task waits for: then its figures go to
+    /// the engine (which moves its time on), and the task takes input again.
+    fn try_resume(&mut self) -> bool {
+        let Some(day) = self.population_wait else {
+            return true;
+        };
+        let through = self.population_closed.as_ref().and_then(|r| *r.borrow());
+        let (Some(through), Some(pop)) = (
+            through.filter(|&t| t >= day),
+            self.shared.population.clone(),
+        ) else {
+            return false;
+        };
+        let figures = pop
+            .table
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .figures(self.engine.population_closed_through(), through);
+        self.engine
+            .population_closed(through, figures, &mut self.outputs);
+        self.population_wait = None;
+        metrics::population_waiting(false);
+        for (d, source) in self.engine.take_gaps() {
+            if metrics::source_gap(d, source) {
+                tracing::warn!(
+                    source = source.as_str(), day = %crate::time::format_date(d),
+                    "feed gap: far fewer employees sent this rollup than on the same weekday before; the day is left out of its windows for everyone"
+                );
+            }
+        }
+        self.flush_spontaneous();
+        true
+    }
+
+    /// Outputs made by time alone (no input holds them): delivered, held against the first
+    /// input.
+    fn flush_spontaneous(&mut self) {
+        let records: Vec<Record> = self
+            .outputs
+            .drain(..)
+            .filter_map(|o| self.shared.sink.record(o))
+            .collect();
+        if !records.is_empty() {
+            self.inputs[0].tracker.spontaneous();
+            let f = self.deliver_all(records, None);
+            self.push_outputs(0, f);
+        }
     }
 
     fn limits(&self) -> crate::event::Limits {
@@ -956,7 +1126,8 @@ impl PartitionTask {
     /// A batch of input `i`'s messages in offset order: decoded first, then applied in offset
     /// order, a prefetch chunk at a time (the engine fetches the state a chunk touches before
     /// applying it). `received` is when the batch was taken.
-    fn process_batch(&mut self, i: usize, msgs: &[Msg<'_>], received: Instant) {
+    /// Returns how many were processed: all, unless the population barrier stopped it.
+    fn process_batch(&mut self, i: usize, msgs: &[Msg<'_>], received: Instant) -> usize {
         let limits = self.limits();
         let default = self.shared.default_encoding;
         // A chunk at a time: decoded, its state prefetched, applied — so the chunk's payloads
@@ -964,6 +1135,7 @@ impl PartitionTask {
         let mut decoded: Vec<Result<Event<'_>, Reject>> =
             Vec::with_capacity(crate::engine::PREFETCH_BATCH.min(msgs.len()));
         let mut any_event = false;
+        let mut done = 0;
         for ms in msgs.chunks(crate::engine::PREFETCH_BATCH) {
             decoded.clear();
             decoded.extend(ms.iter().map(|m| {
@@ -978,13 +1150,22 @@ impl PartitionTask {
                 .prefetch(decoded.iter().filter_map(|r| r.as_ref().ok()));
             let mut keys = keys.into_iter();
             for (m, r) in ms.iter().zip(&decoded) {
+                if let Ok(ev) = r {
+                    if self.hold_for_population(ev.occurred_at) {
+                        self.inputs[i].counters.flush();
+                        self.after_batch(any_event);
+                        return done;
+                    }
+                }
                 let k = if r.is_ok() { keys.next() } else { None };
                 any_event |= r.is_ok();
                 self.process(i, m, r, k, received);
+                done += 1;
             }
         }
         self.inputs[i].counters.flush();
         self.after_batch(any_event);
+        done
     }
 
     /// After a batch: the positions for the consumer thread (once per batch); if it held an
@@ -1046,7 +1227,11 @@ impl PartitionTask {
             }
             None if !self.said_empty && self.started.elapsed() >= self.shared.idle_timeout => {
                 self.said_empty = true;
-                rep.watermark(self.partition as u32, None)
+                let mut r = rep.watermark(self.partition as u32, None);
+                if let Some(pop) = &self.shared.population {
+                    r.push(pop.empty(self.partition as u32));
+                }
+                r
             }
             _ => return,
         };
@@ -1222,18 +1407,16 @@ impl PartitionTask {
         if let Some(w0) = self.watermark_at_last_input {
             if idle >= self.shared.idle_timeout {
                 let w = w0.saturating_add(idle.as_millis() as i64);
-                self.engine.advance(w, &mut self.outputs);
-                let records: Vec<Record> = self
-                    .outputs
-                    .drain(..)
-                    .filter_map(|o| self.shared.sink.record(o))
-                    .collect();
-                if !records.is_empty() {
-                    // Held against the first input (they depend on none).
-                    self.inputs[0].tracker.spontaneous();
-                    let f = self.deliver_all(records, None);
-                    self.push_outputs(0, f);
+                if let Some(day) = self.engine.blocked_at(w) {
+                    // The idle clock closes days too: the population hears of it (and the
+                    // engine's time stops short of a day it has not closed).
+                    if self.population_wait.is_none_or(|d| d < day) {
+                        self.publish_close(day);
+                    }
+                    self.try_resume();
                 }
+                self.engine.advance(w, &mut self.outputs);
+                self.flush_spontaneous();
             }
         }
         self.publish_watermark(true);
@@ -1263,6 +1446,17 @@ impl PartitionTask {
             self.last_state_bytes = Some(Instant::now());
         }
     }
+}
+
+/// The population reader moved the population's closed day (never, without one).
+async fn population_moved(rx: &mut Option<tokio::sync::watch::Receiver<Option<i64>>>) {
+    if let Some(rx) = rx {
+        if rx.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
+
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

@@ -237,8 +237,9 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `momentd run` against `broker` in consumer group `group`, with `env` on top of
     /// the test defaults (no lateness: the test streams are in order). The group's changelog
-    /// and repartition topics are created first, co-partitioned with the input (the mock
-    /// cluster cannot create topics for the daemon).
+    /// and repartition topics are created first, co-partitioned with the input, and its
+    /// population topic of one partition (the mock cluster cannot create topics for the
+    /// daemon).
     pub fn start(broker: &Broker, group: &str, env: &[(&str, &str)]) -> Daemon {
         let partitions = broker.partitions(INPUT).unwrap_or(1);
         let changelog = env
@@ -253,6 +254,12 @@ impl Daemon {
             .map(|(_, v)| v.to_string())
             .unwrap_or_else(|| format!("{group}-groups-repartition"));
         broker.create_topic(&repartition, partitions);
+        let population = env
+            .iter()
+            .find(|(k, _)| *k == "MOMENTD__STATE__POPULATION_TOPIC")
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_else(|| format!("{group}-population"));
+        broker.create_topic(&population, 1);
         Daemon::start_on(&broker.bootstrap, group, env)
     }
 

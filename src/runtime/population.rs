@@ -1,0 +1,252 @@
+//! The population topic (CONTRACT §8, §9): each task publishes its share of every UTC day it
+//! closes, and the last day it closed; every instance reads the whole topic — one partition,
+//! so every reader sees one order — into a [`Table`] (`rules::population`), from which each
+//! task's engine takes the population's figures. A task does not let its watermark pass the
+//! end of a day the population has not closed (`Engine::blocked_by`): it publishes its close
+//! and waits for the table to say every task has closed the day. Records hold counts only.
+//!
+//! Keys: `s` + task (4 bytes) + day (4 bytes) for a share, `c` + task for its last closed day
+//! (`i64::MAX`: the task is empty and idle, CONTRACT §3). Values: a format byte and a postcard
+//! body. The topic is compacted: a share sent again (a task restarted from its changelog
+//! closes the same days again) replaces itself with the same figures.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message as _, Offset, TopicPartitionList};
+
+use super::output::{Kind, Record};
+use crate::config::Settings;
+use crate::rules::population::{DayFigures, Table, EMPTY_TASK};
+
+const FORMAT: u8 = 1;
+
+/// One record of the population topic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    Share { task: u32, day: i32, f: DayFigures },
+    Closed { task: u32, day: i64 },
+}
+
+impl Message {
+    pub fn record(&self, topic: &Arc<str>) -> Record {
+        let mut key = Vec::with_capacity(9);
+        let mut payload = vec![FORMAT];
+        match self {
+            Message::Share { task, day, f } => {
+                key.push(b's');
+                key.extend_from_slice(&task.to_be_bytes());
+                key.extend_from_slice(&day.to_be_bytes());
+                payload.extend(postcard::to_allocvec(f).unwrap_or_default());
+            }
+            Message::Closed { task, day } => {
+                key.push(b'c');
+                key.extend_from_slice(&task.to_be_bytes());
+                payload.extend(postcard::to_allocvec(day).unwrap_or_default());
+            }
+        }
+        Record {
+            topic: Arc::clone(topic),
+            partition: Some(0),
+            key: Some(key),
+            payload: Some(payload),
+            headers: Vec::new(),
+            kind: Kind::Population,
+        }
+    }
+
+    pub fn decode(key: &[u8], value: &[u8]) -> Result<Message, String> {
+        let body = match value.split_first() {
+            Some((&FORMAT, body)) => body,
+            Some((f, _)) => return Err(format!("format {f} is not one this momentd reads")),
+            None => return Err("an empty record".into()),
+        };
+        let u32_at = |r: std::ops::Range<usize>| {
+            key.get(r)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes)
+        };
+        let bad = |e: postcard::Error| e.to_string();
+        match key.first() {
+            Some(b's') if key.len() == 9 => Ok(Message::Share {
+                task: u32_at(1..5).ok_or("a short key")?,
+                day: u32_at(5..9).ok_or("a short key")? as i32,
+                f: postcard::from_bytes(body).map_err(bad)?,
+            }),
+            Some(b'c') if key.len() == 5 => Ok(Message::Closed {
+                task: u32_at(1..5).ok_or("a short key")?,
+                day: postcard::from_bytes(body).map_err(bad)?,
+            }),
+            _ => Err("a key that is neither a share nor a close".into()),
+        }
+    }
+}
+
+/// The instance's reader of the population topic, shared by its tasks.
+pub struct Population {
+    pub topic: Arc<str>,
+    pub table: Arc<Mutex<Table>>,
+    /// The population's last closed day, as the table moves it.
+    pub closed: tokio::sync::watch::Receiver<Option<i64>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Population {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Population")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Population {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+impl Population {
+    /// Starts reading the population topic from its beginning, for `tasks` tasks (the input
+    /// partitions), in a thread of its own.
+    pub fn start(s: &Settings, tasks: usize) -> anyhow::Result<Population> {
+        let topic: Arc<str> = s.population_topic().into();
+        let mut c = super::client_config(s);
+        c.set("group.id", format!("{}-population-reader", s.kafka.group_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            // A task waits on it once per UTC day of event time: answer quickly.
+            .set("fetch.wait.max.ms", "10");
+        let consumer: BaseConsumer = c
+            .create()
+            .context("creating the population topic's consumer")?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, Offset::Beginning)
+            .context("assigning the population topic")?;
+        consumer
+            .assign(&tpl)
+            .context("assigning the population topic")?;
+        let table = Arc::new(Mutex::new(Table::new(tasks)));
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (table, stop, topic) = (Arc::clone(&table), Arc::clone(&stop), topic.clone());
+            std::thread::Builder::new()
+                .name("momentd-population".into())
+                .spawn(move || read(consumer, &topic, &table, &tx, &stop))
+                .context("starting the population reader")?;
+        }
+        Ok(Population {
+            topic,
+            table,
+            closed: rx,
+            stop,
+        })
+    }
+
+    /// The records of task `task`'s closed shares, then of its last closed day (after them:
+    /// a reader that sees the close has the shares).
+    pub fn records(&self, task: u32, shares: Vec<(i32, DayFigures)>, closed: i64) -> Vec<Record> {
+        shares
+            .into_iter()
+            .map(|(day, f)| Message::Share { task, day, f })
+            .chain(std::iter::once(Message::Closed { task, day: closed }))
+            .map(|m| m.record(&self.topic))
+            .collect()
+    }
+
+    /// The record that says task `task` is empty and idle.
+    pub fn empty(&self, task: u32) -> Record {
+        Message::Closed {
+            task,
+            day: EMPTY_TASK,
+        }
+        .record(&self.topic)
+    }
+}
+
+fn read(
+    consumer: BaseConsumer,
+    topic: &str,
+    table: &Mutex<Table>,
+    tx: &tokio::sync::watch::Sender<Option<i64>>,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::Acquire) {
+        let Some(r) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = match r {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(topic, error = %e, "reading the population topic");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let (Some(key), Some(value)) = (m.key(), m.payload()) else {
+            continue;
+        };
+        let moved = match Message::decode(key, value) {
+            Ok(Message::Share { task, day, f }) => {
+                table
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .share(task as usize, day, f);
+                false
+            }
+            Ok(Message::Closed { task, day }) => table
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .closed(task as usize, day),
+            Err(e) => {
+                crate::metrics::population_unreadable();
+                tracing::error!(
+                    topic, offset = m.offset(), error = %e,
+                    "population record cannot be read; skipped"
+                );
+                false
+            }
+        };
+        if moved {
+            let through = table.lock().unwrap_or_else(|e| e.into_inner()).through;
+            crate::metrics::population_closed(through);
+            tx.send_replace(through);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_read_back_and_bad_bytes_are_refused() {
+        let topic: Arc<str> = "p".into();
+        let share = Message::Share {
+            task: 3,
+            day: 20_400,
+            f: DayFigures {
+                active: 5,
+                present: 4,
+                reported: [3, 2],
+                collab: 40,
+                tasks_completed: 7,
+                tasks_planned: 9,
+                checkins_completed: 1,
+            },
+        };
+        for m in [share, Message::Closed { task: 1, day: EMPTY_TASK }] {
+            let r = m.record(&topic);
+            let back = Message::decode(r.key.as_deref().unwrap(), r.payload.as_deref().unwrap());
+            assert_eq!(back, Ok(m));
+        }
+        assert!(Message::decode(b"s\0\0\0\x03", &[FORMAT, 1]).is_err());
+        assert!(Message::decode(b"c\0\0\0\x03", &[9, 1]).is_err());
+        assert!(Message::decode(b"c\0\0\0\x03", &[]).is_err());
+        assert!(Message::decode(b"x", &[FORMAT]).is_err());
+    }
+}

@@ -140,13 +140,27 @@ pub fn replay(
             },
         }
         emit(&mut outputs, out, &mut audit, &mut stats)?;
+        gaps(engine, diag);
     }
     let end = opts.until.or(engine.max_event_time());
     if let Some(end) = end {
         engine.advance(end, &mut outputs);
         emit(&mut outputs, out, &mut audit, &mut stats)?;
     }
+    gaps(engine, diag);
     stats.clock_end = engine.watermark();
     out.flush().map_err(ReplayError::Write)?;
     Ok(stats)
+}
+
+/// Feed gaps found (CONTRACT §8), one line each on `diag`, as `run` logs them.
+fn gaps(engine: &mut Engine, diag: &mut dyn Write) {
+    for (day, source) in engine.take_gaps() {
+        let _ = writeln!(
+            diag,
+            "feed gap: {} on {}: far fewer employees sent it than on the same weekday before; the day is left out of its windows for everyone",
+            source.as_str(),
+            crate::time::format_date(day)
+        );
+    }
 }

@@ -1068,9 +1068,8 @@ impl Restorer {
             engine.pop.acc = acc;
         }
         if let Some((closed, f, gaps)) = figures.filter(|_| engine.pop.local) {
-            engine.pop.closed = closed;
-            engine.pop.figures = f;
-            engine.pop.gaps = gaps;
+            let calendar = engine.ctx.rules.calendar.clone();
+            engine.pop.restore(closed, f, gaps, &calendar);
         }
         // Groups in key order: a day's close evaluates teams in id order whatever their
         // positions, but their positions are then the same on every restore.

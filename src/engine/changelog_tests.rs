@@ -159,6 +159,45 @@ fn crashes_and_restores_give_the_uninterrupted_triggers() {
     }
 }
 
+/// The population's figures (a task that is its own population, as `replay`) survive crashes:
+/// the share of the open days and the figures of the closed ones are restored, whatever
+/// prefix of a checkpoint got through — with an undeclared holiday and a feed outage, found
+/// from those figures. (And they matter: without them other triggers fire.)
+#[test]
+fn population_figures_survive_restores() {
+    let s = settings();
+    let evs = events_of(&SimOptions {
+        employees: 200,
+        days: 110,
+        seed: 12,
+        pattern_share: 1.0,
+        holiday: Some((80, 12)),
+        outages: vec![(crate::rules::presence::Source::Collab, 66, 4)],
+        ..Default::default()
+    });
+    let want = uninterrupted(&s, None, &evs);
+    let mut off = s.clone();
+    off.population.relative = false;
+    off.population.gap_share = 0.0;
+    assert!(
+        uninterrupted(&off, None, &evs).len() > want.len() + 10,
+        "the population changes the triggers"
+    );
+    for (crashes, seed) in [(3, 5), (10, 6)] {
+        let (got, log) = with_crashes(&s, None, &evs, crashes, seed);
+        assert!(log.iter().any(|r| r.key == b"f") && log.iter().any(|r| r.key == b"p"));
+        let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+        let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{crashes} crashes (seed {seed}): missing {:?}, extra {:?}",
+            missing.iter().map(|k| &want[*k].rule).collect::<Vec<_>>(),
+            extra.iter().map(|k| &got[*k].rule).collect::<Vec<_>>()
+        );
+        assert_eq!(got, want);
+    }
+}
+
 #[test]
 fn group_rules_survive_restores_too() {
     let s = settings();
@@ -410,6 +449,11 @@ fn records_of_format_3_restore_and_continue_as_they_did() {
     restores_fixture(3);
 }
 
+#[test]
+fn records_of_format_4_restore_and_continue_as_they_did() {
+    restores_fixture(4);
+}
+
 fn restores_fixture(format: u8) {
     let s = settings();
     let topics = vec!["in".to_string()];
@@ -423,6 +467,12 @@ fn restores_fixture(format: u8) {
             pattern_share: 1.0,
             // (Format 3 adds recorded time off to the state: the fixture holds some.)
             time_off_share: if format >= 3 { 0.3 } else { 0.0 },
+            // (Format 4 adds the population's figures: a feed outage among them.)
+            outages: if format >= 4 {
+                vec![(crate::rules::presence::Source::Tasks, 60, 3)]
+            } else {
+                Vec::new()
+            },
             ..Default::default()
         });
         let cut = evs

@@ -337,6 +337,23 @@ impl Population {
         }
     }
 
+    /// Restored figures (a task that is its own population): the days the population was
+    /// away follow from them.
+    pub fn restore(&mut self, closed: Option<i64>, figures: Figures, gaps: Gaps, calendar: &Days) {
+        self.group_calendar = calendar.clone();
+        if let Some(c) = closed {
+            for d in figures.first_day().unwrap_or(c + 1)..=c {
+                if figures.is_away(d, self.gap_share) {
+                    self.group_calendar.insert(d);
+                }
+            }
+        }
+        self.closed = closed;
+        self.written_closed = closed;
+        self.figures = figures;
+        self.gaps = gaps;
+    }
+
     /// Closes this engine's share through `day` (the engine's watermark passed its end).
     pub fn close_share(&mut self, day: i64) {
         if self.acc.closed_through.is_some_and(|c| c as i64 >= day) {

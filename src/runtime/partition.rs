@@ -486,6 +486,9 @@ impl PartitionTask {
                 },
             }
         }
+        if self.population_wait.is_some() {
+            metrics::population_waiting(false);
+        }
         metrics::partition_revoked(&self.labels);
     }
 

@@ -523,7 +523,13 @@ pub struct Written {
 
 impl Written {
     pub fn total(&self) -> usize {
-        self.employees + self.groups + self.erased + self.evicted + self.buffered + self.clock + self.population
+        self.employees
+            + self.groups
+            + self.erased
+            + self.evicted
+            + self.buffered
+            + self.clock
+            + self.population
     }
 }
 

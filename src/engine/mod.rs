@@ -1286,7 +1286,7 @@ impl Engine {
                     _ => {}
                 }
                 let pres = Presence::new(&rules.calendar, &st.time_off, &self.pop.gaps)
-            .with_figures(Some(&self.pop.figures));
+                    .with_figures(Some(&self.pop.figures));
                 macro_rules! on_event {
                     ($($id:ident => $module:ident, $params:ident;)*) => {$(
                         if rules.enabled(RuleId::$id) && rules_mod::$module::handles(&ev.kind) {
@@ -1374,7 +1374,12 @@ impl Engine {
     }
 
     /// This engine's closed shares not handed out yet, and the last day closed.
-    pub fn take_shares(&mut self) -> (Vec<(i32, crate::rules::population::DayFigures)>, Option<i64>) {
+    pub fn take_shares(
+        &mut self,
+    ) -> (
+        Vec<(i32, crate::rules::population::DayFigures)>,
+        Option<i64>,
+    ) {
         (
             std::mem::take(&mut self.pop.outbox),
             self.pop.acc.closed_through.map(i64::from),
@@ -1667,6 +1672,8 @@ impl Engine {
 mod catalog_tests;
 #[cfg(test)]
 mod changelog_tests;
+#[cfg(test)]
+mod population_tests;
 #[cfg(test)]
 mod presence_tests;
 #[cfg(test)]

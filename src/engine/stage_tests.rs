@@ -374,5 +374,9 @@ fn population_figures_do_not_depend_on_the_partitioning() {
         );
         assert_eq!(got, want, "{n} partitions");
     }
-    eprintln!("{} triggers with the population, {} without", want.len(), without.len());
+    eprintln!(
+        "{} triggers with the population, {} without",
+        want.len(),
+        without.len()
+    );
 }

@@ -217,7 +217,10 @@ fn evaluate(p: &Params, s: &State, day: i64, pres: &Presence<'_>) -> Option<Fire
         reasons.push(
             Reason::new("population_collaboration_ratio", r, 1.0)
                 .window_days(p.recent_days as u32)
-                .detail(population_detail("messages + meetings per active employee", r)),
+                .detail(population_detail(
+                    "messages + meetings per active employee",
+                    r,
+                )),
         );
     }
     Some(Fire::new(

@@ -835,15 +835,25 @@ impl Groups {
                     });
                     let ratio = scaled(c.ratio, population);
                     if rr < ratio * br {
-                        let mut reasons = vec![Reason::new("completed_checkins_per_day", rr, ratio * br)
-                            .baseline(br)
-                            .window_days(c.recent as u32)
-                            .detail(format!("{recent} completed in the last {} days, {base} in the {} days before", c.recent, c.baseline))];
+                        let mut reasons = vec![Reason::new(
+                            "completed_checkins_per_day",
+                            rr,
+                            ratio * br,
+                        )
+                        .baseline(br)
+                        .window_days(c.recent as u32)
+                        .detail(format!(
+                            "{recent} completed in the last {} days, {base} in the {} days before",
+                            c.recent, c.baseline
+                        ))];
                         if let Some(r) = population {
                             reasons.push(
                                 Reason::new("population_checkin_ratio", r, 1.0)
                                     .window_days(c.recent as u32)
-                                    .detail(population_detail("completed check-ins per active employee", r)),
+                                    .detail(population_detail(
+                                        "completed check-ins per active employee",
+                                        r,
+                                    )),
                             );
                         }
                         fires.push((RuleId::TeamCheckinDrop, String::new(), reasons));

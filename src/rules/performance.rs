@@ -252,5 +252,9 @@ fn evaluate(p: &Params, tk: &Tasks, day: i64, pres: &Presence<'_>) -> Option<Fir
                 .detail(population_detail("task completion ratio", r)),
         );
     }
-    Some(Fire::new(RuleId::PerformanceDip, day_start(day + 1), reasons))
+    Some(Fire::new(
+        RuleId::PerformanceDip,
+        day_start(day + 1),
+        reasons,
+    ))
 }

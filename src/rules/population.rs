@@ -363,7 +363,10 @@ impl Population {
         self.dirty = true;
         if self.local {
             // (Restored figures may hold some of these days already: see `changelog`.)
-            for (d, f) in shares.iter().filter(|s| self.closed.is_none_or(|c| s.0 as i64 > c)) {
+            for (d, f) in shares
+                .iter()
+                .filter(|s| self.closed.is_none_or(|c| s.0 as i64 > c))
+            {
                 self.figures.add(*d, f);
             }
             self.closed_through(day);
@@ -443,7 +446,9 @@ impl Table {
         if task >= n || self.through.is_some_and(|t| day as i64 <= t) {
             return;
         }
-        self.shares.entry(day).or_insert_with(|| vec![DayFigures::default(); n])[task] = f;
+        self.shares
+            .entry(day)
+            .or_insert_with(|| vec![DayFigures::default(); n])[task] = f;
     }
 
     /// Task `task` closed every day through `day` (`EMPTY_TASK`: it is empty); true when

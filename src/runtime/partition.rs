@@ -1459,7 +1459,6 @@ async fn population_moved(rx: &mut Option<tokio::sync::watch::Receiver<Option<i6
         }
     }
     std::future::pending().await
-
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

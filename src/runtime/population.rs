@@ -114,12 +114,15 @@ impl Population {
     pub fn start(s: &Settings, tasks: usize) -> anyhow::Result<Population> {
         let topic: Arc<str> = s.population_topic().into();
         let mut c = super::client_config(s);
-        c.set("group.id", format!("{}-population-reader", s.kafka.group_id))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
-            // A task waits on it once per UTC day of event time: answer quickly.
-            .set("fetch.wait.max.ms", "10");
+        c.set(
+            "group.id",
+            format!("{}-population-reader", s.kafka.group_id),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        // A task waits on it once per UTC day of event time: answer quickly.
+        .set("fetch.wait.max.ms", "10");
         let consumer: BaseConsumer = c
             .create()
             .context("creating the population topic's consumer")?;
@@ -239,7 +242,13 @@ mod tests {
                 checkins_completed: 1,
             },
         };
-        for m in [share, Message::Closed { task: 1, day: EMPTY_TASK }] {
+        for m in [
+            share,
+            Message::Closed {
+                task: 1,
+                day: EMPTY_TASK,
+            },
+        ] {
             let r = m.record(&topic);
             let back = Message::decode(r.key.as_deref().unwrap(), r.payload.as_deref().unwrap());
             assert_eq!(back, Ok(m));

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::population::{population_detail, scaled};
+use super::population::{population_detail, scaled, Subject};
 use super::presence::Presence;
 use super::presence::{excluded_note, Source};
 use super::window::{enough_days, present_window, DayRing, EXCLUSION_MARGIN_DAYS};
@@ -191,10 +191,13 @@ fn evaluate(p: &Params, s: &State, day: i64, pres: &Presence<'_>) -> Option<Fire
             src,
             false,
             |d| (d.collab, d.active as u64),
-            [
-                (recent_sum, recent_days as u64),
-                (base_sum, base_days as u64),
-            ],
+            Subject {
+                sums: [
+                    (recent_sum, recent_days as u64),
+                    (base_sum, base_days as u64),
+                ],
+                members: 1,
+            },
         )
     });
     let ratio = scaled(p.ratio, population);

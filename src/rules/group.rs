@@ -4,7 +4,7 @@
 //! `replay`); it holds employee ids only as 64-bit fingerprints, for distinct counts, and never
 //! any comment text.
 
-use super::population::{population_detail, scaled, Population};
+use super::population::{population_detail, scaled, Population, Subject};
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
@@ -827,22 +827,22 @@ impl Groups {
                             None,
                             false,
                             |d| (d.checkins_completed, d.active as u64),
-                            [
-                                (recent, size as u64 * rdays as u64),
-                                (base, size as u64 * bdays as u64),
-                            ],
+                            Subject {
+                                sums: [
+                                    (recent, size as u64 * rdays as u64),
+                                    (base, size as u64 * bdays as u64),
+                                ],
+                                members: size as u64,
+                            },
                         )
                     });
                     let ratio = scaled(c.ratio, population);
                     if rr < ratio * br {
-                        let mut reasons = vec![Reason::new(
-                            "completed_checkins_per_day",
-                            rr,
-                            ratio * br,
-                        )
-                        .baseline(br)
-                        .window_days(c.recent as u32)
-                        .detail(format!(
+                        let mut reasons =
+                            vec![Reason::new("completed_checkins_per_day", rr, ratio * br)
+                                .baseline(br)
+                                .window_days(c.recent as u32)
+                                .detail(format!(
                             "{recent} completed in the last {} days, {base} in the {} days before",
                             c.recent, c.baseline
                         ))];

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::collaboration::Daily;
-use super::population::{population_detail, scaled};
+use super::population::{population_detail, scaled, Subject};
 use super::presence::Presence;
 use super::presence::{excluded_note, Source};
 use super::window::{enough_days, present_window, DayRing, EXCLUSION_MARGIN_DAYS};
@@ -231,7 +231,10 @@ fn evaluate(p: &Params, tk: &Tasks, day: i64, pres: &Presence<'_>) -> Option<Fir
             src,
             true,
             |d| (d.tasks_completed, d.tasks_planned),
-            [(rc, rp), (bc, bp)],
+            Subject {
+                sums: [(rc, rp), (bc, bp)],
+                members: 1,
+            },
         )
     });
     let ratio = scaled(p.task_ratio, population);

@@ -244,10 +244,11 @@ impl Figures {
 
     /// The population's ratio of `f`'s quotient over the recent window `rf..=day` to the one
     /// over the baseline `bf..rf-1` (the subject's windows, with the subject's exclusions),
-    /// leaving out the subject's own part of each sum (`minus`: recent, baseline) — the
-    /// subject is compared with everyone else — or `None` when either is not known (no
-    /// figures, nothing but the subject, a zero denominator). `cap`: quotients above 1 count
-    /// as 1 (completion ratios).
+    /// leaving out the subject's own part of each sum (`subject`) — the subject is compared
+    /// with everyone else — or `None` when either is not known (no figures, a zero
+    /// denominator) or everyone else is fewer than [`MIN_OTHERS`] a day (employees sending
+    /// the source's rollups, or active ones).
+    /// `cap`: quotients above 1 count as 1 (completion ratios).
     pub fn ratio(
         &self,
         (bf, rf, day): (i64, i64, i64),
@@ -255,8 +256,21 @@ impl Figures {
         source: Option<Source>,
         cap: bool,
         f: impl Fn(&DayFigures) -> (u64, u64),
-        minus: [(u64, u64); 2],
+        subject: Subject,
     ) -> Option<f64> {
+        let minus = subject.sums;
+        // Everyone else: those who sent the source's rollups (for a source's ratio), or the
+        // active employees.
+        let (others, days) = self.sum(rf, day, pres, source, |d| {
+            let n = match source {
+                Some(s) => d.reported[s as usize],
+                None => d.active,
+            };
+            (n as u64, 1)
+        });
+        if days == 0 || (others as f64 / days as f64) - (subject.members as f64) < MIN_OTHERS {
+            return None;
+        }
         let q = |(a, b): (u64, u64), (ma, mb): (u64, u64)| {
             let (a, b) = (a.saturating_sub(ma), b.saturating_sub(mb));
             (b > 0).then(|| {
@@ -272,6 +286,20 @@ impl Figures {
         let base = q(self.sum(bf, rf - 1, pres, source, &f), minus[1])?;
         (base > 0.0).then(|| recent / base)
     }
+}
+
+/// Fewer other active employees a day than this and a population-relative threshold is not
+/// applied (the subject is judged on the rule's ratio alone): a handful of colleagues is not a
+/// population.
+pub const MIN_OTHERS: f64 = 10.0;
+
+/// A ratio rule's subject, as the population's sums are taken without it.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject {
+    /// Its own part of the sums: (numerator, denominator), recent window then baseline.
+    pub sums: [(u64, u64); 2],
+    /// How many employees it is (1, or a team's members).
+    pub members: u64,
 }
 
 /// What a ratio rule compares its subject with: the population's ratio over the same windows

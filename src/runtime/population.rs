@@ -20,7 +20,7 @@ use rdkafka::{Message as _, Offset, TopicPartitionList};
 
 use super::output::{Kind, Record};
 use crate::config::Settings;
-use crate::rules::population::{DayFigures, Table, EMPTY_TASK};
+use crate::rules::population::{DayFigures, Table, EMPTY_TASK, KEEP_DAYS};
 
 const FORMAT: u8 = 1;
 
@@ -152,13 +152,23 @@ impl Population {
 
     /// The records of task `task`'s closed shares, then of its last closed day (after them:
     /// a reader that sees the close has the shares).
+    /// With each share goes a tombstone of the task's share of [`KEEP_DAYS`] before it: the
+    /// compacted topic keeps what a reader needs, not every day since the start.
     pub fn records(&self, task: u32, shares: Vec<(i32, DayFigures)>, closed: i64) -> Vec<Record> {
-        shares
-            .into_iter()
-            .map(|(day, f)| Message::Share { task, day, f })
-            .chain(std::iter::once(Message::Closed { task, day: closed }))
-            .map(|m| m.record(&self.topic))
-            .collect()
+        let mut out = Vec::with_capacity(2 * shares.len() + 1);
+        for (day, f) in shares {
+            out.push(Message::Share { task, day, f }.record(&self.topic));
+            let mut old = Message::Share {
+                task,
+                day: day - KEEP_DAYS as i32 - 1,
+                f: DayFigures::default(),
+            }
+            .record(&self.topic);
+            old.payload = None;
+            out.push(old);
+        }
+        out.push(Message::Closed { task, day: closed }.record(&self.topic));
+        out
     }
 
     /// The record that says task `task` is empty and idle.
@@ -191,6 +201,7 @@ fn read(
             }
         };
         let (Some(key), Some(value)) = (m.key(), m.payload()) else {
+            // (A tombstone of a share long closed.)
             continue;
         };
         let moved = match Message::decode(key, value) {

@@ -312,8 +312,8 @@ fn main() {
     let changelog = env_num("CHANGELOG", 1) != 0;
     // So is the repartition stage, unless REPARTITION=0.
     let repartition = changelog && env_num("REPARTITION", 1) != 0;
-    let mut create_topic = |name: &str| {
-        writeln!(commands, "create {name} {}", partitions()).unwrap();
+    let mut create_topic = |name: &str, n: i32| {
+        writeln!(commands, "create {name} {n}").unwrap();
         commands.flush().unwrap();
         let mut a = String::new();
         answers.read_line(&mut a).unwrap();
@@ -359,10 +359,15 @@ fn main() {
         drop(daemon.take());
         let (base_rate, base_cores) = count_baseline(&bootstrap, n, round);
         if changelog {
-            create_topic(&format!("bench-run-{round}-state-changelog"));
+            create_topic(&format!("bench-run-{round}-state-changelog"), partitions());
         }
         if repartition {
-            create_topic(&format!("bench-run-{round}-groups-repartition"));
+            create_topic(
+                &format!("bench-run-{round}-groups-repartition"),
+                partitions(),
+            );
+            // (The population topic, with the repartition stage: one partition.)
+            create_topic(&format!("bench-run-{round}-population"), 1);
         }
         let (proc_, http, run_rate, run_cores, triggers) =
             run_momentd(&bootstrap, n, round, changelog, repartition);

@@ -166,6 +166,9 @@ pub struct Kafka {
     /// On revoke, how long in-flight work of the revoked partitions may take before their
     /// positions are committed (below the group's session timeout).
     pub drain_timeout: Dur,
+    /// How long each start-up step (cluster metadata, creating or checking the topics) may
+    /// take before `run` gives up, naming the step.
+    pub startup_timeout: Dur,
     /// Each partition's task reads the partition's own librdkafka queue (the default); false:
     /// one consumer thread polls every message and hands it to its partition's task (slower;
     /// an escape hatch should a librdkafka version misbehave with split queues).
@@ -188,6 +191,7 @@ impl Default for Kafka {
             topic_replication: 1,
             commit_interval: Dur(std::time::Duration::from_secs(1)),
             drain_timeout: Dur(std::time::Duration::from_secs(5)),
+            startup_timeout: Dur(std::time::Duration::from_secs(30)),
             split_partition_queues: true,
             client: BTreeMap::new(),
         }

@@ -15,12 +15,15 @@ use crate::config::{LogFormat, Settings};
 use crate::engine::Pseudonymizer;
 use crate::runtime::{self, Health};
 
-/// Logs to stderr, as text or JSON; `RUST_LOG` overrides `log.level`.
+/// Logs to stderr, as text or JSON; `RUST_LOG` overrides `log.level`. Text is coloured only
+/// when stderr is a terminal (a log file or a pipe gets no escape codes).
 pub fn init_logging(s: &Settings) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&s.log.level));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match s.log.format {
         LogFormat::Json => b.json().try_init(),

@@ -75,6 +75,12 @@ enum Command {
         /// event's time), so due timers fire.
         #[arg(long)]
         until: Option<String>,
+        /// The wall clock to judge events against (RFC 3339; default: now): an event more than
+        /// a day ahead of it is rejected (`timestamp_out_of_range`), as `run` does, so one bad
+        /// timestamp cannot move the clock on and fire every timer. Pin it to replay an export
+        /// the same way whenever.
+        #[arg(long)]
+        now: Option<String>,
         /// Exit non-zero when any line was rejected.
         #[arg(long)]
         strict: bool,
@@ -212,13 +218,15 @@ where
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(async {
+    let r = rt.block_on(async {
         let token = tokio_util::sync::CancellationToken::new();
         momentd::daemon::on_signals(token.clone());
         f(token).await
-    })?;
-    // Tasks still parked on the broker must not hold the exit.
+    });
+    // Tasks still parked on the broker (a start-up step's blocking call among them) must not
+    // hold the exit, whether it stopped or failed.
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    r?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -229,16 +237,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             output,
             config,
             until,
+            now,
             strict,
             audit,
         } => {
             let mut settings = config::load(config.as_deref())?;
-            let until = match until {
-                None => None,
-                Some(u) => Some(momentd::time::parse_rfc3339(&u).with_context(|| {
-                    format!("--until {u:?} is not an RFC 3339 timestamp with offset")
-                })?),
+            let time_arg = |name: &str, v: Option<String>| -> Result<Option<i64>> {
+                v.map(|u| {
+                    momentd::time::parse_rfc3339(&u).with_context(|| {
+                        format!("--{name} {u:?} is not an RFC 3339 timestamp with offset")
+                    })
+                })
+                .transpose()
             };
+            let until = time_arg("until", until)?;
+            let now = time_arg("now", now)?.unwrap_or_else(momentd::runtime::now_ms);
             let mut audit_file = match &audit {
                 Some(p) => {
                     settings.audit.enabled = true;
@@ -250,7 +263,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let pseudo = momentd::pseudonymizer_from_env(&settings)?;
             let mut engine = Engine::from_settings(&settings, pseudo);
-            let limits = momentd::limits_from(&settings, None);
+            let limits = momentd::limits_from(&settings, Some(now));
             let mut inp = open_input(&input)?;
             let mut out = open_output(&output)?;
             let stderr = io::stderr();

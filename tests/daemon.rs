@@ -48,6 +48,9 @@ const METRICS: &[&str] = &[
     "momentd_producer_queue_depth",
     "momentd_assigned_partitions",
     "momentd_ready",
+    "momentd_source_gap_days_total",
+    "momentd_population_closed_timestamp_seconds",
+    "momentd_population_waiting_partitions",
 ];
 
 fn sample_gives_the_same_triggers_as_replay(kind: Kind, env: &[(&str, &str)]) {
@@ -63,8 +66,14 @@ fn sample_gives_the_same_triggers_as_replay(kind: Kind, env: &[(&str, &str)]) {
     d.wait_ready(Duration::from_secs(60));
     // Each partition's task reads its own queue unless split queues are turned off.
     let split = !env.contains(&("MOMENTD__KAFKA__SPLIT_PARTITION_QUEUES", "false"));
+    let json = env.contains(&("MOMENTD__LOG__FORMAT", "json"));
+    let said = if json {
+        format!("\"own_queue\":{split}")
+    } else {
+        format!("own_queue={split}")
+    };
     assert!(
-        d.logged(&format!("own_queue={split}")),
+        d.logged(&said),
         "partition assigned with own_queue={split}: {}",
         d.logs()
     );
@@ -152,6 +161,16 @@ fn sample_gives_the_same_triggers_as_replay(kind: Kind, env: &[(&str, &str)]) {
         Some(&(lines.len() as i64)),
         "every input committed"
     );
+    // The log is a file here: no colour codes in it; as JSON, one object a line.
+    let logs = std::fs::read_to_string(&d.log).unwrap();
+    assert!(!logs.contains('\u{1b}'), "escape codes in the log file");
+    if json {
+        for l in logs.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {l}"));
+            assert!(v["level"].is_string() && v["fields"].is_object(), "{l}");
+        }
+    }
 }
 
 #[test]
@@ -161,7 +180,8 @@ fn sample_gives_the_same_triggers_as_replay_on_the_mock_cluster() {
 
 #[test]
 fn sample_gives_the_same_triggers_as_replay_on_tansu() {
-    sample_gives_the_same_triggers_as_replay(Kind::Tansu, &[]);
+    // (With JSON logs: CONTRACT §6's `log.format`.)
+    sample_gives_the_same_triggers_as_replay(Kind::Tansu, &[("MOMENTD__LOG__FORMAT", "json")]);
 }
 
 /// The escape hatch: every message polled by the consumer thread and handed to its task.
@@ -622,4 +642,51 @@ fn an_idle_partition_fires_absence_timers_at_wall_clock_pace() {
         wm > (last / 1000) as f64 + 3.0 && wm < (last / 1000) as f64 + 600.0,
         "the watermark moved on at wall-clock pace: {wm}"
     );
+}
+
+/// Start-up is bounded (issue 16): against a "broker" that accepts connections and never
+/// answers, `run` gives up after `kafka.startup_timeout` with an error naming the step it was
+/// at; and SIGTERM during start-up stops it at once, with exit 0.
+#[test]
+fn start_up_against_a_broker_that_never_answers_is_bounded_and_named() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let mut d = Daemon::start_on(
+        &addr,
+        "g-silent",
+        &[("MOMENTD__KAFKA__STARTUP_TIMEOUT", "3s")],
+    );
+    let t0 = Instant::now();
+    let status = d
+        .wait_exit(Duration::from_secs(60))
+        .expect("it gives up by itself");
+    assert!(!status.success(), "a failed start-up is an error");
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    let log = std::fs::read_to_string(&d.log).unwrap();
+    assert!(
+        log.contains("start-up step \"cluster metadata and topics\"")
+            && log.contains("kafka.startup_timeout"),
+        "the error names the step: {log}"
+    );
+    assert!(log.contains("start-up: waiting for the cluster"), "{log}");
+
+    let mut d = Daemon::start_on(&addr, "g-silent-term", &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !d.logged("start-up: waiting for the cluster") {
+        assert!(Instant::now() < deadline, "{}", d.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d.signal("TERM");
+    let t0 = Instant::now();
+    let status = d
+        .wait_exit(Duration::from_secs(20))
+        .expect("SIGTERM during start-up stops it");
+    assert!(status.success(), "{status:?}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
 }

@@ -274,3 +274,50 @@ fn validate_config_prints_every_rule_and_rejects_bad_values_by_key() {
         assert!(err.contains(key), "{key} not named in: {err}");
     }
 }
+
+/// One line dated years ahead in an export of the past is rejected as out of range — more than a day
+/// ahead of the wall clock, as in `run` — instead of moving the clock to 9999 and firing every
+/// pending timer: the export gives the triggers it gives without that line. `--now` pins the
+/// clock (the same export replays the same whenever); pinned past the bad line, it is taken,
+/// and the timers all fire (the guard is what stops them).
+#[test]
+fn a_line_from_the_far_future_does_not_fire_every_timer() {
+    let sample = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample-events.jsonl"),
+    )
+    .unwrap();
+    let first: serde_json::Value = serde_json::from_str(sample.lines().next().unwrap()).unwrap();
+    let mut bad = first.clone();
+    bad["event_id"] = "far-future".into();
+    // (Years ahead rather than 9999: taken below, the engine closes each day up to it.)
+    bad["occurred_at"] = "2036-01-01T00:00:00Z".into();
+    let with = format!("{sample}{bad}\n");
+    let plain = momentd(&["replay", "--input", "examples/sample-events.jsonl"], None);
+    let guarded = momentd(&["replay", "--input", "-"], Some(with.as_bytes()));
+    assert!(guarded.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&guarded.stdout),
+        String::from_utf8_lossy(&plain.stdout),
+        "the same triggers as without the line"
+    );
+    assert!(String::from_utf8_lossy(&guarded.stderr).contains("timestamp_out_of_range"));
+    let pinned = momentd(
+        &["replay", "--input", "-", "--now", "2026-06-01T00:00:00Z"],
+        Some(with.as_bytes()),
+    );
+    assert_eq!(
+        pinned.stdout, guarded.stdout,
+        "pinned to a past day: the same"
+    );
+    let taken = momentd(
+        &["replay", "--input", "-", "--now", "2036-01-01T00:00:00Z"],
+        Some(with.as_bytes()),
+    );
+    assert!(
+        triggers(&taken).len() > triggers(&plain).len(),
+        "taken, the line fires every pending timer"
+    );
+    let refused = momentd(&["replay", "--input", "-", "--now", "yesterday"], Some(b""));
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--now"));
+}

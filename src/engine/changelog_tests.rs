@@ -61,7 +61,7 @@ fn uninterrupted(
     m
 }
 
-use super::test_support::Lcg;
+use super::test_support::{same_triggers, Lcg};
 
 fn restore(s: &Settings, p: Option<Pseudonymizer>, log: &[Record], topics: &[String]) -> Engine {
     let mut r = Restorer::default();
@@ -144,18 +144,7 @@ fn crashes_and_restores_give_the_uninterrupted_triggers() {
     assert!(want.len() > 30, "the stream fires: {}", want.len());
     for (crashes, seed) in [(1, 1), (2, 2), (5, 3), (12, 4)] {
         let (got, _) = with_crashes(&s, None, &evs, crashes, seed);
-        let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
-        let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
-        assert!(
-            missing.is_empty() && extra.is_empty(),
-            "{crashes} crashes (seed {seed}): missing {:?}, extra {:?}",
-            missing.iter().map(|k| &want[*k].rule).collect::<Vec<_>>(),
-            extra.iter().map(|k| &got[*k].rule).collect::<Vec<_>>()
-        );
-        assert_eq!(
-            got, want,
-            "{crashes} crashes (seed {seed}): trigger content"
-        );
+        same_triggers(&want, &got, &format!("{crashes} crashes (seed {seed})"));
     }
 }
 
@@ -186,15 +175,7 @@ fn population_figures_survive_restores() {
     for (crashes, seed) in [(3, 5), (10, 6)] {
         let (got, log) = with_crashes(&s, None, &evs, crashes, seed);
         assert!(log.iter().any(|r| r.key == b"f") && log.iter().any(|r| r.key == b"p"));
-        let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
-        let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
-        assert!(
-            missing.is_empty() && extra.is_empty(),
-            "{crashes} crashes (seed {seed}): missing {:?}, extra {:?}",
-            missing.iter().map(|k| &want[*k].rule).collect::<Vec<_>>(),
-            extra.iter().map(|k| &got[*k].rule).collect::<Vec<_>>()
-        );
-        assert_eq!(got, want);
+        same_triggers(&want, &got, &format!("{crashes} crashes (seed {seed})"));
     }
 }
 

@@ -40,7 +40,7 @@ fn by_id(outputs: &[Output]) -> BTreeMap<String, Trigger> {
     m
 }
 
-use super::test_support::Lcg;
+use super::test_support::{same_triggers, Lcg};
 
 /// Runs `evs` over `n` employee partitions (by a hash of the employee id), whose group stages
 /// own the groups hashing to them; messages wait in per-channel queues and are delivered at
@@ -200,13 +200,7 @@ fn group_triggers_do_not_depend_on_the_partitioning_or_the_delivery_order() {
     eprintln!("{} triggers, {groups} of groups", want.len());
     for (n, seed) in [(1, 1), (3, 2), (6, 3), (6, 4)] {
         let got = by_id(&partitioned(&s, &evs, n, seed));
-        let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
-        let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
-        assert!(
-            missing.is_empty() && extra.is_empty(),
-            "{n} partitions: missing {missing:?}, extra {extra:?}"
-        );
-        assert_eq!(got, want, "{n} partitions");
+        same_triggers(&want, &got, &format!("{n} partitions"));
     }
 }
 
@@ -366,13 +360,7 @@ fn population_figures_do_not_depend_on_the_partitioning() {
     );
     for (n, seed) in [(3, 7), (6, 8)] {
         let got = by_id(&partitioned(&s, &evs, n, seed));
-        let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
-        let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
-        assert!(
-            missing.is_empty() && extra.is_empty(),
-            "{n} partitions: missing {missing:?}, extra {extra:?}"
-        );
-        assert_eq!(got, want, "{n} partitions");
+        same_triggers(&want, &got, &format!("{n} partitions"));
     }
     eprintln!(
         "{} triggers with the population, {} without",

@@ -145,3 +145,25 @@ pub fn sim_events(opts: &crate::sim::SimOptions) -> Vec<Event<'static>> {
         })
         .collect()
 }
+
+/// Asserts two sets of triggers (by id) are the same, naming the rules of what one has and
+/// the other lacks.
+pub fn same_triggers(
+    want: &std::collections::BTreeMap<String, Trigger>,
+    got: &std::collections::BTreeMap<String, Trigger>,
+    what: &str,
+) {
+    let rules = |a: &std::collections::BTreeMap<String, Trigger>,
+                 b: &std::collections::BTreeMap<String, Trigger>| {
+        a.iter()
+            .filter(|(k, _)| !b.contains_key(*k))
+            .map(|(_, t)| format!("{} {}", t.rule, t.subject))
+            .collect::<Vec<_>>()
+    };
+    let (missing, extra) = (rules(want, got), rules(got, want));
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: missing {missing:?}, extra {extra:?}"
+    );
+    assert_eq!(got, want, "{what}: trigger content");
+}

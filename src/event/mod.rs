@@ -114,8 +114,8 @@ impl Reject {
 pub struct Limits {
     /// `input.max_event_bytes`.
     pub max_event_bytes: usize,
-    /// Wall-clock now, in `run` (events more than `max_future` ahead are out of range); `None` in
-    /// `replay`, which has no wall clock.
+    /// The wall clock events are judged against (events more than `max_future` ahead are out
+    /// of range): now in `run`, now or `--now` in `replay`; `None`: no such check.
     pub now: Option<Ts>,
     pub max_future: Ts,
 }

@@ -23,7 +23,6 @@ pub mod repartition;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -131,7 +130,7 @@ pub fn topics(s: &Settings) -> Vec<(String, bool)> {
 }
 
 /// The input topics' partition count (the first input topic's, which `ensure_topics` checked
-/// the others against).
+/// the others against). Blocking: run it off the async workers.
 fn partition_count(s: &Settings) -> anyhow::Result<usize> {
     let admin: AdminClient<DefaultClientContext> = client_config(s)
         .create()
@@ -139,13 +138,48 @@ fn partition_count(s: &Settings) -> anyhow::Result<usize> {
     let topic = &s.kafka.input_topics[0];
     let md = admin
         .inner()
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .fetch_metadata(Some(topic), s.kafka.startup_timeout.0)
         .context("fetching the input topic's metadata")?;
     let n = md.topics().first().map_or(0, |t| t.partitions().len());
     if n == 0 {
         bail!("the input topic {topic} has no partitions");
     }
     Ok(n)
+}
+
+/// One start-up step: logged, bounded by `kafka.startup_timeout`, given up when `shutdown` is
+/// cancelled (`Ok(None)`), and named in its error.
+async fn step<T>(
+    s: &Settings,
+    shutdown: &CancellationToken,
+    name: &str,
+    f: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<Option<T>> {
+    let limit = s.kafka.startup_timeout.0;
+    tracing::info!(step = name, brokers = %s.kafka.brokers, "start-up: waiting for the cluster");
+    tokio::select! {
+        _ = shutdown.cancelled() => {
+            tracing::info!(step = name, "stopped during start-up");
+            Ok(None)
+        }
+        r = tokio::time::timeout(limit, f) => match r {
+            Ok(r) => r.map(Some).with_context(|| format!("start-up step \"{name}\"")),
+            Err(_) => bail!(
+                "start-up step \"{name}\" did not finish within kafka.startup_timeout ({}): is the cluster at kafka.brokers = {} reachable, and does it answer?",
+                crate::config::Dur(limit),
+                s.kafka.brokers
+            ),
+        },
+    }
+}
+
+/// A blocking rdkafka call on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .context("a start-up thread panicked")?
 }
 
 /// Co-partitioning (CONTRACT §9): every input topic has the same partition count, and the
@@ -207,16 +241,21 @@ pub async fn ensure_topics(s: &Settings) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(s)
         .create()
         .context("creating the Kafka admin client")?;
-    let md = admin
-        .inner()
-        .fetch_metadata(None, Duration::from_secs(10))
-        .context("fetching cluster metadata (are kafka.brokers reachable?)")?;
-    let counts: std::collections::HashMap<String, usize> = md
-        .topics()
-        .iter()
-        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-        .map(|t| (t.name().to_string(), t.partitions().len()))
-        .collect();
+    let timeout = s.kafka.startup_timeout.0;
+    let (admin, counts) = blocking(move || {
+        let md = admin
+            .inner()
+            .fetch_metadata(None, timeout)
+            .context("fetching cluster metadata (are kafka.brokers reachable?)")?;
+        let counts: std::collections::HashMap<String, usize> = md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| (t.name().to_string(), t.partitions().len()))
+            .collect();
+        Ok((admin, counts))
+    })
+    .await?;
     let existing: HashSet<&str> = counts.keys().map(String::as_str).collect();
     let input_partitions = check_partitions(s, &counts)?;
     let missing: Vec<(String, bool)> = topics(s)
@@ -261,13 +300,16 @@ pub async fn ensure_topics(s: &Settings) -> anyhow::Result<()> {
             }
         })
         .collect();
+    tracing::info!(topics = ?names, "creating topics");
     let results = admin
         .create_topics(
             &new,
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            &AdminOptions::new()
+                .operation_timeout(Some(s.kafka.startup_timeout.0))
+                .request_timeout(Some(s.kafka.startup_timeout.0)),
         )
         .await
-        .context("creating topics")?;
+        .with_context(|| format!("creating topics {names:?}"))?;
     for r in results {
         match r {
             Ok(t) => tracing::info!(topic = %t, "created topic"),
@@ -326,7 +368,32 @@ pub async fn run(
     health: Health,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    ensure_topics(&settings).await?;
+    // Start-up: every step bounded, named, and given up on SIGTERM.
+    if step(
+        &settings,
+        &shutdown,
+        "cluster metadata and topics",
+        ensure_topics(&settings),
+    )
+    .await?
+    .is_none()
+    {
+        return Ok(());
+    }
+    let partitions = {
+        let s = settings.clone();
+        match step(
+            &settings,
+            &shutdown,
+            "the input topics' partition count",
+            blocking(move || partition_count(&s)),
+        )
+        .await?
+        {
+            Some(n) => n,
+            None => return Ok(()),
+        }
+    };
     let producer: FutureProducer = producer_config(&settings)
         .create()
         .context("creating the Kafka producer")?;
@@ -374,14 +441,13 @@ pub async fn run(
         repartition: match settings.state.repartition {
             true => Some(repartition::Repartition {
                 topic: settings.repartition_topic().into(),
-                partitions: partition_count(&settings)? as u32,
+                partitions: partitions as u32,
             }),
             false => None,
         },
         population: match settings.state.repartition {
             true => Some(Arc::new(population::Population::start(
-                &settings,
-                partition_count(&settings)?,
+                &settings, partitions,
             )?)),
             false => None,
         },

@@ -1057,7 +1057,9 @@ impl PartitionTask {
         };
         self.engine.close_share(day);
         let (shares, closed) = self.engine.take_shares();
-        let records = pop.records(self.partition as u32, shares, closed.unwrap_or(day));
+        let closed = closed.unwrap_or(day);
+        pop.closed_here(self.partition as u32, &shares, closed);
+        let records = pop.records(self.partition as u32, shares, closed);
         self.inputs[0].tracker.spontaneous();
         let f = self.deliver_all(records, None);
         self.push_outputs(0, f);
@@ -1065,8 +1067,8 @@ impl PartitionTask {
             metrics::population_waiting(true);
         }
         self.population_wait = Some(day);
-        // The group stages see this task's time while it waits.
-        self.publish_watermark(true);
+        // The group stages see this task's time while it waits (as often as ever).
+        self.publish_watermark(false);
     }
 
     /// Whether the population has closed the day the task waits for: then its figures go to
@@ -1232,6 +1234,11 @@ impl PartitionTask {
                 self.said_empty = true;
                 let mut r = rep.watermark(self.partition as u32, None);
                 if let Some(pop) = &self.shared.population {
+                    pop.closed_here(
+                        self.partition as u32,
+                        &[],
+                        crate::rules::population::EMPTY_TASK,
+                    );
                     r.push(pop.empty(self.partition as u32));
                 }
                 r

@@ -91,6 +91,7 @@ pub struct Population {
     pub table: Arc<Mutex<Table>>,
     /// The population's last closed day, as the table moves it.
     pub closed: tokio::sync::watch::Receiver<Option<i64>>,
+    moved: Arc<tokio::sync::watch::Sender<Option<i64>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -134,9 +135,15 @@ impl Population {
             .context("assigning the population topic")?;
         let table = Arc::new(Mutex::new(Table::new(tasks)));
         let (tx, rx) = tokio::sync::watch::channel(None);
+        let tx = Arc::new(tx);
         let stop = Arc::new(AtomicBool::new(false));
         {
-            let (table, stop, topic) = (Arc::clone(&table), Arc::clone(&stop), topic.clone());
+            let (table, stop, topic, tx) = (
+                Arc::clone(&table),
+                Arc::clone(&stop),
+                topic.clone(),
+                Arc::clone(&tx),
+            );
             std::thread::Builder::new()
                 .name("momentd-population".into())
                 .spawn(move || read(consumer, &topic, &table, &tx, &stop))
@@ -146,8 +153,26 @@ impl Population {
             topic,
             table,
             closed: rx,
+            moved: tx,
             stop,
         })
+    }
+
+    /// A task of this instance closed its share through `closed`: the table takes it at once
+    /// (the records go to the topic too, for the other instances and for restarts; read back,
+    /// they change nothing). The tasks of one instance then wait for each other without a
+    /// round trip through the broker.
+    pub fn closed_here(&self, task: u32, shares: &[(i32, DayFigures)], closed: i64) {
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        for (day, f) in shares {
+            t.share(task as usize, *day, *f);
+        }
+        if t.closed(task as usize, closed) {
+            let through = t.through;
+            drop(t);
+            crate::metrics::population_closed(through);
+            self.moved.send_replace(through);
+        }
     }
 
     /// The records of task `task`'s closed shares, then of its last closed day (after them:

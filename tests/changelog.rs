@@ -185,8 +185,8 @@ fn kill_9_twice_mid_stream_gives_replays_triggers_on_tansu() {
 }
 
 /// With `privacy.pseudonymize = true`, no raw employee id reaches any topic momentd owns:
-/// triggers, audit records, the changelog and the repartition topic are scanned record by
-/// record.
+/// triggers, audit records, the changelog, the repartition and the population topics are
+/// scanned record by record.
 #[test]
 fn pseudonymized_outputs_and_changelog_hold_no_employee_id() {
     let _g = serial();
@@ -221,6 +221,7 @@ fn pseudonymized_outputs_and_changelog_hold_no_employee_id() {
         audit,
         &format!("{group}-state-changelog"),
         &format!("{group}-groups-repartition"),
+        &format!("{group}-population"),
     ] {
         let recs = read(&b.bootstrap, topic, usize::MAX, Duration::from_secs(3));
         assert!(!recs.is_empty(), "{topic} has records");

@@ -176,3 +176,19 @@ fn the_table_closes_a_day_once_every_task_has_and_never_takes_it_back() {
     assert_eq!(t.through, Some(11));
     assert_eq!(t.figures(Some(10), 11), vec![(11, fig(1))]);
 }
+
+#[test]
+fn a_task_behind_the_population_still_closes_its_own_days_with_their_counts() {
+    // A task restored from its changelog behind the population (the others, and its own
+    // closes before the crash, went further): it closes the same days again with the same
+    // counts — its share is its own to close, whatever the population has closed.
+    use crate::rules::population::Population;
+    use crate::rules::presence::Days;
+    let mut p = Population::new(0.5, &Days::default());
+    p.local = false;
+    p.acc.seen(None, 10);
+    p.closed_through(20);
+    p.close_share(15);
+    let active: Vec<(i32, u32)> = p.outbox.iter().map(|(d, f)| (*d, f.active)).collect();
+    assert_eq!(active, (10..=15).map(|d| (d, 1)).collect::<Vec<_>>());
+}

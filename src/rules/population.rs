@@ -423,12 +423,10 @@ impl Population {
                 self.group_calendar.insert(d);
             }
         }
+        // (The task's own share closes with its own watermark, never here: a task restored
+        // behind the population closes the same days again, its active count carried through
+        // each of them, and sends the same shares — the table has them already.)
         self.closed = Some(day);
-        if self.acc.closed_through.is_none_or(|c| (c as i64) < day) {
-            // (A task that had nothing: its share of those days is final, and empty.)
-            self.acc.closed_through = Some(day as i32);
-            self.dirty = true;
-        }
         self.figures.forget_before(day - KEEP_DAYS);
         for g in &mut self.gaps.0 {
             g.forget_before(day - KEEP_DAYS);
@@ -451,6 +449,9 @@ pub struct Table {
     shares: BTreeMap<i32, Vec<DayFigures>>,
     /// The last day every task has closed.
     pub through: Option<i64>,
+    /// The reader has read what the topic held when it started: until then no day closes (a
+    /// restarted instance's own closes must not run ahead of what the others published).
+    ready: bool,
 }
 
 /// A task's closed day in the table when it is empty and idle.
@@ -460,8 +461,27 @@ impl Table {
     pub fn new(tasks: usize) -> Table {
         Table {
             closed: vec![None; tasks],
+            ready: true,
             ..Table::default()
         }
+    }
+
+    /// A table that closes no day until [`Table::caught_up`].
+    pub fn reading(tasks: usize) -> Table {
+        Table {
+            ready: false,
+            ..Table::new(tasks)
+        }
+    }
+
+    /// The topic's records up to its end at the start are read: days may close. True when
+    /// the population's closed day moved.
+    pub fn caught_up(&mut self) -> bool {
+        if self.ready {
+            return false;
+        }
+        self.ready = true;
+        self.recompute()
     }
 
     pub fn tasks(&self) -> usize {
@@ -492,6 +512,13 @@ impl Table {
             Some(old) => old,
             None => day,
         });
+        self.recompute()
+    }
+
+    fn recompute(&mut self) -> bool {
+        if !self.ready {
+            return false;
+        }
         let Some(known) = self.closed.iter().copied().collect::<Option<Vec<i64>>>() else {
             return false;
         };

@@ -133,7 +133,7 @@ impl Population {
         consumer
             .assign(&tpl)
             .context("assigning the population topic")?;
-        let table = Arc::new(Mutex::new(Table::new(tasks)));
+        let table = Arc::new(Mutex::new(Table::reading(tasks)));
         let (tx, rx) = tokio::sync::watch::channel(None);
         let tx = Arc::new(tx);
         let stop = Arc::new(AtomicBool::new(false));
@@ -213,8 +213,46 @@ fn read(
     tx: &tokio::sync::watch::Sender<Option<i64>>,
     stop: &AtomicBool,
 ) {
+    // Where the topic ended when the reader started: no day closes before it is read (see
+    // `Table::reading`).
+    let mut until = loop {
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        match consumer.fetch_watermarks(topic, 0, Duration::from_secs(5)) {
+            Ok((low, high)) => break (high > low).then_some(high),
+            Err(e) => {
+                tracing::warn!(topic, error = %e, "reading the population topic's end; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    };
+    let caught_up = |table: &Mutex<Table>| {
+        let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
+        if t.caught_up() {
+            let through = t.through;
+            drop(t);
+            crate::metrics::population_closed(through);
+            tx.send_replace(through);
+        }
+        tracing::info!(topic, "population topic read");
+    };
+    if until.is_none() {
+        caught_up(table);
+    }
     while !stop.load(Ordering::Acquire) {
         let Some(r) = consumer.poll(Duration::from_millis(100)) else {
+            // (Compaction may have removed the last records: the position says.)
+            if let Some(end) = until {
+                let at = consumer
+                    .position()
+                    .ok()
+                    .and_then(|p| p.find_partition(topic, 0).and_then(|e| e.offset().to_raw()));
+                if at.is_some_and(|o| o >= end) {
+                    until = None;
+                    caught_up(table);
+                }
+            }
             continue;
         };
         let m = match r {
@@ -254,6 +292,10 @@ fn read(
             let through = table.lock().unwrap_or_else(|e| e.into_inner()).through;
             crate::metrics::population_closed(through);
             tx.send_replace(through);
+        }
+        if until.is_some_and(|end| m.offset() + 1 >= end) {
+            until = None;
+            caught_up(table);
         }
     }
 }

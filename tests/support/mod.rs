@@ -732,7 +732,16 @@ pub fn same_triggers(
         missing.is_empty() && extra.is_empty(),
         "{what}: missing {missing:?}, extra {extra:?}"
     );
-    assert_eq!(got, want);
+    let differ: Vec<String> = want
+        .iter()
+        .filter(|(k, t)| got.get(*k) != Some(t))
+        .map(|(k, t)| format!("replay {t}\nrun    {}", got[k]))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{what}: same ids, other content:\n{}",
+        differ.join("\n")
+    );
 }
 
 /// Every record of `topic` as JSON, read until nothing new comes for `quiet`.

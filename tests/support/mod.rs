@@ -75,8 +75,14 @@ impl Broker {
     }
 
     fn mock(topics: &[(&str, i32)]) -> Broker {
+        Broker::mock_cluster(1, topics)
+    }
+
+    /// The mock cluster with `brokers` brokers (so leaders and coordinators can move).
+    pub fn mock_cluster(brokers: u32, topics: &[(&str, i32)]) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_momentd-mock-broker"))
+            .args(["--brokers".to_string(), brokers.to_string()])
             .args(topics.iter().map(|(t, p)| format!("{t}:{p}")))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

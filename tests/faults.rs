@@ -91,3 +91,92 @@ fn twenty_retriable_produce_errors_lose_nothing() {
         want.len()
     );
 }
+
+/// Runs a simulated stream produced in chunks over a few seconds through one daemon on the
+/// three-broker mock cluster, applying each `(share, command)` once that share of the input is
+/// committed; the daemon must stay up and publish replay's triggers, every input committed.
+fn through_faults(group: &str, seed: u64, faults: &[(f64, String)]) {
+    let _g = serial();
+    let lines = in_time_order(90, 80, seed);
+    let n = lines.len() as i64;
+    let want = by_id(&replay(&lines));
+    let b = Broker::mock_cluster(3, &[(INPUT, PARTITIONS), (OUTPUT, 1), (DLQ, 1)]);
+    let mut d = Daemon::start(&b, group, &[]);
+    d.wait_ready(Duration::from_secs(60));
+    let producer = {
+        let (bootstrap, lines) = (b.bootstrap.clone(), lines.clone());
+        std::thread::spawn(move || {
+            for chunk in lines.chunks(lines.len().div_ceil(30)) {
+                produce(&bootstrap, INPUT, &json_inputs(chunk));
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(240);
+    for (share, cmd) in faults {
+        while committed_total(&b, group) < (n as f64 * share) as i64 {
+            assert!(
+                d.wait_exit(Duration::ZERO).is_none(),
+                "it stays up: {}",
+                d.logs()
+            );
+            assert!(Instant::now() < deadline, "{}", d.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(b.command(cmd), "ok", "{cmd}");
+    }
+    producer.join().unwrap();
+    while committed_total(&b, group) < n {
+        assert!(
+            d.wait_exit(Duration::ZERO).is_none(),
+            "it stays up: {}",
+            d.logs()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "committed {} of {n}: {}",
+            committed_total(&b, group),
+            d.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = by_id(&read_json(&b.bootstrap, OUTPUT, Duration::from_secs(3)));
+    same_triggers(&want, &got, &format!("through {faults:?}"));
+    eprintln!("{} triggers through {faults:?}, as replay's", want.len());
+}
+
+#[test]
+fn half_second_round_trips_lose_nothing() {
+    through_faults(
+        "g-fault-rtt",
+        42,
+        &[
+            (0.1, "rtt 1 500".into()),
+            (0.1, "rtt 2 500".into()),
+            (0.1, "rtt 3 500".into()),
+            (0.6, "rtt 1 0".into()),
+            (0.6, "rtt 2 0".into()),
+            (0.6, "rtt 3 0".into()),
+        ],
+    );
+}
+
+#[test]
+fn partition_leaders_and_the_coordinator_moving_lose_nothing() {
+    let group = "g-fault-moves";
+    let mut faults: Vec<(f64, String)> = (0..PARTITIONS)
+        .map(|p| (0.3, format!("leader {INPUT} {p} {}", 1 + (p + 1) % 3)))
+        .collect();
+    faults.push((0.4, format!("leader {OUTPUT} 0 2")));
+    faults.push((0.5, format!("coordinator group {group} 3")));
+    through_faults(group, 43, &faults);
+}
+
+#[test]
+fn commit_errors_from_the_coordinator_lose_nothing() {
+    through_faults(
+        "g-fault-commit",
+        44,
+        &[(0.3, "errors OffsetCommit REQUEST_TIMED_OUT 10".into())],
+    );
+}

@@ -16,6 +16,24 @@ fn committed_total(b: &Broker, group: &str) -> i64 {
         .sum()
 }
 
+/// Waits until `n` inputs are committed, the daemon up all along.
+fn wait_all_committed(b: &Broker, group: &str, n: i64, d: &mut Daemon, deadline: Instant) {
+    while committed_total(b, group) < n {
+        assert!(
+            d.wait_exit(Duration::ZERO).is_none(),
+            "it stays up: {}",
+            d.logs()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "committed {} of {n}: {}",
+            committed_total(b, group),
+            d.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The commands answer `ok` or a one-line error, and `--help` documents them.
 #[test]
 fn the_mock_broker_takes_fault_commands() {
@@ -70,20 +88,7 @@ fn twenty_retriable_produce_errors_lose_nothing() {
     assert_eq!(b.command("errors Produce REQUEST_TIMED_OUT 20"), "ok");
     let mut d = Daemon::start(&b, group, &[]);
     let deadline = Instant::now() + Duration::from_secs(180);
-    while committed_total(&b, group) < n {
-        assert!(
-            d.wait_exit(Duration::ZERO).is_none(),
-            "it stays up: {}",
-            d.logs()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "committed {} of {n}: {}",
-            committed_total(&b, group),
-            d.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_all_committed(&b, group, n, &mut d, deadline);
     let got = by_id(&read_json(&b.bootstrap, OUTPUT, Duration::from_secs(3)));
     same_triggers(&want, &got, "after 20 produce errors");
     eprintln!(
@@ -126,20 +131,7 @@ fn through_faults(group: &str, seed: u64, faults: &[(f64, String)]) {
         assert_eq!(b.command(cmd), "ok", "{cmd}");
     }
     producer.join().unwrap();
-    while committed_total(&b, group) < n {
-        assert!(
-            d.wait_exit(Duration::ZERO).is_none(),
-            "it stays up: {}",
-            d.logs()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "committed {} of {n}: {}",
-            committed_total(&b, group),
-            d.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_all_committed(&b, group, n, &mut d, deadline);
     let got = by_id(&read_json(&b.bootstrap, OUTPUT, Duration::from_secs(3)));
     same_triggers(&want, &got, &format!("through {faults:?}"));
     eprintln!("{} triggers through {faults:?}, as replay's", want.len());

@@ -34,6 +34,13 @@ if ! tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
   cargo install tansu --locked --version "$TANSU_VERSION" --features libsql,dynostore --quiet
 fi
 
+# The fuzz targets' driver (scripts/fuzz.sh): cargo-fuzz, built from crates.io.
+CARGO_FUZZ_VERSION=0.13.2
+if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+  echo "setup: building cargo-fuzz $CARGO_FUZZ_VERSION"
+  cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION" --quiet
+fi
+
 # The independent Kafka client of the integration tests: Python confluent-kafka from PyPI.
 if ! python3 -c "import confluent_kafka" 2>/dev/null; then
   echo "setup: installing confluent-kafka (PyPI)"

@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod event;
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod replay;

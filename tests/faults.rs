@@ -216,3 +216,31 @@ fn the_leaders_broker_down_for_twenty_seconds_loses_nothing() {
         ],
     );
 }
+
+/// tansu killed (kill -9) in the middle of a stream and started again on the same database a
+/// few seconds later: the daemon reconnects by itself, stays up, and the triggers are replay's.
+#[test]
+fn a_tansu_restart_under_the_daemon_loses_nothing() {
+    let _g = serial();
+    let lines = in_time_order(60, 60, 47);
+    let n = lines.len() as i64;
+    let want = by_id(&replay(&lines));
+    let mut b = Broker::start(Kind::Tansu, &[(INPUT, PARTITIONS), (OUTPUT, 1), (DLQ, 1)]);
+    let group = "g-fault-tansu";
+    let mut d = Daemon::start(&b, group, &[]);
+    d.wait_ready(Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let (first, rest) = lines.split_at(lines.len() * 6 / 10);
+    produce(&b.bootstrap, INPUT, &json_inputs(first));
+    wait_all_committed(&b, group, n * 3 / 10, &mut d, deadline);
+    b.restart_tansu(Duration::from_secs(3));
+    produce(&b.bootstrap, INPUT, &json_inputs(rest));
+    wait_all_committed(&b, group, n, &mut d, deadline);
+    let got = by_id(&read_json(&b.bootstrap, OUTPUT, Duration::from_secs(3)));
+    same_triggers(&want, &got, "through a tansu restart");
+    assert!(d.wait_exit(Duration::ZERO).is_none(), "it stays up");
+    eprintln!(
+        "{} triggers through a tansu restart, as replay's",
+        want.len()
+    );
+}

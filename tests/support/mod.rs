@@ -113,34 +113,8 @@ impl Broker {
     fn tansu(topics: &[(&str, i32)]) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu_bin())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "sqlite://tansu.db",
-            ])
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("tansu.log")).unwrap(),
-            ))
-            .spawn()
-            .expect("tansu starts (scripts/setup.sh installs it; TANSU_BIN points elsewhere)");
         let bootstrap = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&bootstrap).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not listen on {bootstrap}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = spawn_tansu(dir.path(), &bootstrap);
         // Without this index every fetch scans all record headers (BROKERS.md).
         let db = dir.path().join("tansu.db");
         let ok = Command::new("python3")
@@ -165,6 +139,53 @@ impl Broker {
         b
     }
 
+    /// Kills tansu (kill -9) and starts it again on the same database and port, `down` later.
+    pub fn restart_tansu(&mut self, down: Duration) {
+        assert_eq!(self.kind, Kind::Tansu, "only tansu restarts");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = spawn_tansu(self._dir.path(), &self.bootstrap);
+    }
+}
+
+/// Starts tansu with SQLite storage in `dir`, listening on `bootstrap`; returns once it listens.
+fn spawn_tansu(dir: &Path, bootstrap: &str) -> Child {
+    let url = format!("tcp://{bootstrap}");
+    let child = Command::new(tansu_bin())
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "sqlite://tansu.db",
+        ])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("tansu.log"))
+                .unwrap(),
+        ))
+        .spawn()
+        .expect("tansu starts (scripts/setup.sh installs it; TANSU_BIN points elsewhere)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(bootstrap).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "tansu did not listen on {bootstrap}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+impl Broker {
     /// A line to the mock broker's command interface; its answer.
     pub fn command(&self, line: &str) -> String {
         let mut g = self.commands.lock().unwrap();

@@ -68,6 +68,25 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// A process's memory figure from /proc (`VmRSS`, `VmHWM` — the peak), in MiB.
+fn vm_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The backlog memory bound (README, "Memory under a backlog"): what an idle daemon holds,
+/// plus prefetched input (`queued.max.messages.kbytes` = 4 MiB per assigned partition, and one
+/// fetch in flight of `fetch.max.bytes` = 50 MiB), plus the engine's state, plus the two
+/// producers' queues (`queue.buffering.max.messages` = 100,000 records each, a trigger at most
+/// 1 KiB and a changelog record about 600 bytes).
+fn backlog_bound_mib(idle_rss: f64, partitions: i32, state_mib: f64) -> f64 {
+    idle_rss + partitions as f64 * 4.0 + 50.0 + state_mib + 100_000.0 * (1024.0 + 600.0) / 1048576.0
+}
+
 struct Proc(Child);
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -220,7 +239,7 @@ fn run_momentd(
     round: usize,
     changelog: bool,
     repartition: bool,
-) -> (Proc, String, f64, f64, f64) {
+) -> (Proc, String, f64, f64, f64, f64) {
     let http = format!("127.0.0.1:{}", {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -249,12 +268,18 @@ fn run_momentd(
         .spawn()
         .expect("momentd run");
     let proc_ = Proc(daemon);
+    let pid = proc_.0.id();
     let consumed = |h: &str| metric(h, "momentd_events_consumed_total");
+    let mut idle_rss = 0.0;
     let mut first = None;
     let mut at_first = 0.0;
     let mut cpu0 = cpu();
     loop {
         let c = consumed(&http);
+        if c == 0.0 {
+            // Up (or starting), nothing consumed yet: what an idle daemon holds.
+            idle_rss = vm_mib(pid, "VmRSS");
+        }
         if c > 0.0 && first.is_none() {
             first = Some(Instant::now());
             // Counted from here: what was consumed before the first reading is not in the rate.
@@ -281,7 +306,7 @@ fn run_momentd(
     let rate = (n as f64 - at_first) / first.unwrap().elapsed().as_secs_f64();
     let cores = cores_busy(cpu0, cpu());
     let triggers = metric(&http, "momentd_triggers_total");
-    (proc_, http, rate, cores, triggers)
+    (proc_, http, rate, cores, triggers, idle_rss)
 }
 
 fn main() {
@@ -369,9 +394,21 @@ fn main() {
             // (The population topic, with the repartition stage: one partition.)
             create_topic(&format!("bench-run-{round}-population"), 1);
         }
-        let (proc_, http, run_rate, run_cores, triggers) =
+        let (proc_, http, run_rate, run_cores, triggers, idle_rss) =
             run_momentd(&bootstrap, n, round, changelog, repartition);
         let written = metric(&http, "momentd_changelog_records_written_total");
+        // Memory under a backlog: the whole stream waited in the topic before this daemon
+        // started, over `partitions()` partitions.
+        let peak = vm_mib(proc_.0.id(), "VmHWM");
+        let state = metric(&http, "momentd_state_bytes") / 1048576.0;
+        let bound = backlog_bound_mib(idle_rss, partitions(), state);
+        eprintln!(
+            "bench: round {round}: backlog of {n} events over {} partitions: peak RSS {peak:.0} MiB, bound {bound:.0} MiB (idle {idle_rss:.0} + prefetch {} + state {state:.0} + producer queues {:.0}) = {:.2} of the bound",
+            partitions(),
+            partitions() * 4 + 50,
+            100_000.0 * (1024.0 + 600.0) / 1048576.0,
+            peak / bound
+        );
         eprintln!(
             "bench: round {round}: plain consumer counting {base_rate:.0} msg/s ({base_cores:.2} cores busy, {:.2} us CPU a message); momentd run {run_rate:.0} events/s ({run_cores:.2} cores busy, {:.2} us CPU an event; {triggers} triggers acknowledged so far; changelog {}: {written} records, {:.3} per event) = {:.2}",
             base_cores / base_rate * 1e6,

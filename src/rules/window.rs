@@ -9,6 +9,7 @@ use crate::time::Ts;
 /// grows with the history actually seen, up to `len` days: an employee with a week of history
 /// holds a week of counts, not the whole window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredRing")]
 pub struct DayRing {
     last_day: i32,
     /// The total over every day the ring holds (an empty ring answers every sum at once).
@@ -18,6 +19,40 @@ pub struct DayRing {
     /// The days `last_day - counts.len() + 1 ..= last_day`, oldest first; older days inside
     /// the window count as 0.
     counts: Vec<u16>,
+}
+
+/// A ring as stored (the same fields): read back from a changelog, its invariants are made to
+/// hold again — at most `len` days, at least one, and a total that is the sum of its days —
+/// so corrupt bytes that still decode cannot make the arithmetic overflow (found by fuzzing
+/// the changelog).
+#[derive(Deserialize)]
+struct StoredRing {
+    last_day: i32,
+    #[allow(dead_code)]
+    total: u32,
+    len: u32,
+    counts: Vec<u16>,
+}
+
+impl From<StoredRing> for DayRing {
+    fn from(r: StoredRing) -> DayRing {
+        let len = r.len.max(1);
+        let mut counts = r.counts;
+        if counts.len() > len as usize {
+            counts.drain(..counts.len() - len as usize);
+        }
+        let total = counts
+            .iter()
+            .map(|&c| c as u64)
+            .sum::<u64>()
+            .min(u32::MAX as u64) as u32;
+        DayRing {
+            last_day: r.last_day,
+            total,
+            len,
+            counts,
+        }
+    }
 }
 
 impl DayRing {

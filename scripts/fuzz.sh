@@ -24,7 +24,7 @@ for t in "${targets[@]}"; do
   cargo fuzz run -s none "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 -max_len=65536 \
     -print_final_stats=1 >"$log" 2>&1 || status=$?
-  grep -E '^#[0-9]+ +(INITED|DONE)|stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)' "$log" || true
+  grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)' "$log" || true
   if [ "$status" -ne 0 ]; then
     grep -E "panicked|left:|right:|ERROR|SUMMARY|Test unit written|timeout" "$log" | cut -c1-2000 | head -n 20
     echo "fuzz: $t found a crash (the input is under fuzz/artifacts/$t)"

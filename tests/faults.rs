@@ -56,12 +56,20 @@ fn the_mock_broker_takes_fault_commands() {
         ("errors Produce REQUEST_TIMED_OUT 2", true),
         ("errors Produce NO_SUCH_ERROR 2", false),
         ("errors NoSuchApi REQUEST_TIMED_OUT 2", false),
+        ("broker-errors 3 Produce REQUEST_TIMED_OUT 2", true),
+        ("broker-errors 9 Produce REQUEST_TIMED_OUT 2", false),
+        ("broker-errors 3 Produce NO_SUCH_ERROR 2", false),
+        ("errors-left 3 Produce", false),
         (&format!("leader {INPUT} 0 3"), true),
         (&format!("leader {INPUT} 0 7"), false),
         ("coordinator group g 2", true),
         ("nonsense", false),
     ] {
         let a = b.command(cmd);
+        if cmd.starts_with("errors-left") {
+            assert_eq!(a, "ok 2", "the two set on broker 3 are still to come");
+            continue;
+        }
         assert_eq!(a == "ok", ok, "{cmd}: {a}");
         assert!(ok || a.starts_with("error: "), "{cmd}: {a}");
     }
@@ -74,6 +82,8 @@ fn the_mock_broker_takes_fault_commands() {
         "down BROKER",
         "rtt BROKER MS",
         "errors API_KEY ERROR_NAME COUNT",
+        "broker-errors BROKER API_KEY ERROR_NAME COUNT",
+        "errors-left BROKER API_KEY",
         "leader TOPIC",
         "coordinator group",
     ] {
@@ -110,7 +120,9 @@ fn twenty_retriable_produce_errors_lose_nothing() {
 /// Runs a simulated stream produced in chunks over a few seconds through one daemon on the
 /// three-broker mock cluster, applying each `(share, command)` once that share of the input is
 /// committed; the daemon must stay up and publish replay's triggers, every input committed.
-/// Besides the mock broker's commands: `wait MS` pauses before the next command, `restart`
+/// Besides the mock broker's commands: `wait MS` pauses before the next command, `drained
+/// BROKER API_KEY` waits until the errors set for that broker's API have all met requests,
+/// `restart`
 /// kills the daemon (kill -9) and starts another in the group — its triggers and the first's
 /// together must still be replay's, so nothing was committed before its outputs were
 /// acknowledged.
@@ -148,6 +160,12 @@ fn through_faults(group: &str, seed: u64, faults: &[(f64, String)]) {
         reached = reached.max(*share);
         if let Some(ms) = cmd.strip_prefix("wait ") {
             std::thread::sleep(Duration::from_millis(ms.parse().unwrap()));
+        } else if let Some(q) = cmd.strip_prefix("drained ") {
+            // Waits until the errors set for a broker's API have all met requests.
+            while b.command(&format!("errors-left {q}")) != "ok 0" {
+                assert!(Instant::now() < deadline, "{cmd}: {}", d.logs());
+                std::thread::sleep(Duration::from_millis(50));
+            }
         } else if cmd == "restart" {
             // Killed without a chance to flush or commit: what it committed must not be ahead
             // of what the broker acknowledged, or the next instance never sends those outputs.
@@ -243,4 +261,34 @@ fn a_tansu_restart_under_the_daemon_loses_nothing() {
         "{} triggers through a tansu restart, as replay's",
         want.len()
     );
+}
+
+/// Twenty retriable produce errors on the changelog alone: its partitions are led by broker 3,
+/// which leads nothing else, and broker 3 fails the next twenty Produce requests. Checkpoints
+/// wait for the changelog, commits wait for the checkpoints; the daemon is killed afterwards,
+/// so its successor restores from what the changelog holds and reads the input again from what
+/// was committed.
+#[test]
+fn twenty_produce_errors_on_the_changelog_lose_nothing() {
+    let group = "g-fault-changelog";
+    let at = 0.3;
+    let mut faults: Vec<(f64, String)> = Vec::new();
+    let mut lead = |topic: &str, partitions: i32, broker: &dyn Fn(i32) -> i32| {
+        for p in 0..partitions {
+            faults.push((at, format!("leader {topic} {p} {}", broker(p))));
+        }
+    };
+    lead(&format!("{group}-state-changelog"), PARTITIONS, &|_| 3);
+    lead(INPUT, PARTITIONS, &|p| 1 + p % 2);
+    lead(&format!("{group}-groups-repartition"), PARTITIONS, &|p| {
+        1 + p % 2
+    });
+    lead(&format!("{group}-population"), 1, &|_| 1);
+    lead(OUTPUT, 1, &|_| 2);
+    lead(DLQ, 1, &|_| 1);
+    faults.push((at, format!("coordinator group {group} 1")));
+    faults.push((at, "broker-errors 3 Produce REQUEST_TIMED_OUT 20".into()));
+    faults.push((at, "drained 3 Produce".into()));
+    faults.push((0.6, "restart".into()));
+    through_faults(group, 46, &faults);
 }

@@ -15,17 +15,19 @@
 //! Run: `cargo bench --bench daemon` (EMPLOYEES, DAYS, RATE, SECS change the load).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+#[path = "support.rs"]
+mod support;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+use support::*;
 
 const INPUT: &str = "hr.interactions";
 const OUTPUT: &str = "hr.triggers";
@@ -61,23 +63,6 @@ fn cores_busy(a: (u64, u64), b: (u64, u64)) -> f64 {
     (b.0 - a.0) as f64 / (b.1 - a.1).max(1) as f64 * cores
 }
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A process's memory figure from /proc (`VmRSS`, `VmHWM` — the peak), in MiB.
-fn vm_mib(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// The backlog memory bound (README, "Memory under a backlog"): what an idle daemon holds,
 /// plus prefetched input (`queued.max.messages.kbytes` = 4 MiB per assigned partition, and one
 /// fetch in flight of `fetch.max.bytes` = 50 MiB), plus the engine's state, plus the two
@@ -85,14 +70,6 @@ fn vm_mib(pid: u32, field: &str) -> f64 {
 /// 1 KiB and a changelog record about 600 bytes).
 fn backlog_bound_mib(idle_rss: f64, partitions: i32, state_mib: f64) -> f64 {
     idle_rss + partitions as f64 * 4.0 + 50.0 + state_mib + 100_000.0 * (1024.0 + 600.0) / 1048576.0
-}
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn producer(bootstrap: &str) -> BaseProducer {
@@ -116,69 +93,12 @@ fn send(p: &BaseProducer, key: &str, value: &str) {
 
 /// The least value of a gauge over its series (`None` while it has none).
 fn least(http: &str, name: &str) -> Option<f64> {
-    let mut s = TcpStream::connect(http).ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    body.lines()
+    scrape(http)
+        .lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
         .filter(|v| *v > 0.0)
         .min_by(f64::total_cmp)
-}
-
-fn metric(http: &str, name: &str) -> f64 {
-    let Ok(mut s) = TcpStream::connect(http) else {
-        return 0.0;
-    };
-    let _ = write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
-    );
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
-}
-
-fn buckets(http: &str, name: &str) -> Vec<(f64, f64)> {
-    let Ok(mut s) = TcpStream::connect(http) else {
-        return vec![];
-    };
-    let _ = write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
-    );
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    let prefix = format!("{name}_bucket{{le=\"");
-    body.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix(&prefix)?;
-            let (le, v) = rest.split_once("\"} ")?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, v.parse().ok()?))
-        })
-        .collect()
-}
-
-/// The upper bound of the bucket holding quantile `q` (as Prometheus would interpolate, the
-/// bound is the conservative answer).
-fn bucket_quantile(b: &[(f64, f64)], q: f64) -> f64 {
-    let total = b.last().map_or(0.0, |x| x.1);
-    b.iter()
-        .find(|(_, c)| *c >= q * total)
-        .map_or(f64::NAN, |x| x.0)
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -316,34 +236,16 @@ fn main() {
     let rate = env_num("RATE", 20_000);
     let secs = env_num("SECS", 20);
 
-    let mut broker = Command::new(env!("CARGO_BIN_EXE_momentd-mock-broker"))
-        .args([
-            format!("{INPUT}:{}", partitions()),
-            format!("{OUTPUT}:{}", partitions()),
-            "hr.interactions.dlq:1".into(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("mock broker");
-    let mut line = String::new();
-    let mut answers = BufReader::new(broker.stdout.take().unwrap());
-    answers.read_line(&mut line).unwrap();
-    let bootstrap = line.trim().trim_start_matches("bootstrap=").to_string();
-    let mut commands = broker.stdin.take().unwrap();
-    let _broker = Proc(broker);
+    let (_broker, bootstrap, mut create_topic) = mock_broker(&[
+        format!("{INPUT}:{}", partitions()),
+        format!("{OUTPUT}:{}", partitions()),
+        "hr.interactions.dlq:1".into(),
+    ]);
     // The state changelog is on unless CHANGELOG=0; each round's group gets its own topic
     // (the mock cluster cannot create topics for the daemon).
     let changelog = env_num("CHANGELOG", 1) != 0;
     // So is the repartition stage, unless REPARTITION=0.
     let repartition = changelog && env_num("REPARTITION", 1) != 0;
-    let mut create_topic = |name: &str, n: i32| {
-        writeln!(commands, "create {name} {n}").unwrap();
-        commands.flush().unwrap();
-        let mut a = String::new();
-        answers.read_line(&mut a).unwrap();
-        assert_eq!(a.trim(), "ok", "creating {name}");
-    };
 
     // The stream: `momentd simulate`'s workforce over `days` (everyday behaviour, injected
     // patterns, duplicates, malformed records), in event-time order.

@@ -1,0 +1,112 @@
+//! What the daemon and soak benches share: the mock broker in its own process, child processes
+//! that die with the bench, and readings of a daemon's /metrics and a process's memory.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// `momentd-mock-broker` with `topics` (`NAME:PARTITIONS`): the process, its bootstrap
+/// address, and a function that creates a topic through its command line.
+pub fn mock_broker(topics: &[String]) -> (Proc, String, impl FnMut(&str, i32)) {
+    let mut broker = Command::new(env!("CARGO_BIN_EXE_momentd-mock-broker"))
+        .args(topics)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mock broker");
+    let mut line = String::new();
+    let mut answers = BufReader::new(broker.stdout.take().unwrap());
+    answers.read_line(&mut line).unwrap();
+    let bootstrap = line.trim().trim_start_matches("bootstrap=").to_string();
+    let mut commands = broker.stdin.take().unwrap();
+    let create = move |name: &str, n: i32| {
+        writeln!(commands, "create {name} {n}").unwrap();
+        commands.flush().unwrap();
+        let mut a = String::new();
+        answers.read_line(&mut a).unwrap();
+        assert_eq!(a.trim(), "ok", "creating {name}");
+    };
+    (Proc(broker), bootstrap, create)
+}
+
+/// The body of a daemon's /metrics (empty when it does not answer).
+pub fn scrape(http: &str) -> String {
+    let Ok(mut s) = TcpStream::connect(http) else {
+        return String::new();
+    };
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
+    );
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
+}
+
+/// The sum of every series of `name`.
+pub fn metric(http: &str, name: &str) -> f64 {
+    scrape(http)
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// The cumulative buckets (upper bound, count) of histogram `name`.
+pub fn buckets(http: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    scrape(http)
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (le, v) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The upper bound of the bucket holding quantile `q` (as Prometheus would interpolate, the
+/// bound is the conservative answer).
+pub fn bucket_quantile(b: &[(f64, f64)], q: f64) -> f64 {
+    let total = b.last().map_or(0.0, |x| x.1);
+    b.iter()
+        .find(|(_, c)| *c >= q * total)
+        .map_or(f64::NAN, |x| x.0)
+}
+
+/// A process's memory figure from /proc (`VmRSS`, `VmHWM` — the peak), in MiB.
+pub fn vm_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}

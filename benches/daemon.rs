@@ -160,10 +160,7 @@ fn run_momentd(
     changelog: bool,
     repartition: bool,
 ) -> (Proc, String, f64, f64, f64, f64) {
-    let http = format!("127.0.0.1:{}", {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    });
+    let http = format!("127.0.0.1:{}", free_port());
     let daemon = Command::new(env!("CARGO_BIN_EXE_momentd"))
         .args(["run", "--config", "config/momentd.toml"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -196,8 +193,9 @@ fn run_momentd(
     let mut cpu0 = cpu();
     loop {
         let c = consumed(&http);
-        if c == 0.0 {
-            // Up (or starting), nothing consumed yet: what an idle daemon holds.
+        if idle_rss == 0.0 && !scrape(&http).is_empty() {
+            // The first moment /metrics answers: started, before the backlog is read (the
+            // assignment and its first fetches come after; the prefetch is in the bound).
             idle_rss = vm_mib(pid, "VmRSS");
         }
         if c > 0.0 && first.is_none() {

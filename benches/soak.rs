@@ -7,9 +7,9 @@
 //! table; at the end, each column's trend over the minutes after the warm-up.
 //!
 //! The load: `momentd::synth::everyday` for `EMPLOYEES` (50,000) people, one week generated and
-//! replayed week after week with its times moved on (about a simulated day every five seconds,
-//! ending near now, so `run`'s future guard takes every event) — the state reaches its steady
-//! size (every window full) within the warm-up.
+//! replayed week after week with its times moved on (event time runs far faster than wall
+//! time: a simulated day every few seconds), ending near now so that `run`'s future guard takes
+//! every event.
 //!
 //! Run: `cargo bench --bench soak` (takes `SOAK_MINUTES` + about a minute).
 
@@ -215,12 +215,15 @@ fn main() {
             // The second instance joins, or leaves, every `every` minutes.
             if minute % every == 0 && minute < minutes {
                 match b.take() {
-                    Some(p) => {
+                    Some(mut p) => {
+                        // SIGTERM: it leaves the group as an operator's rollout would; waited
+                        // for on a thread of its own, so the load does not pause.
                         let _ = std::process::Command::new("kill")
                             .arg(p.0.id().to_string())
                             .status();
-                        std::thread::sleep(Duration::from_secs(3));
-                        drop(p);
+                        std::thread::spawn(move || {
+                            let _ = p.0.wait();
+                        });
                         last[1].clear();
                     }
                     None => b = Some(daemon(&bootstrap, &http_b)),
@@ -242,7 +245,15 @@ fn main() {
     };
     for (name, ys) in [
         ("RSS", column(&|r| r.1)),
-        ("consumer lag", column(&|r| r.2 as f64)),
+        // (A minute whose lag could not be read, -1, is left out.)
+        (
+            "consumer lag",
+            after
+                .iter()
+                .filter(|r| r.2 >= 0)
+                .map(|r| r.2 as f64)
+                .collect(),
+        ),
         ("p99 latency", column(&|r| r.3)),
     ] {
         let n = ys.len();

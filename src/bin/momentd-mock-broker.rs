@@ -16,6 +16,8 @@
 //!   its prefix: `REQUEST_TIMED_OUT`, `NOT_LEADER_FOR_PARTITION`, `NOT_COORDINATOR`, …).
 //! * `broker-errors BROKER API_KEY ERROR_NAME COUNT` — the same, for the next COUNT requests
 //!   of that API to one broker (with `leader`, a fault aimed at the topics that broker leads).
+//!   Once set, that broker's errors for the API come from its own list only: a later
+//!   `errors` for the same API no longer reaches it (librdkafka's mock keeps one or the other).
 //! * `errors-left BROKER API_KEY` — answers `ok N`: how many of the errors set for that broker
 //!   and API are still to come (a test's proof that its fault met requests).
 //! * `leader TOPIC PARTITION BROKER` — moves the partition's leader (`-1`: none).
@@ -39,7 +41,8 @@ SIGTERM. Commands, one a line on stdin, each answered `ok` or `error: ...` on on
                                       (REQUEST_TIMED_OUT, NOT_LEADER_FOR_PARTITION,
                                       NOT_COORDINATOR, ...)
   broker-errors BROKER API_KEY ERROR_NAME COUNT
-                                      the same, for requests to that broker only
+                                      the same, for requests to that broker only (after
+                                      it, `errors` for that API no longer reach the broker)
   errors-left BROKER API_KEY          answers `ok N`: how many of those are still to come
   leader TOPIC PARTITION BROKER       move the partition's leader (-1: none)
   coordinator group GROUP BROKER      move the group's coordinator";

@@ -372,47 +372,21 @@ fn fixture(format: u8) -> std::path::PathBuf {
         .join(format!("tests/fixtures/changelog-v{format}"))
 }
 
+/// The fixtures' framing is the fuzz targets' (`crate::fuzzing::frame`).
 fn write_records(path: &std::path::Path, log: &[Record]) {
-    let mut b = Vec::new();
-    for r in log {
-        b.extend((r.key.len() as u32).to_le_bytes());
-        b.extend(&r.key);
-        match &r.value {
-            Some(v) => {
-                b.extend((v.len() as i32).to_le_bytes());
-                b.extend(v);
-            }
-            None => b.extend((-1i32).to_le_bytes()),
-        }
-    }
+    let b = crate::fuzzing::frame(log.iter().map(|r| (r.key.as_slice(), r.value.as_deref())));
     std::fs::write(path, b).unwrap();
 }
 
 fn read_records(path: &std::path::Path) -> Vec<Record> {
     let b = std::fs::read(path).expect("the fixture exists");
-    let mut out = Vec::new();
-    let mut rest = b.as_slice();
-    let mut take = |n: usize| {
-        let (head, tail) = rest.split_at(n);
-        rest = tail;
-        head.to_vec()
-    };
-    for _ in 0..b.len() {
-        let kl = u32::from_le_bytes(take(4).try_into().unwrap()) as usize;
-        let key = take(kl);
-        let vl = i32::from_le_bytes(take(4).try_into().unwrap());
-        let value = (vl >= 0).then(|| take(vl as usize));
-        out.push(Record { key, value });
-        if out
-            .iter()
-            .map(|r| 8 + r.key.len() + r.value.as_ref().map_or(0, Vec::len))
-            .sum::<usize>()
-            >= b.len()
-        {
-            break;
-        }
-    }
-    out
+    crate::fuzzing::records(&b)
+        .into_iter()
+        .map(|(key, value)| Record {
+            key: key.to_vec(),
+            value: value.map(<[u8]>::to_vec),
+        })
+        .collect()
 }
 
 #[test]

@@ -9,7 +9,7 @@ use crate::time::Ts;
 /// grows with the history actually seen, up to `len` days: an employee with a week of history
 /// holds a week of counts, not the whole window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(from = "StoredRing")]
+#[serde(try_from = "StoredRing")]
 pub struct DayRing {
     last_day: i32,
     /// The total over every day the ring holds (an empty ring answers every sum at once).
@@ -24,7 +24,8 @@ pub struct DayRing {
 /// A ring as stored (the same fields): read back from a changelog, its invariants are made to
 /// hold again — at most `len` days, at least one, and a total that is the sum of its days —
 /// so corrupt bytes that still decode cannot make the arithmetic overflow (found by fuzzing
-/// the changelog).
+/// the changelog). A ring of more days than a `u32` total can sum is refused: the state does
+/// not decode, and is counted as corrupt.
 #[derive(Deserialize)]
 struct StoredRing {
     last_day: i32,
@@ -34,24 +35,25 @@ struct StoredRing {
     counts: Vec<u16>,
 }
 
-impl From<StoredRing> for DayRing {
-    fn from(r: StoredRing) -> DayRing {
+impl TryFrom<StoredRing> for DayRing {
+    type Error = String;
+
+    fn try_from(r: StoredRing) -> Result<DayRing, String> {
         let len = r.len.max(1);
         let mut counts = r.counts;
         if counts.len() > len as usize {
             counts.drain(..counts.len() - len as usize);
         }
-        let total = counts
-            .iter()
-            .map(|&c| c as u64)
-            .sum::<u64>()
-            .min(u32::MAX as u64) as u32;
-        DayRing {
+        if counts.len() > (u32::MAX / u16::MAX as u32) as usize {
+            return Err(format!("a ring of {} days", counts.len()));
+        }
+        let total = counts.iter().map(|&c| c as u32).sum();
+        Ok(DayRing {
             last_day: r.last_day,
             total,
             len,
             counts,
-        }
+        })
     }
 }
 

@@ -500,6 +500,8 @@ pub fn produce(bootstrap: &str, topic: &str, records: &[Input]) {
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
         .set("message.max.bytes", "10000000")
+        // (Fault tests take brokers down while chunks are produced: reconnect soon after.)
+        .set("reconnect.backoff.max.ms", "1000")
         .create()
         .unwrap();
     for (key, value, headers) in records {
@@ -524,7 +526,7 @@ pub fn produce(bootstrap: &str, topic: &str, records: &[Input]) {
         }
         p.poll(Duration::ZERO);
     }
-    p.flush(Duration::from_secs(30)).expect("produced");
+    p.flush(Duration::from_secs(120)).expect("produced");
 }
 
 /// JSON lines as input records keyed by their employee_id.

@@ -10,27 +10,21 @@
 //! `EMPLOYEES=100000,1000000` (the default) chooses the sizes. Each ends with a line
 //! `restore: N employees in S s (R employees/s), X of the plain read`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+#[path = "support.rs"]
+mod support;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+use support::*;
 
 /// The daemon's allocator, so the in-process figures are the daemon's.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Employees' changelog records (key, value) of a 90-day history, and the clock record of
 /// their checkpoint (every partition of the bench gets one: a restore takes the deadlines the
@@ -65,52 +59,17 @@ fn template() -> (Vec<(Vec<u8>, Vec<u8>)>, (Vec<u8>, Vec<u8>)) {
     (employees, clock)
 }
 
-fn get(http: &str, path: &str) -> Option<(u16, String)> {
-    use std::io::Read;
-    let mut s = TcpStream::connect(http).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let status = buf.split(' ').nth(1)?.parse().ok()?;
-    Some((status, buf.split_once("\r\n\r\n")?.1.to_string()))
-}
-
-fn metric(http: &str, name: &str) -> f64 {
-    get(http, "/metrics").map_or(0.0, |(_, body)| {
-        body.lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-            .sum()
-    })
-}
-
 fn run(employees: usize, template: &[(Vec<u8>, Vec<u8>)], clock: &(Vec<u8>, Vec<u8>)) {
     // Some 8,000 records a partition: about 3 MB, inside the mock's per-partition limit.
     let partitions = employees.div_ceil(8_000).max(1) as i32;
     let changelog = format!("bench-restore-{employees}-state-changelog");
     let group = format!("bench-restore-{employees}");
-    let mut broker = Command::new(env!("CARGO_BIN_EXE_momentd-mock-broker"))
-        .args([
-            format!("hr.interactions:{partitions}"),
-            format!("{changelog}:{partitions}"),
-            "hr.triggers:1".into(),
-            "hr.interactions.dlq:1".into(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("mock broker");
-    let mut line = String::new();
-    BufReader::new(broker.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let bootstrap = line.trim().trim_start_matches("bootstrap=").to_string();
-    let _broker = Proc(broker);
+    let (_broker, bootstrap, _) = mock_broker(&[
+        format!("hr.interactions:{partitions}"),
+        format!("{changelog}:{partitions}"),
+        "hr.triggers:1".into(),
+        "hr.interactions.dlq:1".into(),
+    ]);
 
     // Fill the changelog.
     let p: BaseProducer = ClientConfig::new()
@@ -195,10 +154,7 @@ fn run(employees: usize, template: &[(Vec<u8>, Vec<u8>)], clock: &(Vec<u8>, Vec<
     eprintln!("restore bench: plain consumer read {employees} records in {plain:.2} s");
 
     // momentd run: from its start to /readyz 200 (every partition restored).
-    let http = format!("127.0.0.1:{}", {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    });
+    let http = format!("127.0.0.1:{}", free_port());
     let log = std::env::temp_dir().join(format!("momentd-restore-bench-{employees}.log"));
     let t_start_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -236,18 +192,10 @@ fn run(employees: usize, template: &[(Vec<u8>, Vec<u8>)], clock: &(Vec<u8>, Vec<
     let ready = t0.elapsed().as_secs_f64();
     let restored = metric(&http, "momentd_changelog_records_restored_total");
     let tracked = metric(&http, "momentd_tracked_employees");
-    let rss = std::fs::read_to_string(format!("/proc/{}/status", _daemon.0.id()))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0);
+    let rss = vm_mib(_daemon.0.id(), "VmRSS");
     eprintln!(
-        "restore bench: momentd run ready after {ready:.2} s ({} to serve HTTP), {restored} records restored, {tracked} employees tracked (gauges lag a tick), RSS {:.0} MB",
+        "restore bench: momentd run ready after {ready:.2} s ({} to serve HTTP), {restored} records restored, {tracked} employees tracked (gauges lag a tick), RSS {rss:.0} MiB",
         live_at.map_or("-".into(), |t| format!("{t:.2} s")),
-        rss / 1024.0
     );
     assert_eq!(
         restored as usize,

@@ -1,4 +1,4 @@
-//! What the daemon and soak benches share: the mock broker in its own process, child processes
+//! What the daemon, soak and restore benches share: the mock broker in its own process, child processes
 //! that die with the bench, and readings of a daemon's /metrics and a process's memory.
 #![allow(dead_code)]
 
@@ -51,18 +51,25 @@ pub fn mock_broker(topics: &[String]) -> (Proc, String, impl FnMut(&str, i32)) {
     (Proc(broker), bootstrap, create)
 }
 
+/// A GET of `path` from a daemon's HTTP server: the status and the body.
+pub fn get(http: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(http).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split(' ').nth(1)?.parse().ok()?;
+    Some((status, buf.split_once("\r\n\r\n")?.1.to_string()))
+}
+
 /// The body of a daemon's /metrics (empty when it does not answer).
 pub fn scrape(http: &str) -> String {
-    let Ok(mut s) = TcpStream::connect(http) else {
-        return String::new();
-    };
-    let _ = write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
-    );
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body
+    get(http, "/metrics").map(|x| x.1).unwrap_or_default()
 }
 
 /// The sum of every series of `name`.

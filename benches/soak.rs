@@ -31,6 +31,8 @@ const INPUT: &str = "hr.interactions";
 /// partitions that a rebalance's pause does not outlast what the topic keeps.
 const PARTITIONS: i32 = 24;
 const GROUP: &str = "soak";
+/// The input events the daemons consumed (a prefix of the series).
+const CONSUMED: &str = "momentd_events_consumed_total{topic=\"hr.interactions\"";
 
 /// The group's lag on the input: end offsets minus committed offsets, summed.
 fn lag(c: &BaseConsumer) -> Option<i64> {
@@ -59,7 +61,14 @@ fn daemon(bootstrap: &str, http: &str) -> Proc {
             .env("MOMENTD__KAFKA__GROUP_ID", GROUP)
             .env("MOMENTD__KAFKA__CREATE_TOPICS", "false")
             .env("MOMENTD__HTTP__LISTEN", http)
-            .env("MOMENTD__KAFKA__CLIENT__FETCH_WAIT_MAX_MS", "5")
+            .env(
+                "MOMENTD__KAFKA__CLIENT__FETCH_WAIT_MAX_MS",
+                std::env::var("FETCH_WAIT_MS").unwrap_or_else(|_| "5".into()),
+            )
+            .env(
+                "MOMENTD__KAFKA__CLIENT__LINGER_MS",
+                std::env::var("DAEMON_LINGER_MS").unwrap_or_else(|_| "5".into()),
+            )
             // The mock cluster holds every rebalance of a group that is up for the session
             // timeout less a second (`rd_kafka_mock_cgrp_classic_rebalance`), where a broker
             // moves on once every member has rejoined: at librdkafka's 45 s default a join or
@@ -182,6 +191,9 @@ fn main() {
     let began = Instant::now();
     let mut sent: u64 = 0;
     let mut next_sample = began + Duration::from_secs(60);
+    // SOAK_TRACE=1: every 10 s, what was sent, the lag, and what each instance consumed.
+    let trace = std::env::var("SOAK_TRACE").is_ok();
+    let mut next_trace = began + Duration::from_secs(10);
     let mut minute = 0;
     let mut last = [Vec::new(), Vec::new()];
     let mut rows: Vec<(u64, f64, i64, f64)> = Vec::new();
@@ -208,6 +220,16 @@ fn main() {
             sent += 1;
         }
         producer.poll(Duration::ZERO);
+        if trace && Instant::now() >= next_trace {
+            next_trace += Duration::from_secs(10);
+            eprintln!(
+                "trace {:>4}s sent {sent} lag {} consumed A {} B {}",
+                began.elapsed().as_secs(),
+                lag(&watcher).unwrap_or(-1),
+                metric(&http_a, CONSUMED),
+                b.as_ref().map_or(0.0, |_| metric(&http_b, CONSUMED)),
+            );
+        }
         if Instant::now() >= next_sample {
             minute += 1;
             next_sample += Duration::from_secs(60);

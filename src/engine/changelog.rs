@@ -846,14 +846,6 @@ fn key_of(k: &[u8]) -> Result<(u8, u128), RecordError> {
 }
 
 impl Restorer {
-    /// Room for about `records` records (the partition's offset span, read before the
-    /// restore starts): the maps do not grow and rehash while a large partition is read.
-    pub fn with_capacity(records: usize) -> Restorer {
-        let mut r = Restorer::default();
-        r.employees.reserve(records);
-        r
-    }
-
     /// Takes one record (`value: None` for a tombstone).
     pub fn add(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), RecordError> {
         self.records += 1;

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use super::changelog::{Changelog, Staged};
 use super::consumer::Ctx;
 use super::offsets::OffsetTracker;
-use super::output::{deliver, deliver_in_order, Record, Sink};
+use super::output::{deliver, InOrder, Record, Sink};
 use super::queue::{Fetch, Fetched, Msg, SplitQueue, Waker};
 use crate::engine::changelog::Written;
 use crate::engine::{Engine, Keys, Output};
@@ -307,11 +307,14 @@ pub struct PartitionTask {
     /// With the repartition topic: per event input, the contributions of the messages
     /// processed since they were last sent, and the first of those messages' offset.
     contributions: Vec<(Vec<(Contribution, crate::engine::stage::From)>, Option<i64>)>,
-    /// Taken by each group of repartition records while it is delivered, in the order the
-    /// groups were pushed (the lock is fair): one group's records all reach their partitions
-    /// before the next group's, failures re-sent in order — a watermark never overtakes the
-    /// contributions it covers, nor a batch of contributions an earlier one.
-    repartition_order: Arc<tokio::sync::Mutex<()>>,
+    /// Delivers the groups of repartition records in the order they were pushed: one
+    /// group's records all reach their partitions before the next group's, failures re-sent
+    /// in order — a watermark never overtakes the contributions it covers, nor a batch of
+    /// contributions an earlier one.
+    repartition_out: Arc<InOrder>,
+    /// The same for the checkpoints' changelog records (with a changelog): a record sent
+    /// again after a failure never lands after a later checkpoint's record of the same key.
+    changelog_out: Option<Arc<InOrder>>,
     /// The population's last closed day as the reader moves it (with the population topic).
     population_closed: Option<tokio::sync::watch::Receiver<Option<i64>>>,
     /// The day the task waits for the population to close before it takes more input (its
@@ -357,7 +360,11 @@ impl PartitionTask {
             said_empty: false,
             started: Instant::now(),
             contributions: (0..events).map(|_| (Vec::new(), None)).collect(),
-            repartition_order: Arc::default(),
+            repartition_out: InOrder::new(shared.sink.producer.clone()),
+            changelog_out: shared
+                .changelog
+                .as_ref()
+                .map(|c| InOrder::new(c.producer.clone())),
             population_closed: shared.population.as_ref().map(|p| p.closed.clone()),
             population_wait: None,
             shared,
@@ -672,13 +679,12 @@ impl PartitionTask {
             let Some(s) = self.staged.pop_front() else {
                 break;
             };
-            let producer = self
-                .shared
-                .changelog
-                .as_ref()
-                .map_or_else(|| self.shared.sink.producer.clone(), |c| c.producer.clone());
+            let Some(out) = &self.changelog_out else {
+                break;
+            };
+            let delivered = out.send(s.records);
             self.sending.push_back(Box::pin(async move {
-                deliver_in_order(&producer, &s.records).await;
+                delivered.await;
                 (s.through, s.written)
             }));
         }
@@ -1255,12 +1261,7 @@ impl PartitionTask {
 
     /// Delivers repartition records in order, after every group of them pushed before.
     fn deliver_repartition(&self, records: Vec<Record>) -> BoxFuture<'static, ()> {
-        let producer = self.shared.sink.producer.clone();
-        let order = Arc::clone(&self.repartition_order);
-        Box::pin(async move {
-            let _turn = order.lock().await;
-            deliver_in_order(&producer, &records).await;
-        })
+        self.repartition_out.send(records)
     }
 
     /// Records of the repartition topic taken from its own queue.

@@ -63,11 +63,11 @@ fn daemon(bootstrap: &str, http: &str) -> Proc {
             .env("MOMENTD__HTTP__LISTEN", http)
             .env(
                 "MOMENTD__KAFKA__CLIENT__FETCH_WAIT_MAX_MS",
-                std::env::var("FETCH_WAIT_MS").unwrap_or_else(|_| "5".into()),
+                env_or("FETCH_WAIT_MS", "5"),
             )
             .env(
                 "MOMENTD__KAFKA__CLIENT__LINGER_MS",
-                std::env::var("DAEMON_LINGER_MS").unwrap_or_else(|_| "5".into()),
+                env_or("DAEMON_LINGER_MS", "5"),
             )
             // The mock cluster holds every rebalance of a group that is up for the session
             // timeout less a second (`rd_kafka_mock_cgrp_classic_rebalance`), where a broker
@@ -78,12 +78,9 @@ fn daemon(bootstrap: &str, http: &str) -> Proc {
             .env("MOMENTD__KAFKA__CLIENT__SESSION_TIMEOUT_MS", "6000")
             .env(
                 "MOMENTD__KAFKA__COMMIT_INTERVAL",
-                std::env::var("COMMIT_INTERVAL").unwrap_or_else(|_| "1s".into()),
+                env_or("COMMIT_INTERVAL", "1s"),
             )
-            .env(
-                "RUST_LOG",
-                std::env::var("SOAK_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", env_or("SOAK_LOG", "warn"))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -174,10 +171,7 @@ fn main() {
         // 20,000 events/s over 24 partitions, librdkafka's default 5 ms linger makes batches
         // of ~4 events, thousands per partition to walk on every fetch. Larger batches keep
         // the broker's cost out of what is measured.
-        .set(
-            "linger.ms",
-            std::env::var("LINGER_MS").unwrap_or_else(|_| "50".into()),
-        )
+        .set("linger.ms", env_or("LINGER_MS", "50"))
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .unwrap();

@@ -15,6 +15,11 @@ impl Drop for Proc {
     }
 }
 
+/// The environment variable `name`, or `default`.
+pub fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.into())
+}
+
 pub fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()

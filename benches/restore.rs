@@ -64,7 +64,8 @@ fn run(employees: usize, template: &[(Vec<u8>, Vec<u8>)], clock: &(Vec<u8>, Vec<
     let partitions = employees.div_ceil(8_000).max(1) as i32;
     let changelog = format!("bench-restore-{employees}-state-changelog");
     let group = format!("bench-restore-{employees}");
-    let (_broker, bootstrap, _) = mock_broker(&[
+    // The broker serves while its stdin is open: `_create` holds it (a bare `_` would drop it).
+    let (_broker, bootstrap, _create) = mock_broker(&[
         format!("hr.interactions:{partitions}"),
         format!("{changelog}:{partitions}"),
         "hr.triggers:1".into(),

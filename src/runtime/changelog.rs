@@ -129,7 +129,11 @@ impl Changelog {
             // Kafka Streams restores read-uncommitted too: the end offset found at the start
             // is the bound, and a transaction left open must not hold the restore back.
             .set("isolation.level", "read_uncommitted")
-            .set("auto.offset.reset", "earliest");
+            .set("auto.offset.reset", "earliest")
+            // Each restoring partition has its own (split) queue, and librdkafka's prefetch
+            // bound applies per queue: its default 64 MiB × the restores at once stayed in
+            // the process after they ended. 4 MiB keeps a fetch or two ahead of the decoder.
+            .set("queued.max.messages.kbytes", "4096");
         c.create()
     }
 

@@ -417,10 +417,12 @@ impl From<Value1> for Parsed<'_> {
 }
 
 fn encode(v: &ValueRef<'_>) -> Vec<u8> {
-    let mut out = vec![FORMAT];
+    // The format byte, then the value serialized after it in the same vector (an employee's
+    // record is some hundreds of bytes: reserved once, not grown from nothing).
+    let mut out = Vec::with_capacity(256);
+    out.push(FORMAT);
     // Serializing owned, finite values into a vector cannot fail.
-    out.extend(postcard::to_allocvec(v).unwrap_or_default());
-    out
+    postcard::to_extend(v, out).unwrap_or_else(|_| vec![FORMAT])
 }
 
 /// Why a changelog record could not be read.
@@ -639,6 +641,8 @@ impl Engine {
             });
         }
         let experiments = &self.ctx.rules.experiment_list;
+        // One buffer for every employee's state bytes (copied into its record's value).
+        let mut scratch = Vec::new();
         for slot in std::mem::take(&mut self.dirty) {
             let Some(sl) = self.slots.get_mut(slot as usize) else {
                 continue;
@@ -654,8 +658,12 @@ impl Engine {
                 .collect();
             w.employees += 1;
             let (bytes, due) = match &sl.packed {
-                Some(b) => (std::borrow::Cow::Borrowed(&b[..]), sl.due),
-                None => (std::borrow::Cow::Owned(sl.state.to_bytes()), sl.dues.min()),
+                Some(b) => (&b[..], sl.due),
+                None => {
+                    scratch.clear();
+                    scratch = sl.state.write_bytes(std::mem::take(&mut scratch));
+                    (&scratch[..], sl.dues.min())
+                }
             };
             out.push(Record {
                 key: key(EMPLOYEE, sl.key),
@@ -667,7 +675,7 @@ impl Engine {
                     seen_day: sl.state.seen_day,
                     due,
                     dues: self.dues_version,
-                    state: &bytes,
+                    state: bytes,
                 })),
             });
         }

@@ -233,7 +233,13 @@ impl EmployeeState {
 
     /// The serialized form (postcard): what a changelog record would hold.
     pub fn to_bytes(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).unwrap_or_default()
+        self.write_bytes(Vec::new())
+    }
+
+    /// [`to_bytes`](Self::to_bytes) appended to `buf` (a checkpoint reuses one buffer).
+    pub fn write_bytes(&self, buf: Vec<u8>) -> Vec<u8> {
+        // Serializing owned, finite values into a vector cannot fail.
+        postcard::to_extend(self, buf).unwrap_or_default()
     }
 
     pub fn from_bytes(b: &[u8]) -> Option<EmployeeState> {

@@ -675,11 +675,12 @@ impl PartitionTask {
     /// idempotent and the records go to one partition, so they are persisted in order; a
     /// failed delivery re-sends from the failed record on, see `deliver_in_order`.)
     fn send_staged(&mut self) {
+        // (Checkpoints are staged only with a changelog.)
+        let Some(out) = &self.changelog_out else {
+            return;
+        };
         while self.staged.front().is_some_and(|s| s.after <= self.acked) {
             let Some(s) = self.staged.pop_front() else {
-                break;
-            };
-            let Some(out) = &self.changelog_out else {
                 break;
             };
             let delivered = out.send(s.records);

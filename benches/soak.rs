@@ -190,9 +190,9 @@ fn main() {
     let mut next_trace = began + Duration::from_secs(10);
     let mut minute = 0;
     let mut last = [Vec::new(), Vec::new()];
-    let mut rows: Vec<(u64, f64, i64, f64)> = Vec::new();
-    println!("minute | instances | RSS A (MiB) | consumer lag (messages) | p99 latency (ms) | events sent");
-    println!("---|---|---|---|---|---");
+    let mut rows: Vec<(u64, f64, i64, f64, f64)> = Vec::new();
+    println!("minute | instances | RSS A (MiB) | of it lazily freed | consumer lag (messages) | p99 latency (ms) | events sent");
+    println!("---|---|---|---|---|---|---");
     // Until the last minute's row is printed.
     while minute < minutes {
         // Produce what is due by now.
@@ -228,6 +228,7 @@ fn main() {
             minute += 1;
             next_sample += Duration::from_secs(60);
             let rss = vm_mib(pid_a, "VmRSS");
+            let lazy = lazy_free_mib(pid_a);
             let lag = lag(&watcher).unwrap_or(-1);
             let mut merged: Vec<(f64, f64)> = Vec::new();
             for (i, http) in [&http_a, &http_b].into_iter().enumerate() {
@@ -244,8 +245,8 @@ fn main() {
             merged.sort_by(|x, y| x.0.total_cmp(&y.0));
             let p99 = bucket_quantile(&merged, 0.99) * 1000.0;
             let instances = 1 + b.is_some() as u8;
-            println!("{minute} | {instances} | {rss:.0} | {lag} | {p99:.0} | {sent}");
-            rows.push((minute, rss, lag, p99));
+            println!("{minute} | {instances} | {rss:.0} | {lazy:.0} | {lag} | {p99:.0} | {sent}");
+            rows.push((minute, rss, lag, p99, lazy));
             // The second instance joins, or leaves, every `every` minutes.
             if minute % every == 0 && minute < minutes {
                 match b.take() {
@@ -273,12 +274,14 @@ fn main() {
 
     // Trends after the warm-up: the slope per minute as a share of the mean, and the last
     // third's mean against the middle third's.
-    let after: Vec<&(u64, f64, i64, f64)> = rows.iter().filter(|r| r.0 > warmup).collect();
-    let column = |f: &dyn Fn(&(u64, f64, i64, f64)) -> f64| -> Vec<f64> {
-        after.iter().map(|r| f(r)).collect()
-    };
+    type Row = (u64, f64, i64, f64, f64);
+    let after: Vec<&Row> = rows.iter().filter(|r| r.0 > warmup).collect();
+    let column = |f: &dyn Fn(&Row) -> f64| -> Vec<f64> { after.iter().map(|r| f(r)).collect() };
     for (name, ys) in [
         ("RSS", column(&|r| r.1)),
+        // What the process holds: RSS less the pages mimalloc gave back lazily (MADV_FREE,
+        // see `tune_allocator` in main.rs), which the kernel takes back when it needs them.
+        ("RSS held (less lazily freed)", column(&|r| r.1 - r.4)),
         // (A minute whose lag could not be read, -1, is left out.)
         (
             "consumer lag",

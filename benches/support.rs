@@ -115,7 +115,20 @@ pub fn bucket_quantile(b: &[(f64, f64)], q: f64) -> f64 {
 
 /// A process's memory figure from /proc (`VmRSS`, `VmHWM` — the peak), in MiB.
 pub fn vm_mib(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    kb_field_mib(&format!("/proc/{pid}/status"), field)
+}
+
+/// Of a process's RSS, the pages its allocator gave back with `MADV_FREE` (`LazyFree` in
+/// `/proc/PID/smaps_rollup`), MiB: still counted in RSS until the kernel needs them, then
+/// reclaimed without a write-back (cgroup v2 counts them as inactive file pages, outside a
+/// container's working set).
+pub fn lazy_free_mib(pid: u32) -> f64 {
+    kb_field_mib(&format!("/proc/{pid}/smaps_rollup"), "LazyFree")
+}
+
+/// A `Field:   N kB` line of a /proc file, in MiB (0 when absent).
+fn kb_field_mib(path: &str, field: &str) -> f64 {
+    std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))

@@ -418,8 +418,8 @@ impl From<Value1> for Parsed<'_> {
 
 fn encode(v: &ValueRef<'_>) -> Vec<u8> {
     // The format byte, then the value serialized after it in the same vector (an employee's
-    // record is some hundreds of bytes: reserved once, not grown from nothing).
-    let mut out = Vec::with_capacity(256);
+    // record is 300-700 bytes: reserved for most, not grown from nothing).
+    let mut out = Vec::with_capacity(512);
     out.push(FORMAT);
     // Serializing owned, finite values into a vector cannot fail.
     postcard::to_extend(v, out).unwrap_or_else(|_| vec![FORMAT])

@@ -236,9 +236,11 @@ impl EmployeeState {
         self.write_bytes(Vec::new())
     }
 
-    /// [`to_bytes`](Self::to_bytes) appended to `buf` (a checkpoint reuses one buffer).
+    /// [`to_bytes`](Self::to_bytes) appended to `buf` (a checkpoint reuses one buffer, cleared
+    /// before each state).
     pub fn write_bytes(&self, buf: Vec<u8>) -> Vec<u8> {
-        // Serializing owned, finite values into a vector cannot fail.
+        // Serializing owned, finite values into a vector cannot fail (were it to, the result is
+        // empty, as `to_bytes`'s always was).
         postcard::to_extend(self, buf).unwrap_or_default()
     }
 

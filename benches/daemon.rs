@@ -77,6 +77,7 @@ fn producer(bootstrap: &str) -> BaseProducer {
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
+        .set("compression.type", env_or("COMPRESSION", "none"))
         .create()
         .unwrap()
 }
@@ -110,7 +111,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 /// A plain rdkafka consumer that only counts the input topic's messages: msg/s from the first
 /// message to the last.
-fn count_baseline(bootstrap: &str, n: usize, round: usize) -> (f64, f64) {
+fn count_baseline(bootstrap: &str, n: usize, round: usize, broker: u32) -> (f64, f64, Split) {
     // The fetch settings momentd runs with (its default fetch.queue.backoff.ms, and this
     // bench's fetch.wait.max.ms): the same fetcher, only the processing differs.
     let c: BaseConsumer = ClientConfig::new()
@@ -130,6 +131,8 @@ fn count_baseline(bootstrap: &str, n: usize, round: usize) -> (f64, f64) {
     let mut bytes = 0usize;
     let mut first = None;
     let mut cpu0 = cpu();
+    let me = std::process::id();
+    let mut split0 = Split::now(me, broker);
     let mut last = Instant::now();
     while count < n {
         assert!(
@@ -141,6 +144,7 @@ fn count_baseline(bootstrap: &str, n: usize, round: usize) -> (f64, f64) {
             if first.is_none() {
                 first = Some(Instant::now());
                 cpu0 = cpu();
+                split0 = Split::now(me, broker);
             }
             count += 1;
             bytes += m.payload().map_or(0, <[u8]>::len);
@@ -148,7 +152,38 @@ fn count_baseline(bootstrap: &str, n: usize, round: usize) -> (f64, f64) {
     }
     std::hint::black_box(bytes);
     let rate = n as f64 / first.unwrap().elapsed().as_secs_f64();
-    (rate, cores_busy(cpu0, cpu()))
+    (
+        rate,
+        cores_busy(cpu0, cpu()),
+        Split::now(me, broker).since(split0, n as f64),
+    )
+}
+
+/// CPU of the consumer's process and of the mock broker's, together (`now`), or per message
+/// between two readings (`since`), in microseconds: where a phase's CPU went.
+#[derive(Clone, Copy)]
+struct Split {
+    consumer: f64,
+    broker: f64,
+    pids: (u32, u32),
+}
+
+impl Split {
+    fn now(consumer: u32, broker: u32) -> Split {
+        Split {
+            consumer: cpu_secs(consumer),
+            broker: cpu_secs(broker),
+            pids: (consumer, broker),
+        }
+    }
+
+    fn since(self, earlier: Split, n: f64) -> Split {
+        Split {
+            consumer: (self.consumer - earlier.consumer) / n * 1e6,
+            broker: (self.broker - earlier.broker) / n * 1e6,
+            pids: self.pids,
+        }
+    }
 }
 
 /// `momentd run` in a fresh group over the same topic: events/s from the first event consumed
@@ -159,7 +194,8 @@ fn run_momentd(
     round: usize,
     changelog: bool,
     repartition: bool,
-) -> (Proc, String, f64, f64, f64, f64) {
+    broker: u32,
+) -> (Proc, String, f64, f64, f64, f64, Split) {
     let http = format!("127.0.0.1:{}", free_port());
     let daemon = Command::new(env!("CARGO_BIN_EXE_momentd"))
         .args(["run", "--config", "config/momentd.toml"])
@@ -191,6 +227,7 @@ fn run_momentd(
     let mut first = None;
     let mut at_first = 0.0;
     let mut cpu0 = cpu();
+    let mut split0 = Split::now(pid, broker);
     loop {
         let c = consumed(&http);
         if idle_rss == 0.0 && !scrape(&http).is_empty() {
@@ -203,6 +240,7 @@ fn run_momentd(
             // Counted from here: what was consumed before the first reading is not in the rate.
             at_first = c;
             cpu0 = cpu();
+            split0 = Split::now(pid, broker);
         }
         if c >= n as f64 {
             break;
@@ -223,8 +261,9 @@ fn run_momentd(
     }
     let rate = (n as f64 - at_first) / first.unwrap().elapsed().as_secs_f64();
     let cores = cores_busy(cpu0, cpu());
+    let split = Split::now(pid, broker).since(split0, n as f64 - at_first);
     let triggers = metric(&http, "momentd_triggers_total");
-    (proc_, http, rate, cores, triggers, idle_rss)
+    (proc_, http, rate, cores, triggers, idle_rss, split)
 }
 
 fn main() {
@@ -234,7 +273,7 @@ fn main() {
     let rate = env_num("RATE", 20_000);
     let secs = env_num("SECS", 20);
 
-    let (_broker, bootstrap, mut create_topic) = mock_broker(&[
+    let (broker, bootstrap, mut create_topic) = mock_broker(&[
         format!("{INPUT}:{}", partitions()),
         format!("{OUTPUT}:{}", partitions()),
         "hr.interactions.dlq:1".into(),
@@ -282,7 +321,8 @@ fn main() {
     for round in 0..rounds {
         // The previous round's daemon stops first: idle, it still polls the broker.
         drop(daemon.take());
-        let (base_rate, base_cores) = count_baseline(&bootstrap, n, round);
+        let (base_rate, base_cores, base_split) =
+            count_baseline(&bootstrap, n, round, broker.0.id());
         if changelog {
             create_topic(&format!("bench-run-{round}-state-changelog"), partitions());
         }
@@ -294,9 +334,19 @@ fn main() {
             // (The population topic, with the repartition stage: one partition.)
             create_topic(&format!("bench-run-{round}-population"), 1);
         }
-        let (proc_, http, run_rate, run_cores, triggers, idle_rss) =
-            run_momentd(&bootstrap, n, round, changelog, repartition);
+        let (proc_, http, run_rate, run_cores, triggers, idle_rss, run_split) =
+            run_momentd(&bootstrap, n, round, changelog, repartition, broker.0.id());
         let written = metric(&http, "momentd_changelog_records_written_total");
+        // Which records: employees, groups, waiting contributions, deletions, clocks.
+        let kinds: Vec<String> = scrape(&http)
+            .lines()
+            .filter(|l| l.starts_with("momentd_changelog_records_written_total{"))
+            .filter_map(|l| {
+                let kind = l.split("kind=\"").nth(1)?.split('"').next()?;
+                let v = l.rsplit_once(' ')?.1;
+                (v != "0").then(|| format!("{kind} {v}"))
+            })
+            .collect();
         // Memory under a backlog: the whole stream waited in the topic before this daemon
         // started, over `partitions()` partitions.
         let peak = vm_mib(proc_.0.id(), "VmHWM");
@@ -310,11 +360,16 @@ fn main() {
             peak / bound
         );
         eprintln!(
-            "bench: round {round}: plain consumer counting {base_rate:.0} msg/s ({base_cores:.2} cores busy, {:.2} us CPU a message); momentd run {run_rate:.0} events/s ({run_cores:.2} cores busy, {:.2} us CPU an event; {triggers} triggers acknowledged so far; changelog {}: {written} records, {:.3} per event) = {:.2}",
+            "bench: round {round}: plain consumer counting {base_rate:.0} msg/s ({base_cores:.2} cores busy, {:.2} us CPU a message: consumer {:.2} + broker {:.2}); momentd run {run_rate:.0} events/s ({run_cores:.2} cores busy, {:.2} us CPU an event: momentd {:.2} + broker {:.2}; {triggers} triggers acknowledged so far; changelog {}: {written} records, {:.3} per event: {}) = {:.2}",
             base_cores / base_rate * 1e6,
+            base_split.consumer,
+            base_split.broker,
             run_cores / run_rate * 1e6,
+            run_split.consumer,
+            run_split.broker,
             if changelog { "on" } else { "off" },
             written / n as f64,
+            kinds.join(", "),
             run_rate / base_rate
         );
         base_rates.push(base_rate);

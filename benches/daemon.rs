@@ -40,9 +40,10 @@ fn partitions() -> i32 {
     env_num("PARTITIONS", 24) as i32
 }
 
-/// Busy and total CPU time of the whole machine so far (jiffies, from /proc/stat): how many of
-/// the cores a phase kept busy, broker included.
-fn cpu() -> (u64, u64) {
+/// Busy, total and stolen CPU time of the whole machine so far (jiffies, from /proc/stat): how
+/// many of the cores a phase kept busy, broker included, and how much of the time the
+/// hypervisor gave the cores to other machines (busy includes it).
+fn cpu() -> (u64, u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let v: Vec<u64> = stat
         .lines()
@@ -54,11 +55,11 @@ fn cpu() -> (u64, u64) {
         .collect();
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (total - idle, total)
+    (total - idle, total, v.get(7).copied().unwrap_or(0))
 }
 
 /// Cores busy between two `cpu()` readings.
-fn cores_busy(a: (u64, u64), b: (u64, u64)) -> f64 {
+fn cores_busy(a: (u64, u64, u64), b: (u64, u64, u64)) -> f64 {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     (b.0 - a.0) as f64 / (b.1 - a.1).max(1) as f64 * cores
 }
@@ -165,7 +166,9 @@ fn count_baseline(bootstrap: &str, n: usize, round: usize, broker: u32) -> (f64,
 struct Split {
     consumer: f64,
     broker: f64,
-    pids: (u32, u32),
+    /// The share of the machine's time stolen by the hypervisor (between two readings).
+    steal: f64,
+    machine: (u64, u64, u64),
 }
 
 impl Split {
@@ -173,7 +176,8 @@ impl Split {
         Split {
             consumer: cpu_secs(consumer),
             broker: cpu_secs(broker),
-            pids: (consumer, broker),
+            steal: 0.0,
+            machine: cpu(),
         }
     }
 
@@ -181,7 +185,9 @@ impl Split {
         Split {
             consumer: (self.consumer - earlier.consumer) / n * 1e6,
             broker: (self.broker - earlier.broker) / n * 1e6,
-            pids: self.pids,
+            steal: (self.machine.2 - earlier.machine.2) as f64
+                / (self.machine.1 - earlier.machine.1).max(1) as f64,
+            machine: self.machine,
         }
     }
 }
@@ -228,7 +234,8 @@ fn run_momentd(
     let mut at_first = 0.0;
     let mut cpu0 = cpu();
     let mut split0 = Split::now(pid, broker);
-    loop {
+    let mut prev = (Instant::now(), 0.0);
+    let end = loop {
         let c = consumed(&http);
         if idle_rss == 0.0 && !scrape(&http).is_empty() {
             // The first moment /metrics answers: started, before the backlog is read (the
@@ -243,23 +250,24 @@ fn run_momentd(
             split0 = Split::now(pid, broker);
         }
         if c >= n as f64 {
-            break;
+            // The last event was consumed between the previous reading and this one: the
+            // moment is interpolated (the rate is steady over a reading's 50 ms).
+            let (t1, c1) = prev;
+            let now = Instant::now();
+            break if c > c1 {
+                t1 + now.duration_since(t1).mul_f64((n as f64 - c1) / (c - c1))
+            } else {
+                now
+            };
         }
-        // Each scrape costs the daemon a render of every series (at 100 a second, 7 % of its
-        // CPU in perf): look often only while the end is near, so the instrument does not
-        // slow what it measures. Before the first event and near the end: every 10 ms.
-        let wait = match first {
-            Some(t) if c > at_first => {
-                let rate = (c - at_first) / t.elapsed().as_secs_f64();
-                let eta = (n as f64 - c) / rate;
-                Duration::from_secs_f64(eta / 3.0)
-                    .clamp(Duration::from_millis(10), Duration::from_millis(100))
-            }
-            _ => Duration::from_millis(10),
-        };
-        std::thread::sleep(wait);
-    }
-    let rate = (n as f64 - at_first) / first.unwrap().elapsed().as_secs_f64();
+        prev = (Instant::now(), c);
+        // Each scrape costs the daemon a render of every series (~2 ms of CPU for its ~500
+        // lines: at 100 a second, 7 % of its CPU in perf): read every 50 ms once events flow
+        // and interpolate the end, so the instrument does not slow what it measures. Before
+        // the first event: every 10 ms.
+        std::thread::sleep(Duration::from_millis(if first.is_some() { 50 } else { 10 }));
+    };
+    let rate = (n as f64 - at_first) / end.duration_since(first.unwrap()).as_secs_f64();
     let cores = cores_busy(cpu0, cpu());
     let split = Split::now(pid, broker).since(split0, n as f64 - at_first);
     let triggers = metric(&http, "momentd_triggers_total");
@@ -360,13 +368,15 @@ fn main() {
             peak / bound
         );
         eprintln!(
-            "bench: round {round}: plain consumer counting {base_rate:.0} msg/s ({base_cores:.2} cores busy, {:.2} us CPU a message: consumer {:.2} + broker {:.2}); momentd run {run_rate:.0} events/s ({run_cores:.2} cores busy, {:.2} us CPU an event: momentd {:.2} + broker {:.2}; {triggers} triggers acknowledged so far; changelog {}: {written} records, {:.3} per event: {}) = {:.2}",
+            "bench: round {round}: plain consumer counting {base_rate:.0} msg/s ({base_cores:.2} cores busy, {:.2} us CPU a message: consumer {:.2} + broker {:.2}; {:.0} % stolen); momentd run {run_rate:.0} events/s ({run_cores:.2} cores busy, {:.2} us CPU an event: momentd {:.2} + broker {:.2}; {:.0} % stolen; {triggers} triggers acknowledged so far; changelog {}: {written} records, {:.3} per event: {}) = {:.2}",
             base_cores / base_rate * 1e6,
             base_split.consumer,
             base_split.broker,
+            base_split.steal * 100.0,
             run_cores / run_rate * 1e6,
             run_split.consumer,
             run_split.broker,
+            run_split.steal * 100.0,
             if changelog { "on" } else { "off" },
             written / n as f64,
             kinds.join(", "),

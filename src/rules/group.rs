@@ -7,6 +7,7 @@
 use super::population::{population_detail, scaled, Population, Subject};
 use std::collections::BTreeSet;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use super::presence::{Days, Presence};
@@ -169,8 +170,10 @@ impl Params {
 /// Which group a contribution is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GroupRef {
-    Team(Box<str>),
-    Cohort(Box<str>),
+    /// (Ids are kept inline up to 24 bytes: a contribution is made, sent, read back and
+    /// buffered without allocating for its group.)
+    Team(CompactString),
+    Cohort(CompactString),
     /// Every group (an erasure: each group task forgets the member).
     All,
 }
@@ -190,8 +193,8 @@ pub enum What {
         themes: Vec<u16>,
         negative: bool,
     },
-    TaskStarted(Box<str>),
-    TaskCompleted(Box<str>),
+    TaskStarted(CompactString),
+    TaskCompleted(CompactString),
     /// Forget the member everywhere.
     Erased,
 }
@@ -556,7 +559,12 @@ impl Groups {
                 co.members.saw(emp, day);
                 match &c.what {
                     What::TaskStarted(task_id) => {
-                        let starts = co.tasks.entry(task_id.to_string()).or_default();
+                        if !co.tasks.contains_key(task_id.as_str()) {
+                            co.tasks.insert(task_id.to_string(), Vec::new());
+                        }
+                        let Some(starts) = co.tasks.get_mut(task_id.as_str()) else {
+                            return;
+                        };
                         if !starts.iter().any(|s| s.emp == emp) {
                             starts.push(Start {
                                 emp,
@@ -573,7 +581,7 @@ impl Groups {
                     What::TaskCompleted(task_id) => {
                         if let Some(s) = co
                             .tasks
-                            .get_mut(task_id.as_ref())
+                            .get_mut(task_id.as_str())
                             .and_then(|v| v.iter_mut().find(|s| s.emp == emp))
                         {
                             s.completed = Some(s.completed.map_or(t, |c| c.min(t)));

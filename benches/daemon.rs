@@ -12,7 +12,8 @@
 //! The streams come from `momentd simulate` (everyday behaviour, patterns, duplicates and
 //! malformed records).
 //!
-//! Run: `cargo bench --bench daemon` (EMPLOYEES, DAYS, RATE, SECS change the load).
+//! Run: `cargo bench --bench daemon` (EMPLOYEES, DAYS, RATE, SECS change the load; MOMENTD_BIN
+//! and MOMENTD_DIR run another build of the daemon, with its checkout's configuration).
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -203,9 +204,11 @@ fn run_momentd(
     broker: u32,
 ) -> (Proc, String, f64, f64, f64, f64, Split) {
     let http = format!("127.0.0.1:{}", free_port());
-    let daemon = Command::new(env!("CARGO_BIN_EXE_momentd"))
+    // MOMENTD_BIN and MOMENTD_DIR run another build (an older commit's binary, with its own
+    // checkout's configuration) under the same harness: a same-hour A/B.
+    let daemon = Command::new(env_or("MOMENTD_BIN", env!("CARGO_BIN_EXE_momentd")))
         .args(["run", "--config", "config/momentd.toml"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(env_or("MOMENTD_DIR", env!("CARGO_MANIFEST_DIR")))
         .env("MOMENTD__KAFKA__BROKERS", bootstrap)
         .env("MOMENTD__KAFKA__GROUP_ID", format!("bench-run-{round}"))
         .env("MOMENTD__HTTP__LISTEN", &http)

@@ -192,7 +192,8 @@ pub const MAX_MERGE_WAIT: Duration = Duration::from_secs(1);
 /// Merging: how often a held-back merge looks again (whether the empty input caught up).
 const HOLD_RETRY: Duration = Duration::from_millis(20);
 
-/// Messages taken from an input but not processed yet (merging only).
+/// Messages taken from an input but not processed yet: merging, or held back by the population
+/// barrier.
 enum Buffered {
     Fetched {
         msgs: Fetched,
@@ -814,7 +815,14 @@ impl PartitionTask {
             let received = batch.received.unwrap_or_else(Instant::now);
             let views = batch.views();
             let n = self.process_batch(i, &views, received);
-            self.stash(i, &views[n..], received);
+            let held = n < views.len();
+            drop(views);
+            if held {
+                // The population barrier held the rest back: the batch waits, further on.
+                self.inputs[i]
+                    .buffered
+                    .push_front(Buffered::Polled { batch, done: n });
+            }
             return Pulled {
                 progressed: true,
                 ..Pulled::default()
@@ -972,14 +980,16 @@ impl PartitionTask {
 
     /// Messages taken from the (one) input's queue (errors librdkafka put there are logged:
     /// they are not input and hold no offset).
-    fn process_fetched(&mut self, fetched: &Fetched) {
+    fn process_fetched(&mut self, fetched: &mut Fetched) {
         if fetched.is_empty() {
             return;
         }
         let received = Instant::now();
-        let views: Vec<Msg<'_>> = fetched
+        // The views, with each one's place among the fetched (errors are not views).
+        let (views, places): (Vec<Msg<'_>>, Vec<usize>) = fetched
             .iter()
-            .filter_map(|f| {
+            .enumerate()
+            .filter_map(|(k, f)| {
                 f.map_err(|e| {
                     tracing::warn!(
                         topic = %self.inputs[0].topic, partition = self.partition, error = %e,
@@ -987,25 +997,21 @@ impl PartitionTask {
                     )
                 })
                 .ok()
+                .map(|m| (m, k))
             })
-            .collect();
+            .unzip();
         let n = self.process_batch(0, &views, received);
-        self.stash(0, &views[n..], received);
-    }
-
-    /// Messages of input `i` the population barrier held back: copied into its buffer, to
-    /// go first once the population has closed the day.
-    fn stash(&mut self, i: usize, rest: &[Msg<'_>], received: Instant) {
-        if rest.is_empty() {
-            return;
+        let held = places.get(n).copied();
+        drop(views);
+        if let Some(done) = held {
+            // The population barrier held the rest back: kept as fetched (not copied), to go
+            // first once the population has closed the day.
+            self.inputs[0].buffered.push_front(Buffered::Fetched {
+                msgs: std::mem::take(fetched),
+                received,
+                done,
+            });
         }
-        let mut batch = InBatch::with_capacity(rest.len(), 0);
-        for m in rest {
-            batch.push(m.offset, m.key, m.payload, m.content_type, received);
-        }
-        self.inputs[i]
-            .buffered
-            .push_front(Buffered::Polled { batch, done: 0 });
     }
 
     /// Input the population barrier held back, now that it may go on (one input: its
@@ -1016,19 +1022,30 @@ impl PartitionTask {
         }
         let mut progressed = false;
         while self.population_wait.is_none() {
-            let Some(b) = self.inputs[0].buffered.pop_front() else {
+            let Some(mut b) = self.inputs[0].buffered.pop_front() else {
                 break;
             };
-            let (batch, done) = match b {
-                Buffered::Polled { batch, done } => (batch, done),
-                Buffered::Fetched { .. } => continue,
-            };
-            let received = batch.received.unwrap_or_else(Instant::now);
-            let views = batch.views();
-            let rest = &views[done.min(views.len())..];
-            let n = self.process_batch(0, rest, received);
+            // What is left of the batch, with each message's place in it (a consumer error
+            // among fetched messages was reported when they were first taken).
+            let mut received = None;
+            let (views, places): (Vec<Msg<'_>>, Vec<usize>) = b
+                .rest()
+                .enumerate()
+                .filter_map(|(k, (f, at))| {
+                    received = Some(at);
+                    f.ok().map(|m| (m, k))
+                })
+                .unzip();
+            let received = received.unwrap_or_else(Instant::now);
+            let n = self.process_batch(0, &views, received);
             progressed |= n > 0;
-            self.stash(0, &rest[n..], received);
+            let held = places.get(n).copied();
+            drop(views);
+            if let Some(k) = held {
+                // Held again (the batch spans another day's end): the same batch, further on.
+                *b.done() += k;
+                self.inputs[0].buffered.push_front(b);
+            }
         }
         Pulled {
             progressed,

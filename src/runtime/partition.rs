@@ -209,19 +209,20 @@ enum Buffered {
 impl Buffered {
     /// The messages not processed yet, with when they were taken.
     fn rest(&self) -> impl Iterator<Item = (Fetch<'_>, Instant)> + '_ {
-        let (all, received, done): (Vec<Fetch<'_>>, Instant, usize) = match self {
+        // (Only the messages from `done` on are read: a fetched message's headers are parsed
+        // each time it is read.)
+        let (rest, received): (Vec<Fetch<'_>>, Instant) = match self {
             Buffered::Fetched {
                 msgs,
                 received,
                 done,
-            } => (msgs.iter().collect(), *received, *done),
+            } => (msgs.iter_from(*done).collect(), *received),
             Buffered::Polled { batch, done } => (
-                batch.views().into_iter().map(Ok).collect(),
+                batch.views().into_iter().skip(*done).map(Ok).collect(),
                 batch.received.unwrap_or_else(Instant::now),
-                *done,
             ),
         };
-        all.into_iter().skip(done).map(move |f| (f, received))
+        rest.into_iter().map(move |f| (f, received))
     }
 
     fn len(&self) -> usize {
@@ -980,16 +981,14 @@ impl PartitionTask {
 
     /// Messages taken from the (one) input's queue (errors librdkafka put there are logged:
     /// they are not input and hold no offset).
-    fn process_fetched(&mut self, fetched: &mut Fetched) {
+    fn process_fetched(&mut self, fetched: &Fetched) {
         if fetched.is_empty() {
             return;
         }
         let received = Instant::now();
-        // The views, with each one's place among the fetched (errors are not views).
-        let (views, places): (Vec<Msg<'_>>, Vec<usize>) = fetched
+        let views: Vec<Msg<'_>> = fetched
             .iter()
-            .enumerate()
-            .filter_map(|(k, f)| {
+            .filter_map(|f| {
                 f.map_err(|e| {
                     tracing::warn!(
                         topic = %self.inputs[0].topic, partition = self.partition, error = %e,
@@ -997,20 +996,21 @@ impl PartitionTask {
                     )
                 })
                 .ok()
-                .map(|m| (m, k))
             })
-            .unzip();
+            .collect();
         let n = self.process_batch(0, &views, received);
-        let held = places.get(n).copied();
-        drop(views);
-        if let Some(done) = held {
-            // The population barrier held the rest back: kept as fetched (not copied), to go
-            // first once the population has closed the day.
-            self.inputs[0].buffered.push_front(Buffered::Fetched {
-                msgs: std::mem::take(fetched),
-                received,
-                done,
-            });
+        let rest = &views[n..];
+        if !rest.is_empty() {
+            // The population barrier held the rest back: copied once into a batch of its own
+            // (the views are made once: reading a fetched message's headers again costs
+            // more than the copy), to go first once the population has closed the day.
+            let mut batch = InBatch::with_capacity(rest.len(), 0);
+            for m in rest {
+                batch.push(m.offset, m.key, m.payload, m.content_type, received);
+            }
+            self.inputs[0]
+                .buffered
+                .push_front(Buffered::Polled { batch, done: 0 });
         }
     }
 

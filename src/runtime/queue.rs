@@ -179,6 +179,11 @@ impl Fetched {
     /// requested early — their records at twice the distance, their bytes (value, then the
     /// headers after it) once their record is in — and the misses overlap.
     pub fn iter(&self) -> impl Iterator<Item = Fetch<'_>> + '_ {
+        self.iter_from(0)
+    }
+
+    /// The messages from the `start`-th on (the ones before are not read).
+    pub fn iter_from(&self, start: usize) -> impl Iterator<Item = Fetch<'_>> + '_ {
         const AHEAD: usize = 8;
         const RECORD: usize = 256;
         let hint_record = |i: usize| {
@@ -197,31 +202,35 @@ impl Fetched {
                 }
             }
         };
-        (0..2 * AHEAD).for_each(hint_record);
-        (0..AHEAD).for_each(hint_bytes);
-        self.msgs.iter().enumerate().map(move |(i, &m)| {
-            hint_record(i + 2 * AHEAD);
-            hint_bytes(i + AHEAD);
-            // SAFETY: `m` is a live message owned by this batch (destroyed only in `clear`,
-            // which needs `&mut self`, so not while these borrows live).
-            let msg = unsafe { &*m };
-            if msg.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                // SAFETY: for an error, librdkafka's message string is in the payload.
-                let text = unsafe {
-                    std::ffi::CStr::from_ptr(rd::rd_kafka_err2str(msg.err)).to_string_lossy()
-                };
-                let detail = bytes(msg.payload, msg.len)
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .unwrap_or_default();
-                return Err(format!("{text}: {detail}"));
-            }
-            Ok(Msg {
-                offset: msg.offset,
-                key: bytes(msg.key, msg.key_len),
-                payload: bytes(msg.payload, msg.len),
-                content_type: content_type(m),
+        (start..start + 2 * AHEAD).for_each(hint_record);
+        (start..start + AHEAD).for_each(hint_bytes);
+        self.msgs
+            .iter()
+            .enumerate()
+            .skip(start)
+            .map(move |(i, &m)| {
+                hint_record(i + 2 * AHEAD);
+                hint_bytes(i + AHEAD);
+                // SAFETY: `m` is a live message owned by this batch (destroyed only in `clear`,
+                // which needs `&mut self`, so not while these borrows live).
+                let msg = unsafe { &*m };
+                if msg.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                    // SAFETY: for an error, librdkafka's message string is in the payload.
+                    let text = unsafe {
+                        std::ffi::CStr::from_ptr(rd::rd_kafka_err2str(msg.err)).to_string_lossy()
+                    };
+                    let detail = bytes(msg.payload, msg.len)
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .unwrap_or_default();
+                    return Err(format!("{text}: {detail}"));
+                }
+                Ok(Msg {
+                    offset: msg.offset,
+                    key: bytes(msg.key, msg.key_len),
+                    payload: bytes(msg.payload, msg.len),
+                    content_type: content_type(m),
+                })
             })
-        })
     }
 
     /// Hands the messages back to librdkafka, keeping the buffer's room.

@@ -23,7 +23,7 @@ use super::changelog::{Changelog, Staged};
 use super::consumer::Ctx;
 use super::offsets::OffsetTracker;
 use super::output::{deliver, InOrder, Record, Sink};
-use super::queue::{Fetch, Fetched, Msg, SplitQueue, Waker};
+use super::queue::{Fetch, Fetched, Msg, SplitQueue, Viewed, Waker};
 use crate::engine::changelog::Written;
 use crate::engine::{Engine, Keys, Output};
 use crate::event::{decode, Encoding, Event, Reject};
@@ -196,7 +196,7 @@ const HOLD_RETRY: Duration = Duration::from_millis(20);
 /// barrier.
 enum Buffered {
     Fetched {
-        msgs: Fetched,
+        msgs: Viewed,
         received: Instant,
         done: usize,
     },
@@ -209,14 +209,12 @@ enum Buffered {
 impl Buffered {
     /// The messages not processed yet, with when they were taken.
     fn rest(&self) -> impl Iterator<Item = (Fetch<'_>, Instant)> + '_ {
-        // (Only the messages from `done` on are read: a fetched message's headers are parsed
-        // each time it is read.)
         let (rest, received): (Vec<Fetch<'_>>, Instant) = match self {
             Buffered::Fetched {
                 msgs,
                 received,
                 done,
-            } => (msgs.iter_from(*done).collect(), *received),
+            } => (msgs.views()[*done..].to_vec(), *received),
             Buffered::Polled { batch, done } => (
                 batch.views().into_iter().skip(*done).map(Ok).collect(),
                 batch.received.unwrap_or_else(Instant::now),
@@ -765,7 +763,6 @@ impl PartitionTask {
                 held: false,
             };
             self.process_fetched(fetched);
-            fetched.clear();
             return p;
         }
         let mut full = false;
@@ -775,12 +772,12 @@ impl PartitionTask {
             if input.buffered() {
                 continue;
             }
-            let mut msgs = Fetched::default();
-            queue.take(&mut msgs, TAKE);
-            full |= msgs.len() == TAKE;
-            if !msgs.is_empty() {
+            let mut fetched = Fetched::default();
+            queue.take(&mut fetched, TAKE);
+            full |= fetched.len() == TAKE;
+            if !fetched.is_empty() {
                 input.buffered.push_back(Buffered::Fetched {
-                    msgs,
+                    msgs: Viewed::take(&mut fetched),
                     received: Instant::now(),
                     done: 0,
                 });
@@ -980,42 +977,29 @@ impl PartitionTask {
     }
 
     /// Messages taken from the (one) input's queue (errors librdkafka put there are logged:
-    /// they are not input and hold no offset).
-    fn process_fetched(&mut self, fetched: &Fetched) {
+    /// they are not input and hold no offset). What the population barrier holds back stays
+    /// as fetched, its views made once, and goes first once the population has closed the day.
+    fn process_fetched(&mut self, fetched: &mut Fetched) {
         if fetched.is_empty() {
             return;
         }
-        let received = Instant::now();
-        let views: Vec<Msg<'_>> = fetched
-            .iter()
-            .filter_map(|f| {
-                f.map_err(|e| {
-                    tracing::warn!(
-                        topic = %self.inputs[0].topic, partition = self.partition, error = %e,
-                        "consumer error on the partition's queue"
-                    )
-                })
-                .ok()
-            })
-            .collect();
-        let n = self.process_batch(0, &views, received);
-        let rest = &views[n..];
-        if !rest.is_empty() {
-            // The population barrier held the rest back: copied once into a batch of its own
-            // (the views are made once: reading a fetched message's headers again costs
-            // more than the copy), to go first once the population has closed the day.
-            let mut batch = InBatch::with_capacity(rest.len(), 0);
-            for m in rest {
-                batch.push(m.offset, m.key, m.payload, m.content_type, received);
-            }
-            self.inputs[0]
-                .buffered
-                .push_front(Buffered::Polled { batch, done: 0 });
+        let msgs = Viewed::take(fetched);
+        for e in msgs.views().iter().filter_map(|f| f.as_ref().err()) {
+            tracing::warn!(
+                topic = %self.inputs[0].topic, partition = self.partition, error = %e,
+                "consumer error on the partition's queue"
+            );
         }
+        self.inputs[0].buffered.push_back(Buffered::Fetched {
+            msgs,
+            received: Instant::now(),
+            done: 0,
+        });
+        self.resume_input();
     }
 
-    /// Input the population barrier held back, now that it may go on (one input: its
-    /// buffered batches in order, as far as the barrier lets them; merging: the merge).
+    /// Buffered input, as far as the population barrier lets it go (one input: its batches in
+    /// order; merging: the merge).
     fn resume_input(&mut self) -> Pulled {
         if self.merging() {
             return self.merge();

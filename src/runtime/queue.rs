@@ -179,11 +179,6 @@ impl Fetched {
     /// requested early — their records at twice the distance, their bytes (value, then the
     /// headers after it) once their record is in — and the misses overlap.
     pub fn iter(&self) -> impl Iterator<Item = Fetch<'_>> + '_ {
-        self.iter_from(0)
-    }
-
-    /// The messages from the `start`-th on (the ones before are not read).
-    pub fn iter_from(&self, start: usize) -> impl Iterator<Item = Fetch<'_>> + '_ {
         const AHEAD: usize = 8;
         const RECORD: usize = 256;
         let hint_record = |i: usize| {
@@ -202,35 +197,31 @@ impl Fetched {
                 }
             }
         };
-        (start..start + 2 * AHEAD).for_each(hint_record);
-        (start..start + AHEAD).for_each(hint_bytes);
-        self.msgs
-            .iter()
-            .enumerate()
-            .skip(start)
-            .map(move |(i, &m)| {
-                hint_record(i + 2 * AHEAD);
-                hint_bytes(i + AHEAD);
-                // SAFETY: `m` is a live message owned by this batch (destroyed only in `clear`,
-                // which needs `&mut self`, so not while these borrows live).
-                let msg = unsafe { &*m };
-                if msg.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                    // SAFETY: for an error, librdkafka's message string is in the payload.
-                    let text = unsafe {
-                        std::ffi::CStr::from_ptr(rd::rd_kafka_err2str(msg.err)).to_string_lossy()
-                    };
-                    let detail = bytes(msg.payload, msg.len)
-                        .map(|b| String::from_utf8_lossy(b).into_owned())
-                        .unwrap_or_default();
-                    return Err(format!("{text}: {detail}"));
-                }
-                Ok(Msg {
-                    offset: msg.offset,
-                    key: bytes(msg.key, msg.key_len),
-                    payload: bytes(msg.payload, msg.len),
-                    content_type: content_type(m),
-                })
+        (0..2 * AHEAD).for_each(hint_record);
+        (0..AHEAD).for_each(hint_bytes);
+        self.msgs.iter().enumerate().map(move |(i, &m)| {
+            hint_record(i + 2 * AHEAD);
+            hint_bytes(i + AHEAD);
+            // SAFETY: `m` is a live message owned by this batch (destroyed only in `clear`,
+            // which needs `&mut self`, so not while these borrows live).
+            let msg = unsafe { &*m };
+            if msg.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                // SAFETY: for an error, librdkafka's message string is in the payload.
+                let text = unsafe {
+                    std::ffi::CStr::from_ptr(rd::rd_kafka_err2str(msg.err)).to_string_lossy()
+                };
+                let detail = bytes(msg.payload, msg.len)
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                return Err(format!("{text}: {detail}"));
+            }
+            Ok(Msg {
+                offset: msg.offset,
+                key: bytes(msg.key, msg.key_len),
+                payload: bytes(msg.payload, msg.len),
+                content_type: content_type(m),
             })
+        })
     }
 
     /// Hands the messages back to librdkafka, keeping the buffer's room.
@@ -239,6 +230,44 @@ impl Fetched {
             // SAFETY: each message is owned by this batch and destroyed once.
             unsafe { rd::rd_kafka_message_destroy(m) };
         }
+    }
+}
+
+/// Fetched messages with their views made once: what the population barrier holds back, or a
+/// merge buffers, is read again later, and reading a fetched message again is not free
+/// (librdkafka parses a message's headers at each read when it has none, allocating a reader),
+/// nor is copying it out (about half of all input is held back once in a backlog).
+pub struct Viewed {
+    /// Borrowed from `msgs` (the lifetime is this value's: see `views`). Declared first, so
+    /// dropped before the messages.
+    views: Vec<Fetch<'static>>,
+    msgs: Fetched,
+}
+
+impl Viewed {
+    /// Takes the messages of `from` (leaving it empty, its buffer's room kept).
+    pub fn take(from: &mut Fetched) -> Viewed {
+        let room = Vec::with_capacity(from.msgs.capacity());
+        let msgs = Fetched {
+            msgs: std::mem::replace(&mut from.msgs, room),
+        };
+        let views: Vec<Fetch<'_>> = msgs.iter().collect();
+        // SAFETY: the views point into messages librdkafka allocated (their records, values,
+        // keys and parsed headers), which stay where they are until destroyed — moving `msgs`
+        // moves only the pointers to them — and they are destroyed only when this value
+        // drops, after `views` (declaration order). `views` hands them out no longer than
+        // `&self`.
+        let views = unsafe { std::mem::transmute::<Vec<Fetch<'_>>, Vec<Fetch<'static>>>(views) };
+        Viewed { views, msgs }
+    }
+
+    /// The messages, in offset order (an error librdkafka put in the queue in its place).
+    pub fn views(&self) -> &[Fetch<'_>] {
+        &self.views
+    }
+
+    pub fn len(&self) -> usize {
+        self.msgs.len()
     }
 }
 

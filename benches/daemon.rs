@@ -13,7 +13,8 @@
 //! malformed records).
 //!
 //! Run: `cargo bench --bench daemon` (EMPLOYEES, DAYS, RATE, SECS change the load; MOMENTD_BIN
-//! and MOMENTD_DIR run another build of the daemon, with its checkout's configuration).
+//! and MOMENTD_DIR run another build of the daemon, with its checkout's configuration;
+//! COMPARE_BIN and COMPARE_DIR run a second build in every round too, for a paired A/B).
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -193,24 +194,44 @@ impl Split {
     }
 }
 
+/// A build of the daemon: its binary, and the checkout whose configuration it runs with.
+struct Build {
+    bin: String,
+    dir: String,
+}
+
+impl Build {
+    /// `MOMENTD_BIN` and `MOMENTD_DIR` run another build (an older commit's binary, with its
+    /// own checkout's configuration) under the same harness; `COMPARE_BIN` and `COMPARE_DIR`
+    /// add a second build to every round (the two alternate, first one then the other): the
+    /// rounds' paired ratios are an A/B within seconds, where separate runs minutes apart
+    /// differ by more than most changes do on this shared machine.
+    fn from_env(bin: &str, dir: &str) -> Option<Build> {
+        let bin = std::env::var(bin).ok()?;
+        Some(Build {
+            bin,
+            dir: env_or(dir, env!("CARGO_MANIFEST_DIR")),
+        })
+    }
+}
+
 /// `momentd run` in a fresh group over the same topic: events/s from the first event consumed
 /// to the last (counted by its own metrics), and the running process.
 fn run_momentd(
+    build: &Build,
     bootstrap: &str,
     n: usize,
-    round: usize,
+    group: &str,
     changelog: bool,
     repartition: bool,
     broker: u32,
 ) -> (Proc, String, f64, f64, f64, f64, Split) {
     let http = format!("127.0.0.1:{}", free_port());
-    // MOMENTD_BIN and MOMENTD_DIR run another build (an older commit's binary, with its own
-    // checkout's configuration) under the same harness: a same-hour A/B.
-    let daemon = Command::new(env_or("MOMENTD_BIN", env!("CARGO_BIN_EXE_momentd")))
+    let daemon = Command::new(&build.bin)
         .args(["run", "--config", "config/momentd.toml"])
-        .current_dir(env_or("MOMENTD_DIR", env!("CARGO_MANIFEST_DIR")))
+        .current_dir(&build.dir)
         .env("MOMENTD__KAFKA__BROKERS", bootstrap)
-        .env("MOMENTD__KAFKA__GROUP_ID", format!("bench-run-{round}"))
+        .env("MOMENTD__KAFKA__GROUP_ID", group)
         .env("MOMENTD__HTTP__LISTEN", &http)
         .env("MOMENTD__STATE__CHANGELOG", changelog.to_string())
         .env("MOMENTD__STATE__REPARTITION", repartition.to_string())
@@ -237,38 +258,52 @@ fn run_momentd(
     let mut at_first = 0.0;
     let mut cpu0 = cpu();
     let mut split0 = Split::now(pid, broker);
-    let mut prev = (Instant::now(), 0.0);
+    // The last two readings once events flow: (when, count).
+    let mut prev: Option<(Instant, f64)> = None;
+    let mut rate_seen: Option<f64> = None;
     let end = loop {
         let c = consumed(&http);
+        let now = Instant::now();
         if idle_rss == 0.0 && !scrape(&http).is_empty() {
             // The first moment /metrics answers: started, before the backlog is read (the
             // assignment and its first fetches come after; the prefetch is in the bound).
             idle_rss = vm_mib(pid, "VmRSS");
         }
         if c > 0.0 && first.is_none() {
-            first = Some(Instant::now());
+            first = Some(now);
             // Counted from here: what was consumed before the first reading is not in the rate.
             at_first = c;
             cpu0 = cpu();
             split0 = Split::now(pid, broker);
         }
         if c >= n as f64 {
-            // The last event was consumed between the previous reading and this one: the
-            // moment is interpolated (the rate is steady over a reading's 50 ms).
-            let (t1, c1) = prev;
-            let now = Instant::now();
-            break if c > c1 {
-                t1 + now.duration_since(t1).mul_f64((n as f64 - c1) / (c - c1))
-            } else {
-                now
+            // The last event was consumed between the previous reading and this one: at the
+            // rate of the readings before (the count stops at the end, so this reading's own
+            // rate says nothing of when).
+            break match (prev, rate_seen) {
+                (Some((t1, c1)), Some(r)) if r > 0.0 => {
+                    (t1 + Duration::from_secs_f64((n as f64 - c1) / r)).min(now)
+                }
+                _ => now,
             };
         }
-        prev = (Instant::now(), c);
-        // Each scrape costs the daemon a render of every series (~2 ms of CPU for its ~500
-        // lines: at 100 a second, 7 % of its CPU in perf): read every 50 ms once events flow
-        // and interpolate the end, so the instrument does not slow what it measures. Before
-        // the first event: every 10 ms.
-        std::thread::sleep(Duration::from_millis(if first.is_some() { 50 } else { 10 }));
+        if let Some((t1, c1)) = prev.filter(|p| c > p.1) {
+            rate_seen = Some((c - c1) / now.duration_since(t1).as_secs_f64());
+        }
+        if first.is_some() {
+            prev = Some((now, c));
+        }
+        // Each reading costs the daemon a render of every series (2-4 ms of CPU for its ~500
+        // lines; at 20 a second, 5 % of its workers' CPU in perf; Prometheus reads every
+        // 15-30 s): every 250 ms once events flow, and just after the end as the rate so far
+        // predicts it. Before the first event: every 10 ms.
+        let wait = match (first, rate_seen) {
+            (None, _) => Duration::from_millis(10),
+            (Some(_), None) => Duration::from_millis(250),
+            (Some(_), Some(r)) => Duration::from_secs_f64((n as f64 - c) / r.max(1.0) + 0.01)
+                .clamp(Duration::from_millis(20), Duration::from_millis(250)),
+        };
+        std::thread::sleep(wait);
     };
     let rate = (n as f64 - at_first) / end.duration_since(first.unwrap()).as_secs_f64();
     let cores = cores_busy(cpu0, cpu());
@@ -329,24 +364,61 @@ fn main() {
     let mut run_rates = Vec::new();
     let mut ratios = Vec::new();
     let mut daemon = None;
+    let this = Build::from_env("MOMENTD_BIN", "MOMENTD_DIR").unwrap_or(Build {
+        bin: env!("CARGO_BIN_EXE_momentd").into(),
+        dir: env!("CARGO_MANIFEST_DIR").into(),
+    });
+    let other = Build::from_env("COMPARE_BIN", "COMPARE_DIR");
+    // With COMPARE_BIN: each round's rate of this build over the other's.
+    let mut paired = Vec::new();
+    let mut run = |group: String| {
+        if changelog {
+            create_topic(&format!("{group}-state-changelog"), partitions());
+        }
+        if repartition {
+            create_topic(&format!("{group}-groups-repartition"), partitions());
+            // (The population topic, with the repartition stage: one partition.)
+            create_topic(&format!("{group}-population"), 1);
+        }
+        group
+    };
     for round in 0..rounds {
         // The previous round's daemon stops first: idle, it still polls the broker.
         drop(daemon.take());
         let (base_rate, base_cores, base_split) =
             count_baseline(&bootstrap, n, round, broker.0.id());
-        if changelog {
-            create_topic(&format!("bench-run-{round}-state-changelog"), partitions());
-        }
-        if repartition {
-            create_topic(
-                &format!("bench-run-{round}-groups-repartition"),
-                partitions(),
+        // Alternate which build goes first, so neither always runs on a warmer machine (the
+        // last round's daemon, this build's, stays for the latency below: it goes second).
+        let compare_first = other.is_none() || (rounds - 1 - round) % 2 == 0;
+        let compare = |run: &mut dyn FnMut(String) -> String| {
+            let other = other.as_ref()?;
+            let group = run(format!("bench-compare-{round}"));
+            let r = run_momentd(
+                other,
+                &bootstrap,
+                n,
+                &group,
+                changelog,
+                repartition,
+                broker.0.id(),
             );
-            // (The population topic, with the repartition stage: one partition.)
-            create_topic(&format!("bench-run-{round}-population"), 1);
-        }
-        let (proc_, http, run_rate, run_cores, triggers, idle_rss, run_split) =
-            run_momentd(&bootstrap, n, round, changelog, repartition, broker.0.id());
+            Some(r.2)
+        };
+        let before = if compare_first {
+            compare(&mut run)
+        } else {
+            None
+        };
+        let group = run(format!("bench-run-{round}"));
+        let (proc_, http, run_rate, run_cores, triggers, idle_rss, run_split) = run_momentd(
+            &this,
+            &bootstrap,
+            n,
+            &group,
+            changelog,
+            repartition,
+            broker.0.id(),
+        );
         let written = metric(&http, "momentd_changelog_records_written_total");
         // Which records: employees, groups, waiting contributions, deletions, clocks.
         let kinds: Vec<String> = scrape(&http)
@@ -388,7 +460,22 @@ fn main() {
         base_rates.push(base_rate);
         run_rates.push(run_rate);
         ratios.push(run_rate / base_rate);
-        daemon = Some((proc_, http));
+        let after = if compare_first {
+            daemon = Some((proc_, http));
+            None
+        } else {
+            // (This build's daemon stops first: idle, it would poll beside the other.)
+            drop(proc_);
+            compare(&mut run)
+        };
+        if let Some(o) = before.or(after) {
+            eprintln!(
+                "bench: round {round}: the compared build {o:.0} events/s = {:.2} x the plain consumer; this build / the compared = {:.3}",
+                o / base_rate,
+                run_rate / o
+            );
+            paired.push(run_rate / o);
+        }
     }
     for v in [&mut base_rates, &mut run_rates, &mut ratios] {
         v.sort_by(f64::total_cmp);
@@ -403,6 +490,17 @@ fn main() {
         ratios[rounds / 4],
         ratios[rounds - 1 - rounds / 4],
     );
+    if !paired.is_empty() {
+        paired.sort_by(f64::total_cmp);
+        let k = paired.len();
+        eprintln!(
+            "bench: this build / the compared build, paired by round: median {:.3} (quartiles {:.3}-{:.3}), {} of {k} rounds above 1",
+            paired[k / 2],
+            paired[k / 4],
+            paired[k - 1 - k / 4],
+            paired.iter().filter(|&&r| r > 1.0).count()
+        );
+    }
     let (_daemon, http) = daemon.expect("the rounds ran");
     let consumed = |h: &str| metric(h, "momentd_events_consumed_total");
 

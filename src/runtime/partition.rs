@@ -225,7 +225,7 @@ impl Buffered {
 
     fn len(&self) -> usize {
         match self {
-            Buffered::Fetched { msgs, .. } => msgs.len(),
+            Buffered::Fetched { msgs, .. } => msgs.views().len(),
             Buffered::Polled { batch, .. } => batch.msgs.len(),
         }
     }

@@ -238,10 +238,11 @@ impl Fetched {
 /// (librdkafka parses a message's headers at each read when it has none, allocating a reader),
 /// nor is copying it out (about half of all input is held back once in a backlog).
 pub struct Viewed {
-    /// Borrowed from `msgs` (the lifetime is this value's: see `views`). Declared first, so
+    /// Borrowed from `_msgs` (the lifetime is this value's: see `views`). Declared first, so
     /// dropped before the messages.
     views: Vec<Fetch<'static>>,
-    msgs: Fetched,
+    /// Owns the messages (destroyed when this value drops).
+    _msgs: Fetched,
 }
 
 impl Viewed {
@@ -258,16 +259,12 @@ impl Viewed {
         // drops, after `views` (declaration order). `views` hands them out no longer than
         // `&self`.
         let views = unsafe { std::mem::transmute::<Vec<Fetch<'_>>, Vec<Fetch<'static>>>(views) };
-        Viewed { views, msgs }
+        Viewed { views, _msgs: msgs }
     }
 
     /// The messages, in offset order (an error librdkafka put in the queue in its place).
     pub fn views(&self) -> &[Fetch<'_>] {
         &self.views
-    }
-
-    pub fn len(&self) -> usize {
-        self.msgs.len()
     }
 }
 

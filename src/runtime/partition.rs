@@ -214,7 +214,10 @@ impl Buffered {
                 msgs,
                 received,
                 done,
-            } => (msgs.views()[*done..].to_vec(), *received),
+            } => (
+                msgs.views()[*done..].iter().map(|m| Ok(*m)).collect(),
+                *received,
+            ),
             Buffered::Polled { batch, done } => (
                 batch.views().into_iter().skip(*done).map(Ok).collect(),
                 batch.received.unwrap_or_else(Instant::now),
@@ -766,7 +769,7 @@ impl PartitionTask {
             return p;
         }
         let mut full = false;
-        let events = self.events;
+        let (events, partition) = (self.events, self.partition);
         for (input, source) in self.inputs.iter_mut().zip(sources).take(events) {
             let Some((queue, _)) = source else { continue };
             if input.buffered() {
@@ -776,8 +779,11 @@ impl PartitionTask {
             queue.take(&mut fetched, TAKE);
             full |= fetched.len() == TAKE;
             if !fetched.is_empty() {
+                let msgs = Viewed::take(&mut fetched, |e| {
+                    consumer_error(&input.topic, partition, &e)
+                });
                 input.buffered.push_back(Buffered::Fetched {
-                    msgs: Viewed::take(&mut fetched),
+                    msgs,
                     received: Instant::now(),
                     done: 0,
                 });
@@ -940,10 +946,7 @@ impl PartitionTask {
                         any_event |= d.is_ok();
                         self.process(i, m, d, None, *received)
                     }
-                    (Err(e), _) => tracing::warn!(
-                        topic = %self.inputs[i].topic, partition = self.partition, error = %e,
-                        "consumer error on the partition's queue"
-                    ),
+                    (Err(e), _) => consumer_error(&self.inputs[i].topic, self.partition, e),
                     (Ok(_), None) => {}
                 }
                 heads[i] += 1;
@@ -983,13 +986,9 @@ impl PartitionTask {
         if fetched.is_empty() {
             return;
         }
-        let msgs = Viewed::take(fetched);
-        for e in msgs.views().iter().filter_map(|f| f.as_ref().err()) {
-            tracing::warn!(
-                topic = %self.inputs[0].topic, partition = self.partition, error = %e,
-                "consumer error on the partition's queue"
-            );
-        }
+        let msgs = Viewed::take(fetched, |e| {
+            consumer_error(&self.inputs[0].topic, self.partition, &e)
+        });
         self.inputs[0].buffered.push_back(Buffered::Fetched {
             msgs,
             received: Instant::now(),
@@ -1009,25 +1008,27 @@ impl PartitionTask {
             let Some(mut b) = self.inputs[0].buffered.pop_front() else {
                 break;
             };
-            // What is left of the batch, with each message's place in it (a consumer error
-            // among fetched messages was reported when they were first taken).
-            let mut received = None;
-            let (views, places): (Vec<Msg<'_>>, Vec<usize>) = b
-                .rest()
-                .enumerate()
-                .filter_map(|(k, (f, at))| {
-                    received = Some(at);
-                    f.ok().map(|m| (m, k))
-                })
-                .unzip();
-            let received = received.unwrap_or_else(Instant::now);
-            let n = self.process_batch(0, &views, received);
+            // What is left of the batch.
+            let (n, left) = match &b {
+                Buffered::Fetched {
+                    msgs,
+                    received,
+                    done,
+                } => {
+                    let rest = &msgs.views()[*done..];
+                    (self.process_batch(0, rest, *received), rest.len())
+                }
+                Buffered::Polled { batch, done } => {
+                    let views = batch.views();
+                    let rest = &views[*done..];
+                    let received = batch.received.unwrap_or_else(Instant::now);
+                    (self.process_batch(0, rest, received), rest.len())
+                }
+            };
             progressed |= n > 0;
-            let held = places.get(n).copied();
-            drop(views);
-            if let Some(k) = held {
+            if n < left {
                 // Held again (the batch spans another day's end): the same batch, further on.
-                *b.done() += k;
+                *b.done() += n;
                 self.inputs[0].buffered.push_front(b);
             }
         }
@@ -1459,6 +1460,17 @@ impl PartitionTask {
             self.last_state_bytes = Some(Instant::now());
         }
     }
+}
+
+/// An error librdkafka put in a partition's queue in place of a message (an offset reset, a
+/// broker error): not input, it holds no offset.
+fn consumer_error(topic: &str, partition: i32, error: &str) {
+    tracing::warn!(
+        topic,
+        partition,
+        error,
+        "consumer error on the partition's queue"
+    );
 }
 
 /// The population reader moved the population's closed day (never, without one).

@@ -240,30 +240,35 @@ impl Fetched {
 pub struct Viewed {
     /// Borrowed from `_msgs` (the lifetime is this value's: see `views`). Declared first, so
     /// dropped before the messages.
-    views: Vec<Fetch<'static>>,
+    views: Vec<Msg<'static>>,
     /// Owns the messages (destroyed when this value drops).
     _msgs: Fetched,
 }
 
 impl Viewed {
-    /// Takes the messages of `from` (leaving it empty, its buffer's room kept).
-    pub fn take(from: &mut Fetched) -> Viewed {
+    /// Takes the messages of `from` (leaving it empty, its buffer's room kept); each error
+    /// librdkafka put in the queue in place of a message goes to `error` (not input: nothing
+    /// to process or commit).
+    pub fn take(from: &mut Fetched, mut error: impl FnMut(String)) -> Viewed {
         let room = Vec::with_capacity(from.msgs.capacity());
         let msgs = Fetched {
             msgs: std::mem::replace(&mut from.msgs, room),
         };
-        let views: Vec<Fetch<'_>> = msgs.iter().collect();
+        let views: Vec<Msg<'_>> = msgs
+            .iter()
+            .filter_map(|f| f.map_err(&mut error).ok())
+            .collect();
         // SAFETY: the views point into messages librdkafka allocated (their records, values,
         // keys and parsed headers), which stay where they are until destroyed — moving `msgs`
         // moves only the pointers to them — and they are destroyed only when this value
         // drops, after `views` (declaration order). `views` hands them out no longer than
         // `&self`.
-        let views = unsafe { std::mem::transmute::<Vec<Fetch<'_>>, Vec<Fetch<'static>>>(views) };
+        let views = unsafe { std::mem::transmute::<Vec<Msg<'_>>, Vec<Msg<'static>>>(views) };
         Viewed { views, _msgs: msgs }
     }
 
-    /// The messages, in offset order (an error librdkafka put in the queue in its place).
-    pub fn views(&self) -> &[Fetch<'_>] {
+    /// The messages, in offset order.
+    pub fn views(&self) -> &[Msg<'_>] {
         &self.views
     }
 }

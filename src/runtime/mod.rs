@@ -93,13 +93,12 @@ fn consumer_config(s: &Settings) -> ClientConfig {
     c
 }
 
-/// The producer: idempotent (no duplicates or reordering from its own retries). Uncompressed,
-/// Kafka's default (`kafka.client."compression.type"` changes it): most of what momentd writes
-/// is its internal topics' records, read back at once by its own tasks, and lz4 cost 1.8 % of
-/// the daemon's CPU in the daemon bench's profile to save bytes a fraction the input's size.
+/// The producer: idempotent (no duplicates or reordering from its own retries).
 pub fn producer_config(s: &Settings) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("enable.idempotence", "true").set("linger.ms", "5");
+    c.set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4");
     for (k, v) in client_config(s).config_map() {
         c.set(k, v);
     }

@@ -502,7 +502,7 @@ fn main() {
             paired.iter().filter(|&&r| r > 1.0).count()
         );
     }
-    let (_daemon, http) = daemon.expect("the rounds ran");
+    let (daemon, http) = daemon.expect("the rounds ran");
     let consumed = |h: &str| metric(h, "momentd_events_consumed_total");
 
     // 2. Latency at a steady rate: everyday events (later days) with probes mixed in.
@@ -643,5 +643,16 @@ fn main() {
         "bench: daemon histogram (receipt -> trigger acknowledged), bucket bounds: p50 <= {} s, p99 <= {} s",
         bucket_quantile(&b, 0.5),
         bucket_quantile(&b, 0.99)
+    );
+
+    // 3. Idle: nothing more comes; what the daemon spends waiting (its timers, librdkafka's
+    // polls and the delivery threads' waits).
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = daemon.0.id();
+    let (c0, t0) = (cpu_secs(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(5));
+    eprintln!(
+        "bench: idle daemon: {:.2} % of a core",
+        (cpu_secs(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0
     );
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use futures::stream::{FuturesOrdered, StreamExt};
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::FutureProducer;
 
 use momentd::runtime::output::{InOrder, Kind, Record};
 use support::*;
@@ -75,7 +74,7 @@ fn send_groups(b: &Broker, every: Duration, extra: &[(&str, &str)]) -> (u64, u64
         for (k, v) in extra {
             c.set(*k, *v);
         }
-        let producer: FutureProducer = c.create().unwrap();
+        let producer = momentd::runtime::output::Producer::new(&c).unwrap();
         let out = InOrder::new(producer);
         let topic: Arc<str> = TOPIC.into();
         let mut pending = FuturesOrdered::new();

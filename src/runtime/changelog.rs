@@ -35,7 +35,7 @@ pub struct Changelog {
     pub client: ClientConfig,
     /// A producer of its own (idempotent, like the outputs'): a checkpoint's burst of records
     /// does not queue in front of the triggers on the outputs' connection.
-    pub producer: rdkafka::producer::FutureProducer,
+    pub producer: super::output::Producer,
     pub interval: Duration,
     /// The restores' consumer, made at the first restore (it also looks up end offsets: an
     /// empty changelog partition, as in a new deployment, costs a round trip).

@@ -473,7 +473,7 @@ pub fn consume(
     consumer: Arc<BaseConsumer<Ctx>>,
     stop: Arc<AtomicBool>,
     commit_interval: Duration,
-    producer: rdkafka::producer::FutureProducer,
+    producer: super::output::Producer,
 ) {
     let mut last_commit = Instant::now();
     let with = |f: &mut dyn FnMut(&mut Router)| consumer.context().with_router(f);

@@ -29,7 +29,6 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, Producer};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
@@ -394,8 +393,7 @@ pub async fn run(
             None => return Ok(()),
         }
     };
-    let producer: FutureProducer = producer_config(&settings)
-        .create()
+    let producer = output::Producer::new(&producer_config(&settings))
         .context("creating the Kafka producer")?;
     let sink = output::Sink {
         producer: producer.clone(),
@@ -407,10 +405,9 @@ pub async fn run(
             .then(|| settings.audit.topic.as_str().into()),
         encoding: settings.output.encoding,
     };
-    let changelog_producer: Option<FutureProducer> = if settings.state.changelog {
+    let changelog_producer: Option<output::Producer> = if settings.state.changelog {
         Some(
-            producer_config(&settings)
-                .create()
+            output::Producer::new(&producer_config(&settings))
                 .context("creating the changelog's Kafka producer")?,
         )
     } else {
@@ -549,7 +546,7 @@ mod tests {
         let p = producer_config(&with_secret);
         assert_eq!(p.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(p.get("enable.idempotence"), Some("true"));
-        let _producer: FutureProducer = p.create().expect("the producer accepts SASL_SSL");
+        let _producer = output::Producer::new(&p).expect("the producer accepts SASL_SSL");
         let c = consumer_config(&with_secret);
         assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
         c.create::<BaseConsumer>()
@@ -559,7 +556,7 @@ mod tests {
         bad.kafka
             .client
             .insert("security.protocool".into(), "SSL".into());
-        assert!(producer_config(&bad).create::<FutureProducer>().is_err());
+        assert!(output::Producer::new(&producer_config(&bad)).is_err());
     }
 
     #[test]

@@ -7,9 +7,13 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use futures::channel::oneshot;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
+use rdkafka::util::{IntoOpaque, Timeout};
+use rdkafka::ClientContext;
 
 use crate::engine::Output;
 use crate::event::{Encoding, Reject};
@@ -49,6 +53,106 @@ impl Kind {
     }
 }
 
+/// momentd's producer: librdkafka's, with a thread of its own serving delivery reports, each
+/// completing the future of the record it reports on. (rust-rdkafka's `FutureProducer` does
+/// the same, but its thread polls for 100 ms at a time, and each poll spins through its last
+/// millisecond — the timeout is rounded down to whole milliseconds: with two producers an idle
+/// daemon kept 2 % of a core busy, and a busy one lost as much of its time.) Cloning shares it;
+/// when the last clone goes, the thread stops within [`ACK_POLL`] and the producer with it
+/// (purging what was never delivered, like rust-rdkafka's: flush first).
+#[derive(Clone)]
+pub struct Producer(Arc<Handle>);
+
+struct Handle {
+    base: Arc<BaseProducer<Acks>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// How long the delivery thread waits for reports at a time (its spin at the end of each wait
+/// is 0.1 % of it).
+const ACK_POLL: Duration = Duration::from_secs(1);
+
+/// The outcome of a delivery: acknowledged, or the error librdkafka gave up with.
+type Ack = oneshot::Receiver<KafkaResult<()>>;
+
+/// Completes each record's future when its delivery report comes.
+struct Acks;
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = Box<oneshot::Sender<KafkaResult<()>>>;
+
+    fn delivery(&self, r: &DeliveryResult<'_>, done: Self::DeliveryOpaque) {
+        let _ = done.send(r.as_ref().map(|_| ()).map_err(|(e, _)| e.clone()));
+    }
+}
+
+impl Producer {
+    pub fn new(config: &ClientConfig) -> KafkaResult<Producer> {
+        let base: Arc<BaseProducer<Acks>> = Arc::new(config.create_with_context(Acks)?);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (b, s) = (Arc::clone(&base), Arc::clone(&stop));
+        std::thread::Builder::new()
+            .name("momentd-acks".into())
+            .spawn(move || {
+                while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                    b.poll(ACK_POLL);
+                }
+            })
+            .map_err(|e| KafkaError::ClientCreation(e.to_string()))?;
+        Ok(Producer(Arc::new(Handle { base, stop })))
+    }
+
+    /// Hands a record to librdkafka: its delivery's outcome, or the record back with why it
+    /// was refused (a full queue among them).
+    // (The record comes back to be sent again, as librdkafka's own `send` hands it back.)
+    #[allow(clippy::result_large_err)]
+    fn send<'a>(
+        &self,
+        rec: BaseRecord<'a, [u8], [u8]>,
+    ) -> Result<Ack, (KafkaError, BaseRecord<'a, [u8], [u8]>)> {
+        let (tx, rx) = oneshot::channel();
+        self.0
+            .base
+            .send(with_opaque(rec, Box::new(tx)))
+            .map(|()| rx)
+            .map_err(|(e, r)| (e, with_opaque(r, ())))
+    }
+
+    /// Waits up to `timeout` for every queued record's delivery.
+    pub fn flush(&self, timeout: Duration) -> KafkaResult<()> {
+        self.0.base.flush(Timeout::After(timeout))
+    }
+
+    /// Records queued and not yet acknowledged.
+    pub fn in_flight_count(&self) -> i32 {
+        self.0.base.in_flight_count()
+    }
+}
+
+/// The same record with another delivery opaque.
+fn with_opaque<'a, D: IntoOpaque, E: IntoOpaque>(
+    r: BaseRecord<'a, [u8], [u8], D>,
+    opaque: E,
+) -> BaseRecord<'a, [u8], [u8], E> {
+    BaseRecord {
+        topic: r.topic,
+        partition: r.partition,
+        payload: r.payload,
+        key: r.key,
+        timestamp: r.timestamp,
+        headers: r.headers,
+        delivery_opaque: opaque,
+    }
+}
+
 /// One record to produce, owned, so a failed delivery can be sent again.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -66,7 +170,7 @@ pub struct Record {
 /// Where outputs go and how they are encoded.
 #[derive(Clone)]
 pub struct Sink {
-    pub producer: FutureProducer,
+    pub producer: Producer,
     pub output_topic: Arc<str>,
     pub dlq_topic: Arc<str>,
     pub audit_topic: Option<Arc<str>>,
@@ -150,7 +254,7 @@ impl Sink {
 /// Produces `rec` until the broker acknowledges it. A full local queue is waited out; a failed
 /// delivery (after librdkafka's own retries) is counted, logged and sent again with backoff —
 /// the input offset that caused it is not committed meanwhile, so nothing is lost.
-pub async fn deliver(producer: &FutureProducer, rec: &Record) {
+pub async fn deliver(producer: &Producer, rec: &Record) {
     let mut backoff = Duration::from_millis(100);
     loop {
         if let Some(f) = enqueue(producer, rec).await {
@@ -169,7 +273,7 @@ pub async fn deliver(producer: &FutureProducer, rec: &Record) {
 /// checkpoint without the earlier ones after it (what the restore relies on: a persisted
 /// employee record implies its groups' records). A record delivered twice is the same record.
 /// Returns how many records were sent again.
-pub async fn deliver_in_order(producer: &FutureProducer, recs: &[Record]) -> u64 {
+pub async fn deliver_in_order(producer: &Producer, recs: &[Record]) -> u64 {
     let mut from = 0;
     let mut resent = 0;
     let mut backoff = Duration::from_millis(100);
@@ -207,7 +311,7 @@ pub async fn deliver_in_order(producer: &FutureProducer, recs: &[Record]) -> u64
 /// round trip each fell behind whenever a round trip took more than 50 ms — a loaded broker,
 /// or a longer `linger.ms` — and its input's commits fell further behind every second).
 pub struct InOrder {
-    producer: FutureProducer,
+    producer: Producer,
     queue: std::sync::Mutex<Queue>,
     /// Whose turn it is to deliver.
     turn: tokio::sync::Mutex<()>,
@@ -225,7 +329,7 @@ struct Queue {
 }
 
 impl InOrder {
-    pub fn new(producer: FutureProducer) -> Arc<InOrder> {
+    pub fn new(producer: Producer) -> Arc<InOrder> {
         Arc::new(InOrder {
             producer,
             queue: Default::default(),
@@ -279,7 +383,7 @@ impl InOrder {
 
 /// Hands `rec` to the producer (a full local queue is waited out); `None` when it refused the
 /// record (counted and logged).
-async fn enqueue(producer: &FutureProducer, rec: &Record) -> Option<DeliveryFuture> {
+async fn enqueue(producer: &Producer, rec: &Record) -> Option<Ack> {
     let mut headers = OwnedHeaders::new_with_capacity(rec.headers.len());
     for (k, v) in &rec.headers {
         headers = headers.insert(Header {
@@ -287,7 +391,7 @@ async fn enqueue(producer: &FutureProducer, rec: &Record) -> Option<DeliveryFutu
             value: Some(v.as_slice()),
         });
     }
-    let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&rec.topic).headers(headers);
+    let mut fr: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&rec.topic).headers(headers);
     if let Some(p) = &rec.payload {
         fr = fr.payload(p.as_slice());
     }
@@ -298,7 +402,7 @@ async fn enqueue(producer: &FutureProducer, rec: &Record) -> Option<DeliveryFutu
         fr = fr.partition(p);
     }
     loop {
-        match producer.send_result(fr) {
+        match producer.send(fr) {
             Ok(f) => return Some(f),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 fr = back;
@@ -314,19 +418,13 @@ async fn enqueue(producer: &FutureProducer, rec: &Record) -> Option<DeliveryFutu
 }
 
 /// Whether a delivery succeeded (counted as acknowledged); a failure is counted and logged.
-fn delivered(
-    rec: &Record,
-    result: Result<
-        rdkafka::producer::future_producer::OwnedDeliveryResult,
-        futures::channel::oneshot::Canceled,
-    >,
-) -> bool {
+fn delivered(rec: &Record, result: Result<KafkaResult<()>, oneshot::Canceled>) -> bool {
     match result {
-        Ok(Ok(_)) => {
+        Ok(Ok(())) => {
             acknowledged(&rec.kind);
             true
         }
-        Ok(Err((e, _))) => {
+        Ok(Err(e)) => {
             metrics::produce_error(rec.kind.label());
             tracing::warn!(topic = %rec.topic, error = %e, "delivery failed; retrying");
             false
@@ -352,6 +450,6 @@ fn acknowledged(kind: &Kind) {
 }
 
 /// The producer's queue depth, for the gauge.
-pub fn queue_depth(p: &FutureProducer) -> i32 {
+pub fn queue_depth(p: &Producer) -> i32 {
     p.in_flight_count()
 }

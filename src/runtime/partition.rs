@@ -23,7 +23,7 @@ use super::changelog::{Changelog, Staged};
 use super::consumer::Ctx;
 use super::offsets::OffsetTracker;
 use super::output::{deliver, InOrder, Record, Sink};
-use super::queue::{Fetch, Fetched, Msg, SplitQueue, Viewed, Waker};
+use super::queue::{Fetched, Msg, SplitQueue, Viewed, Waker};
 use crate::engine::changelog::Written;
 use crate::engine::{Engine, Keys, Output};
 use crate::event::{decode, Encoding, Event, Reject};
@@ -208,22 +208,19 @@ enum Buffered {
 
 impl Buffered {
     /// The messages not processed yet, with when they were taken.
-    fn rest(&self) -> impl Iterator<Item = (Fetch<'_>, Instant)> + '_ {
-        let (rest, received): (Vec<Fetch<'_>>, Instant) = match self {
+    fn rest(&self) -> impl Iterator<Item = (Msg<'_>, Instant)> + '_ {
+        let (rest, received): (Vec<Msg<'_>>, Instant) = match self {
             Buffered::Fetched {
                 msgs,
                 received,
                 done,
-            } => (
-                msgs.views()[*done..].iter().map(|m| Ok(*m)).collect(),
-                *received,
-            ),
+            } => (msgs.views()[*done..].to_vec(), *received),
             Buffered::Polled { batch, done } => (
-                batch.views().into_iter().skip(*done).map(Ok).collect(),
+                batch.views().into_iter().skip(*done).collect(),
                 batch.received.unwrap_or_else(Instant::now),
             ),
         };
-        rest.into_iter().map(move |f| (f, received))
+        rest.into_iter().map(move |m| (m, received))
     }
 
     fn len(&self) -> usize {
@@ -881,24 +878,22 @@ impl PartitionTask {
         let mut held = false;
         let mut any_event = false;
         {
-            let lists: Vec<Vec<(Fetch<'_>, Instant)>> = bufs
+            let lists: Vec<Vec<(Msg<'_>, Instant)>> = bufs
                 .iter()
                 .map(|q| q.iter().flat_map(Buffered::rest).collect())
                 .collect();
             let limits = self.limits();
             let default = self.shared.default_encoding;
-            let decoded: Vec<Vec<Option<Result<Event<'_>, Reject>>>> = lists
+            let decoded: Vec<Vec<Result<Event<'_>, Reject>>> = lists
                 .iter()
                 .map(|l| {
                     l.iter()
-                        .map(|(f, _)| {
-                            f.as_ref().ok().map(|m| {
-                                let encoding = m
-                                    .content_type
-                                    .and_then(Encoding::from_content_type)
-                                    .unwrap_or(default);
-                                decode(m.payload.unwrap_or_default(), encoding, m.key, &limits)
-                            })
+                        .map(|(m, _)| {
+                            let encoding = m
+                                .content_type
+                                .and_then(Encoding::from_content_type)
+                                .unwrap_or(default);
+                            decode(m.payload.unwrap_or_default(), encoding, m.key, &limits)
                         })
                         .collect()
                 })
@@ -915,11 +910,11 @@ impl PartitionTask {
                 for i in 0..n {
                     match decoded[i].get(heads[i]) {
                         Some(d) => {
-                            // What is not an event (a librdkafka error, a dead letter) has no
-                            // time to wait for: it goes at once.
+                            // What is not an event (a dead letter) has no time to wait for: it
+                            // goes at once.
                             let t = match d {
-                                Some(Ok(ev)) => ev.occurred_at,
-                                _ => Ts::MIN,
+                                Ok(ev) => ev.occurred_at,
+                                Err(_) => Ts::MIN,
                             };
                             if best.is_none_or(|(bt, _)| t < bt) {
                                 best = Some((t, i));
@@ -935,20 +930,15 @@ impl PartitionTask {
                 let Some((_, i)) = best.filter(|_| !held) else {
                     break;
                 };
-                let (f, received) = &lists[i][heads[i]];
-                if let Some(Ok(ev)) = &decoded[i][heads[i]] {
+                let (m, received) = &lists[i][heads[i]];
+                let d = &decoded[i][heads[i]];
+                if let Ok(ev) = d {
                     if self.hold_for_population(ev.occurred_at) {
                         break;
                     }
                 }
-                match (f, &decoded[i][heads[i]]) {
-                    (Ok(m), Some(d)) => {
-                        any_event |= d.is_ok();
-                        self.process(i, m, d, None, *received)
-                    }
-                    (Err(e), _) => consumer_error(&self.inputs[i].topic, self.partition, e),
-                    (Ok(_), None) => {}
-                }
+                any_event |= d.is_ok();
+                self.process(i, m, d, None, *received);
                 heads[i] += 1;
             }
         }

@@ -893,6 +893,11 @@ impl Restorer {
                     ));
                 }
                 let state = match state {
+                    StateIn::Full(s) if !s.within_bounds() => {
+                        return Err(RecordError::Body(
+                            "an employee's time off outside its bounds".into(),
+                        ));
+                    }
                     StateIn::Full(s) => Restored::Full(s),
                     StateIn::Packed {
                         flags,

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::rules::presence::Leave;
+use crate::rules::presence::{Leave, MAX_LEAVES};
 use crate::rules::{
     checkin, collaboration, confusion, feedback, goals, ladder, learning, mobility, onboarding,
     performance, pulse, recognition, RuleId,
@@ -244,8 +244,24 @@ impl EmployeeState {
         postcard::to_extend(self, buf).unwrap_or_default()
     }
 
+    /// A state from its bytes; `None` when they do not decode, or decode to a state outside
+    /// the bounds input keeps state in ([`EmployeeState::within_bounds`]).
     pub fn from_bytes(b: &[u8]) -> Option<EmployeeState> {
-        postcard::from_bytes(b).ok()
+        postcard::from_bytes(b)
+            .ok()
+            .filter(EmployeeState::within_bounds)
+    }
+
+    /// Whether the state keeps the bounds its input does: at most [`MAX_LEAVES`] spans of time
+    /// off, each in order and at most `MAX_TIME_OFF_DAYS` long. (Bytes read back from a
+    /// changelog that break them — a span of millions of days, found by fuzzing — would have
+    /// every deadline and window walk it a day at a time: a minute for one record.)
+    pub fn within_bounds(&self) -> bool {
+        self.time_off.len() <= MAX_LEAVES
+            && self.time_off.iter().all(|l| {
+                l.from <= l.to
+                    && (l.to as i64 - l.from as i64) < crate::event::MAX_TIME_OFF_DAYS as i64
+            })
     }
 
     /// A state written by changelog format `format` (1 to 3): postcard writes a struct as
@@ -319,5 +335,36 @@ mod tests {
         s.set_fired(RuleId::CheckinLapse, 5);
         let b = s.to_bytes();
         assert_eq!(EmployeeState::from_bytes(&b), Some(s));
+    }
+
+    /// Bytes that decode to time off input could not have made are refused like bytes that do
+    /// not decode; the longest spans and the most of them input allows are read back.
+    #[test]
+    fn time_off_outside_the_inputs_bounds_does_not_read_back() {
+        let max = crate::event::MAX_TIME_OFF_DAYS;
+        let leave = |id, from, to| Leave { id, from, to };
+        let with = |time_off: Vec<Leave>| {
+            let s = EmployeeState {
+                time_off,
+                ..Default::default()
+            };
+            EmployeeState::from_bytes(&s.to_bytes())
+        };
+        let most: Vec<Leave> = (0..MAX_LEAVES as i32)
+            .map(|i| leave(i as u64, i * max, i * max + max - 1))
+            .collect();
+        assert!(with(most.clone()).is_some());
+        assert!(
+            with(vec![leave(1, 20_000, 20_000 + max)]).is_none(),
+            "a day too long"
+        );
+        assert!(
+            with(vec![leave(1, 20_001, 20_000)]).is_none(),
+            "ends before it starts"
+        );
+        assert!(with(vec![leave(1, i32::MIN, i32::MAX)]).is_none());
+        let mut too_many = most;
+        too_many.push(leave(99, -max, -1));
+        assert!(with(too_many).is_none(), "more spans than kept");
     }
 }

@@ -1,4 +1,4 @@
-//! Configuration (CONTRACT §1): a TOML file, every key overridable by `MOMENTD__SECTION__KEY`
+//! Configuration (docs/contract.md §1): a TOML file, every key overridable by `MOMENTD__SECTION__KEY`
 //! environment variables, unknown keys rejected, every value checked with a message that names
 //! the key. Secrets come from the environment only.
 
@@ -115,7 +115,7 @@ pub struct Settings {
     pub state: State,
     pub calendar: Calendar,
     pub population: Population,
-    /// A/B experiments over rules' triggers (CONTRACT §7); none by default.
+    /// A/B experiments over rules' triggers (docs/contract.md §7); none by default.
     pub experiments: Vec<Experiment>,
 }
 
@@ -319,7 +319,7 @@ pub struct ActionCfg {
     pub audience: Audience,
 }
 
-/// The longest an employee-facing action may take (CONTRACT §5).
+/// The longest an employee-facing action may take (docs/contract.md §5).
 pub const MAX_EMPLOYEE_MINUTES: u32 = 7;
 
 impl ActionCfg {
@@ -353,7 +353,7 @@ impl ActionCfg {
     }
 }
 
-/// The company's non-working days (CONTRACT §8): left out of every window, for everyone.
+/// The company's non-working days (docs/contract.md §8): left out of every window, for everyone.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Calendar {
@@ -363,7 +363,7 @@ pub struct Calendar {
 
 impl Calendar {
     /// The days, as day numbers; a malformed entry is an error naming it.
-    pub fn days(&self) -> Result<crate::rules::presence::Days, ConfigError> {
+    pub fn days(&self) -> Result<crate::calendar::Days, ConfigError> {
         let mut ranges = Vec::with_capacity(self.non_working_days.len());
         for (i, e) in self.non_working_days.iter().enumerate() {
             let key = format!("calendar.non_working_days[{i}]");
@@ -387,11 +387,11 @@ impl Calendar {
             }
             ranges.push((a as i32, b as i32));
         }
-        Ok(crate::rules::presence::Days::from_ranges(ranges))
+        Ok(crate::calendar::Days::from_ranges(ranges))
     }
 }
 
-/// Population-aware detection (CONTRACT §8).
+/// Population-aware detection (docs/contract.md §8).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Population {
@@ -486,7 +486,7 @@ impl Default for Log {
     }
 }
 
-/// Durable state (CONTRACT §9).
+/// Durable state (docs/contract.md §9).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct State {
@@ -506,7 +506,7 @@ pub struct State {
     pub repartition: bool,
     /// The repartition topic; empty: `{kafka.group_id}-groups-repartition`.
     pub repartition_topic: String,
-    /// With `repartition`, the population's figures (CONTRACT §8) go through this topic (one
+    /// With `repartition`, the population's figures (docs/contract.md §8) go through this topic (one
     /// partition, compacted): each task publishes its share of each day, every task reads
     /// them all. Empty: `{kafka.group_id}-population`. Without `repartition`, each partition
     /// is its own population.
@@ -742,7 +742,7 @@ impl Settings {
         }
         if k.input_topics.len() > 1 || self.state.repartition {
             // Partition p of every input topic (and of the repartition topic) feeds one task
-            // (CONTRACT §9): only the range assignor keeps them on one member (with equal
+            // (docs/contract.md §9): only the range assignor keeps them on one member (with equal
             // partition counts).
             if let Some(strategy) = k.client.get("partition.assignment.strategy") {
                 if strategy.split(',').next().map(str::trim) != Some("range") {
@@ -822,7 +822,7 @@ impl Settings {
                 return Err(invalid(format!("{k}.rules"), "names no rule"));
             }
             for r in &e.rules {
-                let Some(id) = crate::rules::RuleId::ALL.iter().find(|x| x.as_str() == r) else {
+                let Some(id) = crate::catalog::RuleId::ALL.iter().find(|x| x.as_str() == r) else {
                     return Err(invalid(
                         format!("{k}.rules"),
                         format!("{r:?} is not a rule id"),
@@ -843,8 +843,8 @@ impl Settings {
                         action.validate(&key)?;
                         if matches!(
                             id,
-                            crate::rules::RuleId::LearningAbandonment
-                                | crate::rules::RuleId::LearningConfusion
+                            crate::catalog::RuleId::LearningAbandonment
+                                | crate::catalog::RuleId::LearningConfusion
                         ) && (action.kind == ActionKind::ManagerCoaching
                             || action.audience == Audience::Manager)
                         {
@@ -876,39 +876,6 @@ impl Settings {
             }
         }
         Ok(())
-    }
-
-    /// The `momentd validate-config` listing: every rule with its effective numbers.
-    pub fn describe_rules(&self) -> String {
-        let mut out = String::new();
-        let rules = crate::rules::RuleSet::compile(self);
-        for r in rules.describe() {
-            out.push_str(&r);
-            out.push('\n');
-        }
-        for e in &self.experiments {
-            let arms: Vec<String> = e
-                .arms
-                .iter()
-                .map(|a| match &a.action {
-                    Some(act) => format!(
-                        "{} (weight {}, action {})",
-                        a.name,
-                        a.weight,
-                        act.kind.as_str()
-                    ),
-                    None => format!("{} (weight {})", a.name, a.weight),
-                })
-                .collect();
-            out.push_str(&format!(
-                "experiment {}: rules {:?}, control {:.0} %, arms {}\n",
-                e.id,
-                e.rules,
-                e.control_share * 100.0,
-                arms.join(", ")
-            ));
-        }
-        out
     }
 }
 

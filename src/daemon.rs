@@ -121,8 +121,10 @@ pub async fn dev(
         input.display(),
         settings.kafka.input_topics[0]
     );
-    tokio::spawn(print_triggers(settings.clone(), token.clone()));
+    let printer = tokio::spawn(print_triggers(settings.clone(), token.clone()));
     let r = serve(settings, pseudonymizer, token).await;
+    // Every client stops before the cluster it talks to (else each logs the cluster's going).
+    let _ = printer.await;
     drop(cluster);
     r
 }
@@ -209,6 +211,7 @@ async fn print_triggers(settings: Settings, token: CancellationToken) {
     }
 }
 
+#[cfg(feature = "simulator")]
 /// Produces simulation records to the first input topic at `rate` records per second until
 /// they run out or `duration` passes, with a progress line on stderr; returns how many were
 /// acknowledged.

@@ -4,16 +4,25 @@
 //! The shape is a pure core inside a thin I/O shell: [`engine`] and [`rules`] never touch a
 //! clock, a socket or a file; [`replay`] and (later) the Kafka runtime move bytes and time.
 
+pub mod calendar;
+pub mod catalog;
 pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod event;
+/// The fuzz targets' harnesses (`fuzz/`, `tests/fuzz_corpus.rs`): not part of the library's
+/// interface, only with the `fuzzing` feature.
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod http;
+pub(crate) mod index;
 pub mod metrics;
 pub mod replay;
 pub mod rules;
 pub mod runtime;
+/// The workforce simulator behind `momentd simulate` and `evaluate`: with the `simulator`
+/// feature (on by default, so the one binary has it).
+#[cfg(any(test, feature = "simulator"))]
 pub mod sim;
 pub mod synth;
 pub mod time;

@@ -107,6 +107,7 @@ enum Command {
     },
     /// A seeded synthetic workforce with injected patterns: events and ground truth to a
     /// directory, or produced straight to Kafka at a rate.
+    #[cfg(feature = "simulator")]
     Simulate {
         #[arg(long, default_value_t = 2000)]
         employees: u32,
@@ -157,6 +158,7 @@ enum Command {
         time_off: f64,
     },
     /// Per rule recall, precision and detection delay of triggers against a simulation's truth.
+    #[cfg(feature = "simulator")]
     Evaluate {
         #[arg(long)]
         truth: PathBuf,
@@ -300,6 +302,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 momentd::daemon::dev(settings, &input, pseudo, token).await
             })
         }
+        #[cfg(feature = "simulator")]
         Command::Simulate {
             employees,
             days,
@@ -389,6 +392,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "simulator")]
         Command::Evaluate {
             truth,
             triggers,
@@ -428,12 +432,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .unwrap_or_else(|| format!("{} (or built-in defaults)", config::DEFAULT_PATH));
             println!("configuration {path}: ok");
             println!();
-            print!("{}", settings.describe_rules());
+            print!("{}", momentd::rules::RuleSet::describe_settings(&settings));
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
+#[cfg(feature = "simulator")]
 /// `FIRST_DAY:DAYS`.
 fn parse_span(v: &str) -> Result<(i64, i64), String> {
     let (a, b) = v
@@ -447,6 +452,7 @@ fn parse_span(v: &str) -> Result<(i64, i64), String> {
     Ok((a, b))
 }
 
+#[cfg(feature = "simulator")]
 /// `SOURCE:FIRST_DAY:DAYS`.
 fn parse_outage(v: &str) -> Result<(momentd::rules::presence::Source, i64, i64), String> {
     use momentd::rules::presence::Source;

@@ -1,6 +1,6 @@
 //! Every metric momentd exports, in one place: names, help text, buckets, and one small typed
 //! function per thing that happens. Labels are topics, partitions, event types, rules,
-//! severities, reasons and outcomes — never an employee id or free text (CONTRACT §6).
+//! severities, reasons and outcomes — never an employee id or free text (docs/contract.md §6).
 
 use std::time::Duration;
 
@@ -78,7 +78,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     for kind in ["assign", "revoke", "error"] {
         counter!(REBALANCES, "kind" => kind).increment(0);
     }
-    for kind in ["employee", "group", "erased", "evicted", "clock"] {
+    for kind in crate::engine::changelog::Written::KINDS {
         counter!(CHANGELOG_WRITTEN, "kind" => kind).increment(0);
     }
     counter!(RESTORED_RECORDS).increment(0);
@@ -220,7 +220,7 @@ fn describe() {
     );
     describe_counter!(
         SOURCE_GAPS,
-        "UTC days found to be feed gaps of a rollup source: far fewer employees sent one than on the same weekday over the previous 8 weeks (CONTRACT §8); left out of that source's windows for everyone"
+        "UTC days found to be feed gaps of a rollup source: far fewer employees sent one than on the same weekday over the previous 8 weeks (docs/contract.md §8); left out of that source's windows for everyone"
     );
     describe_gauge!(
         POPULATION_CLOSED,
@@ -362,14 +362,7 @@ pub fn changelog_corrupt() {
 }
 
 pub fn changelog_written(w: &crate::engine::changelog::Written) {
-    for (kind, n) in [
-        ("employee", w.employees),
-        ("group", w.groups),
-        ("erased", w.erased),
-        ("evicted", w.evicted),
-        ("buffered", w.buffered),
-        ("clock", w.clock),
-    ] {
+    for (kind, n) in w.by_kind() {
         if n > 0 {
             counter!(CHANGELOG_WRITTEN, "kind" => kind).increment(n as u64);
         }
@@ -489,4 +482,30 @@ pub fn state_bytes(l: &PartitionLabels, bytes: usize) {
 pub fn partition_revoked(l: &PartitionLabels) {
     partition_gauges(l, None, None, 0, 0);
     state_bytes(l, 0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_of_changelog_record_is_counted() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let written = crate::engine::changelog::Written {
+            employees: 1,
+            groups: 2,
+            erased: 3,
+            evicted: 4,
+            buffered: 5,
+            clock: 6,
+            population: 7,
+        };
+        metrics::with_local_recorder(&recorder, || changelog_written(&written));
+        let text = handle.render();
+        for (kind, n) in written.by_kind() {
+            let line = format!("{CHANGELOG_WRITTEN}{{kind=\"{kind}\"}} {n}");
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
+    }
 }

@@ -153,7 +153,7 @@ pub fn replay(
     Ok(stats)
 }
 
-/// Feed gaps found (CONTRACT §8), one line each on `diag`, as `run` logs them.
+/// Feed gaps found (docs/contract.md §8), one line each on `diag`, as `run` logs them.
 fn gaps(engine: &mut Engine, diag: &mut dyn Write) {
     for (day, source) in engine.take_gaps() {
         let _ = writeln!(

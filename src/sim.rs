@@ -1,6 +1,6 @@
 //! The workforce simulator: a seeded, deterministic synthetic workforce — employees in teams of
 //! eight, new hires in cohorts — with the everyday behaviour of engaged people across the whole
-//! catalog, and, for a share of them, injected patterns for every rule of CONTRACT §4 at known
+//! catalog, and, for a share of them, injected patterns for every rule of docs/contract.md §4 at known
 //! times, near misses that must stay quiet, consent withdrawals, exits and erasures, duplicate
 //! deliveries and malformed records. Alongside the events it writes the ground truth: for each
 //! injected pattern, the rule, the subject and the event-time window in which the rule must fire

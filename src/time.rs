@@ -10,7 +10,7 @@ pub const SECOND: Ts = 1_000;
 pub const HOUR: Ts = 3_600 * SECOND;
 pub const DAY: Ts = 24 * HOUR;
 
-/// 2000-01-01T00:00:00Z: events before it are `timestamp_out_of_range` (CONTRACT §2).
+/// 2000-01-01T00:00:00Z: events before it are `timestamp_out_of_range` (docs/contract.md §2).
 pub const MIN_EVENT_TIME: Ts = 946_684_800_000;
 
 /// Parses an RFC 3339 timestamp that carries an offset (`Z` or `±hh:mm`).

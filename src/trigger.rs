@@ -1,4 +1,4 @@
-//! The output contract (CONTRACT §5): trigger events, in JSON or protobuf.
+//! The output contract (docs/contract.md §5): trigger events, in JSON or protobuf.
 
 use prost::Message;
 use serde::Serialize;

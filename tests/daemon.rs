@@ -690,3 +690,75 @@ fn start_up_against_a_broker_that_never_answers_is_bounded_and_named() {
     assert!(status.success(), "{status:?}");
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
 }
+
+/// `momentd dev` as a new user runs it: every trigger `replay` gives for the sample is printed,
+/// and Ctrl-C stops it with exit 0 and not one warning or error — every client stops before
+/// the in-process cluster it talks to.
+#[test]
+fn dev_prints_the_samples_triggers_and_stops_cleanly_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let replay = Command::new(env!("CARGO_BIN_EXE_momentd"))
+        .args(["replay", "--input", "examples/sample-events.jsonl"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let expected = String::from_utf8(replay.stdout).unwrap().lines().count();
+    assert!(expected > 20, "the sample fires: {expected}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_momentd"))
+        .args(["dev"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("MOMENTD_PSEUDONYM_KEY")
+        .env("MOMENTD__HTTP__LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut printed = Vec::new();
+    while printed.len() < expected {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => printed.push(l),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "{} of {expected} triggers printed: {printed:#?}\n{}",
+                    printed.len(),
+                    logs.join().unwrap()
+                );
+            }
+        }
+    }
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let stop = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < stop, "dev still running 30 s after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let logs = logs.join().unwrap();
+    assert!(status.success(), "exit 0 after Ctrl-C: {status:?}\n{logs}");
+    assert!(logs.contains("stopped"), "{logs}");
+    let loud: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    assert!(loud.is_empty(), "a clean stop says nothing loud: {loud:#?}");
+    assert_eq!(printed.len(), expected);
+}

@@ -85,7 +85,7 @@ fn internal_topic_inputs_never_panic() {
     run_all("internal_topics");
 }
 
-/// The seeds are what `momentd::fuzzing::seeds` makes today (`cargo run --example fuzz_seeds`
+/// The seeds are what `momentd::fuzzing::seeds` makes today (`cargo run --features fuzzing --example fuzz_seeds`
 /// writes them): a change to what momentd writes reaches the fuzzers' starting points.
 #[test]
 fn the_committed_seeds_are_current() {
@@ -95,7 +95,7 @@ fn the_committed_seeds_are_current() {
         let name = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
         assert!(
             root.join(target).join(&name).exists(),
-            "fuzz/seeds/{target}/{name} is missing: run `cargo run --example fuzz_seeds`"
+            "fuzz/seeds/{target}/{name} is missing: run `cargo run --features fuzzing --example fuzz_seeds`"
         );
     }
 }

@@ -1,4 +1,4 @@
-//! `[rules.*]`: the numbers of every rule in CONTRACT §4, with the contract's defaults, and the
+//! `[rules.*]`: the numbers of every rule in docs/contract.md §4, with the contract's defaults, and the
 //! checks that name the key at fault.
 
 use std::collections::BTreeMap;
@@ -635,7 +635,7 @@ impl Rules {
             ));
         }
         for (rule, kind) in &c.route {
-            if !crate::rules::RuleId::EMPLOYEE
+            if !crate::catalog::RuleId::EMPLOYEE
                 .iter()
                 .any(|r| r.as_str() == rule)
             {

@@ -1,4 +1,4 @@
-//! The engine's side of the state changelog (CONTRACT §9), pure like the rest of the engine:
+//! The engine's side of the state changelog (docs/contract.md §9), pure like the rest of the engine:
 //! [`Engine::checkpoint`] turns what changed since the last checkpoint into records, and a
 //! [`Restorer`] rebuilds an engine from the records of a changelog partition. The runtime moves
 //! the bytes (`runtime::changelog`).
@@ -524,14 +524,38 @@ pub struct Written {
 }
 
 impl Written {
+    /// Every kind of record a checkpoint writes, as `momentd_changelog_records_written_total`
+    /// labels them. The destructuring is exhaustive: a kind added to `Written` must be named
+    /// here, so no kind goes uncounted.
+    pub const KINDS: [&'static str; 7] = [
+        "employee",
+        "group",
+        "erased",
+        "evicted",
+        "buffered",
+        "clock",
+        "population",
+    ];
+
+    /// The counts, in the order of [`Written::KINDS`].
+    pub fn by_kind(&self) -> [(&'static str, usize); 7] {
+        let Written {
+            employees,
+            groups,
+            erased,
+            evicted,
+            buffered,
+            clock,
+            population,
+        } = *self;
+        let n = [
+            employees, groups, erased, evicted, buffered, clock, population,
+        ];
+        std::array::from_fn(|i| (Self::KINDS[i], n[i]))
+    }
+
     pub fn total(&self) -> usize {
-        self.employees
-            + self.groups
-            + self.erased
-            + self.evicted
-            + self.buffered
-            + self.clock
-            + self.population
+        self.by_kind().iter().map(|(_, n)| n).sum()
     }
 }
 

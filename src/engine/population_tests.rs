@@ -1,4 +1,4 @@
-//! CONTRACT §8's population, rule by rule: a shift of everyone is not a person's change.
+//! docs/contract.md §8's population, rule by rule: a shift of everyone is not a person's change.
 //! Feed gaps are found from the population's figures and left out of their source's windows;
 //! the ratio rules compare their subject with everyone else over the same days; the team
 //! rules leave out the days the population was away.

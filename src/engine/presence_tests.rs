@@ -1,4 +1,4 @@
-//! CONTRACT §8's exclusions, rule by rule: recorded time off and the calendar's non-working days
+//! docs/contract.md §8's exclusions, rule by rule: recorded time off and the calendar's non-working days
 //! leave windows judged on the days present (reaching back over the excluded ones, not judged
 //! when too few can be found) and stop deadlines; a cancellation gives the days back.
 

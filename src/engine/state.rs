@@ -144,12 +144,12 @@ pub struct EmployeeState {
     pub mobility: Option<Box<mobility::State>>,
     pub performance: Option<Box<performance::State>>,
     pub ladder: Option<Box<ladder::State>>,
-    /// Recorded time off (CONTRACT §8): days only, never a kind of leave. The last field, so
+    /// Recorded time off (docs/contract.md §8): days only, never a kind of leave. The last field, so
     /// a state written before it existed decodes with an empty list appended (see
     /// [`EmployeeState::upgrade`]).
     pub time_off: Vec<Leave>,
     /// Per rollup source, the UTC day of the employee's last rollup (0: none): the first
-    /// of a day counts them among the day's reporters (CONTRACT §8). Appended in format 4.
+    /// of a day counts them among the day's reporters (docs/contract.md §8). Appended in format 4.
     pub rollup_days: [i32; 2],
 }
 

@@ -1,4 +1,4 @@
-//! The input contract (CONTRACT §2): bytes in either encoding become one typed [`Event`], or a
+//! The input contract (docs/contract.md §2): bytes in either encoding become one typed [`Event`], or a
 //! [`Reject`] that names the dead-letter reason and the field at fault. Nothing here panics on any
 //! input; both decoders are fed arbitrary bytes by property tests.
 
@@ -46,7 +46,7 @@ impl Encoding {
     }
 }
 
-/// The dead-letter reasons of CONTRACT §2, as they appear in the `momentd-error` header and in
+/// The dead-letter reasons of docs/contract.md §2, as they appear in the `momentd-error` header and in
 /// metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ErrorCode {
@@ -199,7 +199,7 @@ impl Event<'_> {
 
 macro_rules! kinds {
     ($( $variant:ident $({ $($field:ident : $fty:ty),* $(,)? })? => $name:literal ),* $(,)?) => {
-        /// The event catalog of CONTRACT §2 with each type's attributes, validated.
+        /// The event catalog of docs/contract.md §2 with each type's attributes, validated.
         #[derive(Debug, Clone, PartialEq)]
         pub enum Kind<'a> {
             $( $variant $({ $($field: $fty),* })? ),*
@@ -621,7 +621,7 @@ impl<'a, A: AttrSource<'a>> RawEvent<'a, A> {
     }
 }
 
-/// The longest span one `time_off.recorded` may cover (CONTRACT §2).
+/// The longest span one `time_off.recorded` may cover (docs/contract.md §2).
 pub const MAX_TIME_OFF_DAYS: i32 = 366;
 
 /// A required `YYYY-MM-DD` attribute, as a UTC day number.

@@ -1,4 +1,4 @@
-//! Team and cohort rules (CONTRACT §4, second table). They speak of groups, never of a person,
+//! Team and cohort rules (docs/contract.md §4, second table). They speak of groups, never of a person,
 //! and stay silent for groups with fewer than `privacy.min_group_size` distinct employees.
 //! Their state lives beside the employee state of one engine (one partition, or all of them in
 //! `replay`); it holds employee ids only as 64-bit fingerprints, for distinct counts, and never
@@ -15,8 +15,8 @@ use super::sentiment::{self, Lexicon};
 use super::window::{enough_days, present_window, DayRing, EXCLUSION_MARGIN_DAYS};
 use super::RuleId;
 use crate::config::Settings;
-use crate::engine::index::Index;
 use crate::event::{Event, Kind};
+use crate::index::Index;
 use crate::time::{day_of, day_start, Ts, DAY, HOUR};
 use crate::trigger::{round2, Reason, Scope};
 
@@ -179,7 +179,7 @@ pub enum GroupRef {
 }
 
 /// What an event contributes to a group: what the group rules read and nothing else — counts
-/// and the member's fingerprint, never a comment's text (CONTRACT §9).
+/// and the member's fingerprint, never a comment's text (docs/contract.md §9).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum What {
     /// The member was active (their first event of the day in the group).
@@ -340,7 +340,7 @@ impl Members {
         self.0.len() != before
     }
     fn prefetch(&self) {
-        crate::engine::prefetch_lines(
+        crate::index::prefetch_lines(
             self.0.as_ptr() as *const u8,
             std::mem::size_of_val(self.0.as_slice()),
         );
@@ -473,7 +473,7 @@ impl Groups {
     pub fn prefetch_team(&self, key: u128) -> Option<u32> {
         let n = self.team_index.get(key)?;
         let t = self.teams.get(n as usize)?;
-        crate::engine::prefetch_lines(t as *const Team as *const u8, std::mem::size_of::<Team>());
+        crate::index::prefetch_lines(t as *const Team as *const u8, std::mem::size_of::<Team>());
         Some(n)
     }
 

@@ -1,4 +1,4 @@
-//! The follow-up ladder (CONTRACT §4, last paragraph): a trigger at escalation 0 that is ignored
+//! The follow-up ladder (docs/contract.md §4, last paragraph): a trigger at escalation 0 that is ignored
 //! (`intervention.ignored`, or no `intervention.completed` `no_completion_after` after its
 //! `deliver_by`) gets a follow-up of the same rule at escalation 1 (`office_hours_invite`), and
 //! that one, ignored in turn, escalation 2 (`manager_coaching`). `intervention.completed` ends it.

@@ -1,4 +1,4 @@
-//! The rule catalog (CONTRACT §4). Each employee rule is one small module with its compiled
+//! The rule catalog (docs/contract.md §4). Each employee rule is one small module with its compiled
 //! `Params`, its per-employee `State`, and three pure functions:
 //!
 //! * `on_event(params, state, event, out)` — update the state; push a [`Fire`] when the pattern
@@ -29,94 +29,11 @@ pub mod recognition;
 pub mod sentiment;
 pub mod window;
 
-use serde::Serialize;
-
 use crate::config::{ActionCfg, ActionKind, Dur, Settings};
 use crate::time::Ts;
 use crate::trigger::{Reason, Severity};
 
-/// Rule ids, in catalog order. The discriminant indexes per-rule tables.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
-)]
-#[repr(u8)]
-pub enum RuleId {
-    CollaborationDecline = 0,
-    RecognitionWithdrawal,
-    PulseShortening,
-    CheckinLapse,
-    FeedbackUnacknowledged,
-    PassiveGoals,
-    LearningAbandonment,
-    LearningConfusion,
-    OnboardingFriction,
-    MobilityFrustration,
-    PerformanceDip,
-    AttritionRisk,
-    CohortOnboardingStall,
-    TeamTrainingCompletionLow,
-    TeamCheckinDrop,
-    TeamSentimentShift,
-}
-
-// The employee rules are exactly those listed before `attrition_risk`.
-const _: () = assert!(matches!(RuleId::ALL[11], RuleId::AttritionRisk));
-
-impl RuleId {
-    pub const ALL: [RuleId; 16] = [
-        RuleId::CollaborationDecline,
-        RuleId::RecognitionWithdrawal,
-        RuleId::PulseShortening,
-        RuleId::CheckinLapse,
-        RuleId::FeedbackUnacknowledged,
-        RuleId::PassiveGoals,
-        RuleId::LearningAbandonment,
-        RuleId::LearningConfusion,
-        RuleId::OnboardingFriction,
-        RuleId::MobilityFrustration,
-        RuleId::PerformanceDip,
-        RuleId::AttritionRisk,
-        RuleId::CohortOnboardingStall,
-        RuleId::TeamTrainingCompletionLow,
-        RuleId::TeamCheckinDrop,
-        RuleId::TeamSentimentShift,
-    ];
-    /// The rules that speak of one employee and count towards the attrition risk.
-    pub const EMPLOYEE: &'static [RuleId] = Self::ALL.split_at(11).0;
-    pub const COUNT: usize = Self::ALL.len();
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RuleId::CollaborationDecline => "collaboration_decline",
-            RuleId::RecognitionWithdrawal => "recognition_withdrawal",
-            RuleId::PulseShortening => "pulse_shortening",
-            RuleId::CheckinLapse => "checkin_lapse",
-            RuleId::FeedbackUnacknowledged => "feedback_unacknowledged",
-            RuleId::PassiveGoals => "passive_goals",
-            RuleId::LearningAbandonment => "learning_abandonment",
-            RuleId::LearningConfusion => "learning_confusion",
-            RuleId::OnboardingFriction => "onboarding_friction",
-            RuleId::MobilityFrustration => "mobility_frustration",
-            RuleId::PerformanceDip => "performance_dip",
-            RuleId::AttritionRisk => "attrition_risk",
-            RuleId::CohortOnboardingStall => "cohort_onboarding_stall",
-            RuleId::TeamTrainingCompletionLow => "team_training_completion_low",
-            RuleId::TeamCheckinDrop => "team_checkin_drop",
-            RuleId::TeamSentimentShift => "team_sentiment_shift",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    pub fn is_learning(self) -> bool {
-        matches!(
-            self,
-            RuleId::LearningAbandonment | RuleId::LearningConfusion
-        )
-    }
-}
+pub use crate::catalog::RuleId;
 
 /// A rule's verdict: its pattern holds at `at` (event time), for these reasons.
 #[derive(Debug, Clone, PartialEq)]
@@ -225,7 +142,7 @@ pub struct RuleSet {
     pub gap_share: f64,
 }
 
-/// A compiled experiment (CONTRACT §7).
+/// A compiled experiment (docs/contract.md §7).
 #[derive(Debug)]
 pub struct Experiment {
     /// Its place in [`RuleSet::experiment_list`] (and in an employee's cached points).
@@ -284,6 +201,39 @@ fn severity_for(weight: u32, s: &Settings) -> Severity {
 }
 
 impl RuleSet {
+    /// The `momentd validate-config` listing: every rule with its effective numbers.
+    pub fn describe_settings(s: &Settings) -> String {
+        let mut out = String::new();
+        let rules = RuleSet::compile(s);
+        for r in rules.describe() {
+            out.push_str(&r);
+            out.push('\n');
+        }
+        for e in &s.experiments {
+            let arms: Vec<String> = e
+                .arms
+                .iter()
+                .map(|a| match &a.action {
+                    Some(act) => format!(
+                        "{} (weight {}, action {})",
+                        a.name,
+                        a.weight,
+                        act.kind.as_str()
+                    ),
+                    None => format!("{} (weight {})", a.name, a.weight),
+                })
+                .collect();
+            out.push_str(&format!(
+                "experiment {}: rules {:?}, control {:.0} %, arms {}\n",
+                e.id,
+                e.rules,
+                e.control_share * 100.0,
+                arms.join(", ")
+            ));
+        }
+        out
+    }
+
     pub fn compile(s: &Settings) -> RuleSet {
         let r = &s.rules;
         let mut meta: Vec<RuleMeta> = Vec::with_capacity(RuleId::COUNT);

@@ -1,4 +1,4 @@
-//! Population figures (CONTRACT §8).
+//! Population figures (docs/contract.md §8).
 //!
 //! Per UTC day: how many employees are active (any event in the 28 days up to the day), per
 //! rollup source how many sent one, and the sums the ratio rules use. Figures are additive:
@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::rules::presence::{Days, Gaps, Presence, Source};
+use crate::calendar::{Days, Excludes, Gaps, Source};
 use crate::time::{day_start, Ts};
 
 /// Days of figures kept: the longest window (with its margin for exclusions) and the 8 weeks
@@ -227,7 +227,7 @@ impl Figures {
         &self,
         from: i64,
         to: i64,
-        pres: &Presence<'_>,
+        pres: &impl Excludes,
         source: Option<Source>,
         f: impl Fn(&DayFigures) -> (u64, u64),
     ) -> (u64, u64) {
@@ -252,7 +252,7 @@ impl Figures {
     pub fn ratio(
         &self,
         (bf, rf, day): (i64, i64, i64),
-        pres: &Presence<'_>,
+        pres: &impl Excludes,
         source: Option<Source>,
         cap: bool,
         f: impl Fn(&DayFigures) -> (u64, u64),
@@ -303,7 +303,7 @@ pub struct Subject {
 }
 
 /// What a ratio rule compares its subject with: the population's ratio over the same windows
-/// (CONTRACT §8, `population.relative`).
+/// (docs/contract.md §8, `population.relative`).
 pub fn scaled(rule_ratio: f64, population_ratio: Option<f64>) -> f64 {
     rule_ratio * population_ratio.map_or(1.0, |p| p.min(1.0))
 }
@@ -437,7 +437,7 @@ impl Population {
 /// The population's table as every task reads it from the population topic (`run`): each
 /// task's shares and the last day it closed, read in the topic's one order. The population
 /// has closed a day when every task has (a task that said it is empty — no event yet, idle
-/// for `time.idle_timeout`, CONTRACT §3 — is not waited for); that only ever moves forward,
+/// for `time.idle_timeout`, docs/contract.md §3 — is not waited for); that only ever moves forward,
 /// and a share of a day already closed is not taken (a task restarted from its changelog
 /// sends its shares again; one that was empty and has events now is too late for those days
 /// — the same for every reader, as they read the same order).

@@ -1,4 +1,4 @@
-//! Days that do not count (CONTRACT §8): the company calendar's non-working days, an employee's
+//! Days that do not count (docs/contract.md §8): the company calendar's non-working days, an employee's
 //! recorded time off, and the days a rollup source delivered nothing (feed gaps). Rules measure
 //! their windows in what remains:
 //!
@@ -12,145 +12,11 @@
 //!
 //! Days are UTC day numbers (`time::day_of`).
 
-use serde::{Deserialize, Serialize};
-
 use crate::time::{day_of, day_start, Ts, DAY};
 
-/// A set of UTC days as sorted, disjoint, non-adjacent inclusive ranges.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Days(Vec<(i32, i32)>);
-
-impl Days {
-    pub fn from_ranges(mut r: Vec<(i32, i32)>) -> Days {
-        r.retain(|&(a, b)| a <= b);
-        r.sort_unstable();
-        let mut out: Vec<(i32, i32)> = Vec::with_capacity(r.len());
-        for (a, b) in r {
-            match out.last_mut() {
-                Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
-                _ => out.push((a, b)),
-            }
-        }
-        Days(out)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn ranges(&self) -> &[(i32, i32)] {
-        &self.0
-    }
-
-    /// Adds one day (kept sorted and merged).
-    pub fn insert(&mut self, day: i64) {
-        if self.contains(day) {
-            return;
-        }
-        let mut r = std::mem::take(&mut self.0);
-        r.push((day as i32, day as i32));
-        *self = Days::from_ranges(r);
-    }
-
-    pub fn contains(&self, day: i64) -> bool {
-        let i = self.0.partition_point(|&(_, b)| (b as i64) < day);
-        self.0.get(i).is_some_and(|&(a, _)| a as i64 <= day)
-    }
-
-    /// How many days of `from..=to` the set holds.
-    pub fn count(&self, from: i64, to: i64) -> i64 {
-        if from > to || self.0.is_empty() {
-            return 0;
-        }
-        let i = self.0.partition_point(|&(_, b)| (b as i64) < from);
-        self.0[i..]
-            .iter()
-            .take_while(|&&(a, _)| a as i64 <= to)
-            .map(|&(a, b)| (b as i64).min(to) - (a as i64).max(from) + 1)
-            .sum()
-    }
-
-    /// The ranges meeting `from..=to`, clipped to it.
-    fn clipped(&self, from: i64, to: i64) -> impl Iterator<Item = (i64, i64)> + '_ {
-        let i = self.0.partition_point(|&(_, b)| (b as i64) < from);
-        self.0[i..]
-            .iter()
-            .take_while(move |&&(a, _)| a as i64 <= to)
-            .map(move |&(a, b)| ((a as i64).max(from), (b as i64).min(to)))
-    }
-
-    /// Drops the days before `day`.
-    pub fn forget_before(&mut self, day: i64) {
-        self.0.retain(|&(_, b)| b as i64 >= day);
-        if let Some(first) = self.0.first_mut() {
-            first.0 = first.0.max(day as i32);
-        }
-    }
-}
-
-/// One `time_off.recorded`: its id's fingerprint and its days (no kind of leave is kept).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Leave {
-    pub id: u64,
-    pub from: i32,
-    pub to: i32,
-}
-
-/// At most this many recorded spans are kept per employee (the oldest go first).
-pub const MAX_LEAVES: usize = 64;
-/// Spans that ended this long before the day of the event recording another are forgotten: no window of
-/// any rule reaches that far back.
-pub const LEAVE_HORIZON_DAYS: i64 = 400;
-
-/// Records (or replaces) a span of time off.
-pub fn record_leave(leaves: &mut Vec<Leave>, l: Leave, today: i64) {
-    leaves.retain(|x| x.id != l.id && x.to as i64 >= today - LEAVE_HORIZON_DAYS);
-    leaves.push(l);
-    leaves.sort_unstable_by_key(|x| (x.from, x.to, x.id));
-    if leaves.len() > MAX_LEAVES {
-        let oldest = leaves
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, x)| (x.to, x.from))
-            .map(|(i, _)| i)
-            .unwrap_or(0);
-        leaves.remove(oldest);
-    }
-}
-
-/// Cancels a span; whether there was one.
-pub fn cancel_leave(leaves: &mut Vec<Leave>, id: u64) -> bool {
-    let n = leaves.len();
-    leaves.retain(|x| x.id != id);
-    leaves.len() != n
-}
-
-/// The rollup sources whose feed gaps are detected (CONTRACT §8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Source {
-    Collab = 0,
-    Tasks = 1,
-}
-
-impl Source {
-    pub const ALL: [Source; 2] = [Source::Collab, Source::Tasks];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Collab => "collab.activity",
-            Source::Tasks => "work.tasks",
-        }
-    }
-}
-
-/// Per rollup source, its gap days.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Gaps(pub [Days; 2]);
-
-impl Gaps {
-    pub fn of(&self, s: Source) -> &Days {
-        &self.0[s as usize]
-    }
-}
+pub use crate::calendar::{
+    cancel_leave, record_leave, Days, Gaps, Leave, Source, LEAVE_HORIZON_DAYS, MAX_LEAVES,
+};
 
 /// What one employee's windows leave out: the calendar, their time off, and (for the windows
 /// of a rollup source) that source's gaps.
@@ -163,8 +29,8 @@ pub struct Presence<'a> {
     figures: Option<&'a super::population::Figures>,
 }
 
-static NO_DAYS: Days = Days(Vec::new());
-static NO_GAPS: Gaps = Gaps([Days(Vec::new()), Days(Vec::new())]);
+static NO_DAYS: Days = Days::EMPTY;
+static NO_GAPS: Gaps = Gaps([Days::EMPTY, Days::EMPTY]);
 
 impl<'a> Presence<'a> {
     pub fn new(calendar: &'a Days, leave: &'a [Leave], gaps: &'a Gaps) -> Presence<'a> {
@@ -351,6 +217,12 @@ impl<'a> Presence<'a> {
 }
 
 /// "N days excluded" for a reason's detail, or nothing when none were.
+impl crate::calendar::Excludes for Presence<'_> {
+    fn excluded(&self, day: i64, source: Option<Source>) -> bool {
+        Presence::excluded(self, day, source)
+    }
+}
+
 pub fn excluded_note(n: i64) -> String {
     match n {
         0 => String::new(),

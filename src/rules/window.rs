@@ -169,7 +169,7 @@ impl DayRing {
 
     /// Hints the CPU to load the stored days (see `Engine::prefetch`).
     pub fn prefetch(&self) {
-        crate::engine::prefetch_lines(
+        crate::index::prefetch_lines(
             self.counts.as_ptr() as *const u8,
             std::mem::size_of_val(self.counts.as_slice()),
         );
@@ -218,7 +218,7 @@ impl DayRing {
 }
 
 /// How many days a ring of daily totals holds beyond its windows' span, so that its windows can
-/// reach back over excluded days (CONTRACT §8): a holiday of up to about three weeks, with its
+/// reach back over excluded days (docs/contract.md §8): a holiday of up to about three weeks, with its
 /// weekends, does not shorten them.
 pub const EXCLUSION_MARGIN_DAYS: i64 = 28;
 

@@ -1,4 +1,4 @@
-//! The changelog's I/O (CONTRACT §9): restoring a task's state from its changelog partition,
+//! The changelog's I/O (docs/contract.md §9): restoring a task's state from its changelog partition,
 //! and the records a checkpoint produces. The engine decides what the records hold
 //! ([`crate::engine::changelog`]); this moves them.
 //!
@@ -22,7 +22,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::output::{Kind, Record};
-use crate::engine::changelog::{Restorer, Written};
+use crate::engine::changelog::Restorer;
 use crate::engine::Engine;
 
 /// What every task needs to write and restore its changelog partition.
@@ -317,14 +317,4 @@ impl Drop for Reading<'_> {
             tracing::warn!(error = %e, "unassigning a restored changelog partition");
         }
     }
-}
-
-/// A checkpoint waiting for the outputs before it to be acknowledged, then for its own records.
-pub struct Staged {
-    /// Output groups pushed before it: it is sent once that many are acknowledged.
-    pub after: u64,
-    /// The input positions it covers (per input topic, the next offset to read; -1: none).
-    pub through: Vec<i64>,
-    pub records: Vec<Record>,
-    pub written: Written,
 }

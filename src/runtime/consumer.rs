@@ -18,8 +18,8 @@ use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use tokio::sync::{mpsc, Notify};
 
 use super::lifecycle::{Action, Input, Lifecycle, Tp};
-use super::partition::{Cmd, InBatch, PartitionTask, Shared, Source};
 use super::queue::{SplitQueue, Waker};
+use super::task::{Cmd, InBatch, PartitionTask, Shared, Source, Watermarks};
 use crate::metrics;
 
 /// Batches queued per partition task before the consumer thread waits (each at most
@@ -43,6 +43,9 @@ pub struct Router {
     /// assigned here (yet): not started, since one task must own partition p of every input.
     partial: HashMap<i32, std::collections::BTreeSet<usize>>,
     runtime: tokio::runtime::Handle,
+    /// The partition tasks spawned (the daemon waits for them at shutdown: no client outlives
+    /// what it serves).
+    spawned: tokio_util::task::TaskTracker,
     shared: Shared,
     drain_timeout: Duration,
     health: super::Health,
@@ -54,7 +57,7 @@ pub struct Router {
     /// The consumer (set once it exists), for the partitions' split queues to keep alive.
     consumer: Weak<BaseConsumer<Ctx>>,
     /// Partition queues split off before their assignment, for the tasks about to start.
-    splits: HashMap<Tp, Source>,
+    splits: HashMap<Tp, Split>,
     /// `kafka.split_partition_queues`.
     split_queues: bool,
 }
@@ -62,6 +65,7 @@ pub struct Router {
 impl Router {
     pub fn new(
         runtime: tokio::runtime::Handle,
+        spawned: tokio_util::task::TaskTracker,
         shared: Shared,
         drain_timeout: Duration,
         health: super::Health,
@@ -72,6 +76,7 @@ impl Router {
             tasks: HashMap::new(),
             partial: HashMap::new(),
             runtime,
+            spawned,
             shared,
             drain_timeout,
             health,
@@ -184,24 +189,31 @@ impl Router {
             .iter()
             .map(|_| Arc::new(AtomicI64::new(-1)))
             .collect();
-        let task = PartitionTask::new(
-            p,
-            self.shared.clone(),
-            positions.clone(),
-            self.consumer.clone(),
-        );
-        let sources: Vec<Option<Source>> = self
+        let watermarks: Watermarks = {
+            let (consumer, topics) = (self.consumer.clone(), self.shared.inputs.clone());
+            Arc::new(move |i| {
+                let c = consumer.upgrade()?;
+                super::queue::cached_watermarks(&c, topics.get(i)?, p)
+            })
+        };
+        let task = PartitionTask::new(p, self.shared.clone(), positions.clone(), watermarks);
+        let sources: Vec<Option<Box<dyn Source>>> = self
             .shared
             .inputs
             .iter()
-            .map(|t| self.splits.remove(&(t.clone(), p)))
+            .map(|t| {
+                self.splits
+                    .remove(&(t.clone(), p))
+                    .map(|s| Box::new(s) as Box<dyn Source>)
+            })
             .collect();
         let own_queue = sources.iter().all(Option::is_some);
         if self.shared.changelog.is_some() {
             // Not ready until the task has restored (it says so when it has).
             self.health.restoring();
         }
-        self.runtime.spawn(task.run(rx, assigned, sources));
+        self.spawned
+            .spawn_on(task.run(rx, assigned, sources), &self.runtime);
         tracing::info!(partition = p, topics = ?self.shared.inputs, own_queue, "partition assigned");
         self.tasks.insert(
             p,
@@ -385,6 +397,9 @@ fn commit_sync(
 
 /// Messages polled in one round, by partition, in offset order.
 type Batches = Vec<(Tp, InBatch)>;
+
+/// A partition's queue split off the consumer's, and what wakes its task.
+type Split = (SplitQueue<Ctx>, Waker);
 
 /// At most this many messages are gathered before they are handed to the tasks.
 const MAX_BATCH: usize = 2048;

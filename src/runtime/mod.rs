@@ -15,10 +15,10 @@ pub mod consumer;
 pub mod lifecycle;
 pub mod offsets;
 pub mod output;
-pub mod partition;
 pub mod population;
 pub mod queue;
 pub mod repartition;
+pub mod task;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -181,7 +181,7 @@ async fn blocking<T: Send + 'static>(
         .context("a start-up thread panicked")?
 }
 
-/// Co-partitioning (CONTRACT §9): every input topic has the same partition count, and the
+/// Co-partitioning (docs/contract.md §9): every input topic has the same partition count, and the
 /// changelog (when it exists) has it too. `counts` holds the partition counts of the topics
 /// that exist. Returns the input partition count, if any input topic exists.
 pub fn check_partitions(
@@ -415,7 +415,7 @@ pub async fn run(
     };
     let engine_settings = settings.clone();
     let task_topics = settings.task_topics();
-    let shared = partition::Shared {
+    let shared = task::Shared {
         sink,
         inputs: task_topics.clone().into(),
         default_encoding: settings.input.default_encoding,
@@ -450,8 +450,10 @@ pub async fn run(
         },
         health: health.clone(),
     };
+    let spawned = tokio_util::task::TaskTracker::new();
     let router = consumer::Router::new(
         tokio::runtime::Handle::current(),
+        spawned.clone(),
         shared,
         settings
             .kafka
@@ -504,6 +506,13 @@ pub async fn run(
     } else {
         let _ = thread.join();
     }
+    // The drained tasks end (with them the last clones of the producers and the population
+    // reader, each of which stops its client as it goes).
+    spawned.close();
+    let left = budget.saturating_sub(started.elapsed());
+    if tokio::time::timeout(left, spawned.wait()).await.is_err() {
+        tracing::warn!("partition tasks did not end within shutdown.timeout");
+    }
     let left = budget.saturating_sub(started.elapsed());
     if let Err(e) = producer.flush(left) {
         tracing::warn!(error = %e, "producer flush did not finish");
@@ -522,7 +531,7 @@ mod tests {
     use super::*;
     use rdkafka::consumer::BaseConsumer;
 
-    /// CONTRACT §6: `kafka.client.*` reaches librdkafka, which (built with TLS) accepts
+    /// docs/contract.md §6: `kafka.client.*` reaches librdkafka, which (built with TLS) accepts
     /// SASL_SSL with SCRAM — creating the clients validates every property.
     #[test]
     fn clients_accept_sasl_ssl_settings_passed_through() {

@@ -1,4 +1,4 @@
-//! The population topic (CONTRACT §8, §9): each task publishes its share of every UTC day it
+//! The population topic (docs/contract.md §8, §9): each task publishes its share of every UTC day it
 //! closes, and the last day it closed; every instance reads the whole topic — one partition,
 //! so every reader sees one order — into a [`Table`] (`rules::population`), from which each
 //! task's engine takes the population's figures. A task does not let its watermark pass the
@@ -6,7 +6,7 @@
 //! and waits for the table to say every task has closed the day. Records hold counts only.
 //!
 //! Keys: `s` + task (4 bytes) + day (4 bytes) for a share, `c` + task for its last closed day
-//! (`i64::MAX`: the task is empty and idle, CONTRACT §3). Values: a format byte and a postcard
+//! (`i64::MAX`: the task is empty and idle, docs/contract.md §3). Values: a format byte and a postcard
 //! body. The topic is compacted: a share sent again (a task restarted from its changelog
 //! closes the same days again) replaces itself with the same figures.
 
@@ -93,6 +93,8 @@ pub struct Population {
     pub closed: tokio::sync::watch::Receiver<Option<i64>>,
     moved: Arc<tokio::sync::watch::Sender<Option<i64>>>,
     stop: Arc<AtomicBool>,
+    /// The reader's thread, joined when the last task lets go of the population.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Population {
@@ -104,8 +106,13 @@ impl std::fmt::Debug for Population {
 }
 
 impl Drop for Population {
+    /// Stops the reader and waits for it (it looks at the flag every 100 ms), so its client is
+    /// gone when this returns.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.reader.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -137,7 +144,7 @@ impl Population {
         let (tx, rx) = tokio::sync::watch::channel(None);
         let tx = Arc::new(tx);
         let stop = Arc::new(AtomicBool::new(false));
-        {
+        let reader = {
             let (table, stop, topic, tx) = (
                 Arc::clone(&table),
                 Arc::clone(&stop),
@@ -147,15 +154,30 @@ impl Population {
             std::thread::Builder::new()
                 .name("momentd-population".into())
                 .spawn(move || read(consumer, &topic, &table, &tx, &stop))
-                .context("starting the population reader")?;
-        }
+                .context("starting the population reader")?
+        };
         Ok(Population {
             topic,
             table,
             closed: rx,
             moved: tx,
             stop,
+            reader: Some(reader),
         })
+    }
+
+    /// A population of `tasks` tasks all in this process, with no topic behind it (the tests'
+    /// barrier: each task's close reaches the table at once).
+    pub fn local(tasks: usize) -> Population {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        Population {
+            topic: "population".into(),
+            table: Arc::new(Mutex::new(Table::new(tasks))),
+            closed: rx,
+            moved: Arc::new(tx),
+            stop: Arc::new(AtomicBool::new(true)),
+            reader: None,
+        }
     }
 
     /// A task of this instance closed its share through `closed`: the table takes it at once

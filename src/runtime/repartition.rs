@@ -1,4 +1,4 @@
-//! The repartition topic (CONTRACT §9): employee tasks publish their events' contributions to
+//! The repartition topic (docs/contract.md §9): employee tasks publish their events' contributions to
 //! the partition that owns each group, and their watermarks to every partition; task p reads
 //! partition p into its engine's group stage (`engine::stage`). Records hold fingerprints and
 //! counts only — never an employee id, never a comment's text.

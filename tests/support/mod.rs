@@ -115,7 +115,7 @@ impl Broker {
         let port = free_port();
         let bootstrap = format!("127.0.0.1:{port}");
         let child = spawn_tansu(dir.path(), &bootstrap);
-        // Without this index every fetch scans all record headers (BROKERS.md).
+        // Without this index every fetch scans all record headers (docs/development.md, "The test brokers").
         let db = dir.path().join("tansu.db");
         let ok = Command::new("python3")
             .args([

@@ -22,7 +22,7 @@ case "${1:-}" in
       (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
       sleep 0.1
     done
-    # Without this index every fetch scans all record headers (../shared/BROKERS.md).
+    # Without this index every fetch scans all record headers (docs/development.md, "The test brokers").
     python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('create index if not exists header_topition_offset on header (topition, offset_id)'); c.commit()" "$dir/tansu.db"
     for t in hr.interactions hr.triggers hr.interactions.dlq hr.triggers.audit; do
       tansu topic create --broker "$url" --partitions 6 "$t" >/dev/null 2>&1 || true

@@ -26,7 +26,7 @@ if ! $tests; then
   exit 0
 fi
 
-# The integration tests' second broker: tansu with SQLite storage (../shared/BROKERS.md). Its
+# The integration tests' second broker: tansu with SQLite storage (docs/development.md, "The test brokers"). Its
 # default build has no storage engine. Building it takes 15-20 minutes on 2 cores, once.
 TANSU_VERSION=0.6.0
 if ! tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then

@@ -290,6 +290,17 @@ mod tests {
         changelog.ack(2);
         assert!(commit.checkpoint_acked().now_or_never().flatten().is_some());
         assert_eq!(commit.position(0, &out), Some(20));
+        // Nor does one that has none yet: it stays without a position to commit.
+        let changelog = Arc::new(Manual::default());
+        let out = Collector::new(2, Arc::new(Manual::default()), Arc::new(Manual::default()));
+        let mut commit = Commit::new(
+            vec![Arc::new(AtomicI64::new(-1)), Arc::new(AtomicI64::new(-1))],
+            Some(Checkpoints::new(2, changelog.clone())),
+        );
+        commit.stage(vec![-1, 5], vec![record(4)], Written::default(), &out);
+        changelog.ack(0);
+        assert!(commit.checkpoint_acked().now_or_never().flatten().is_some());
+        assert_eq!(commit.positions(&out), vec![None, Some(5)]);
     }
 
     #[test]

@@ -454,29 +454,8 @@ impl Engine {
                 let day = crate::time::day_of(t) as i32;
                 let new_day = st.seen_day != day;
                 if parts.population && !st.has(CONSENT_WITHDRAWN) {
-                    // The task's share of the population's figures (an employee who withdrew
-                    // consent is not counted).
-                    let acc = &mut self.pop.acc;
-                    let prev = (st.seen_day != 0).then_some(st.seen_day as i64);
-                    acc.seen(prev, day as i64);
-                    if new_day {
-                        acc.present(day as i64);
-                    }
-                    let mut rollup = |s: Source, a: u32, b: u32| {
-                        let first = st.rollup_days[s as usize] != day;
-                        st.rollup_days[s as usize] = day;
-                        acc.rollup(s, day as i64, first, a as u64, b as u64);
-                    };
-                    match ev.kind {
-                        Kind::CollabActivity { messages, meetings } => {
-                            rollup(Source::Collab, messages.saturating_add(meetings), 0)
-                        }
-                        Kind::WorkTasks { completed, planned } => {
-                            rollup(Source::Tasks, completed, planned)
-                        }
-                        Kind::CheckinCompleted { .. } => acc.checkin_completed(day as i64),
-                        _ => {}
-                    }
+                    // (An employee who withdrew consent is not counted.)
+                    count_in_population(&mut self.pop.acc, st, &ev.kind, day, new_day);
                     self.pop.dirty = true;
                 }
                 st.seen_day = day;
@@ -491,50 +470,9 @@ impl Engine {
                 }
                 let mut fires = std::mem::take(&mut self.fires);
                 let dues = &mut sl.dues;
-                let mut moved = false;
-                match &ev.kind {
-                    Kind::TimeOffRecorded {
-                        time_off_id,
-                        starts_on,
-                        ends_on,
-                    } => {
-                        let l = Leave {
-                            id: self.ctx.leave_key(time_off_id),
-                            from: *starts_on,
-                            to: *ends_on,
-                        };
-                        record_leave(&mut st.time_off, l, day as i64);
-                        // Every deadline may move.
-                        *dues = Dues::of(rules, st);
-                        moved = true;
-                    }
-                    Kind::TimeOffCancelled { time_off_id } => {
-                        if cancel_leave(&mut st.time_off, self.ctx.leave_key(time_off_id)) {
-                            *dues = Dues::of(rules, st);
-                            moved = true;
-                        }
-                    }
-                    _ => {}
-                }
-                let pres = Presence::new(&rules.calendar, &st.time_off, &self.pop.gaps)
-                    .with_figures(Some(&self.pop.figures));
-                macro_rules! on_event {
-                    ($($id:ident => $module:ident, $params:ident;)*) => {$(
-                        if rules.enabled(RuleId::$id) && rules_mod::$module::handles(&ev.kind) {
-                            rules_mod::$module::on_event(&rules.$params, &mut st.$params, ev, &pres, &mut fires);
-                            dues.set(RuleId::$id as usize, rules_mod::$module::next_due(&rules.$params, &st.$params, &pres));
-                            moved = true;
-                        }
-                    )*};
-                }
-                for_each_employee_rule!(on_event);
-                if let Some(lp) = &rules.ladder {
-                    if ladder::handles(&ev.kind) {
-                        ladder::on_event(lp, &mut st.ladder, ev, &pres, &mut fires);
-                        dues.set(LADDER, ladder::next_due(lp, &st.ladder, &pres));
-                        moved = true;
-                    }
-                }
+                // Time off recorded or cancelled: every deadline may move.
+                let mut moved = record_time_off(&self.ctx, st, dues, &ev.kind, day);
+                moved |= run_rules(rules, &self.pop, st, dues, ev, &mut fires);
                 let mut published = false;
                 for f in fires.drain(..) {
                     published |= self.ctx.finalize(&sl.subject, &sl.points, st, f, out);
@@ -558,6 +496,107 @@ impl Engine {
         self.fire_due(out);
         Outcome::Applied
     }
+}
+
+/// An event's part of the task's population share of its day: the employee seen (and present,
+/// on a new day), a rollup's totals and whether it is the first of its source that day, a
+/// completed check-in.
+fn count_in_population(
+    acc: &mut crate::rules::population::Accumulator,
+    st: &mut EmployeeState,
+    kind: &Kind<'_>,
+    day: i32,
+    new_day: bool,
+) {
+    let prev = (st.seen_day != 0).then_some(st.seen_day as i64);
+    acc.seen(prev, day as i64);
+    if new_day {
+        acc.present(day as i64);
+    }
+    let mut rollup = |s: Source, a: u32, b: u32| {
+        let first = st.rollup_days[s as usize] != day;
+        st.rollup_days[s as usize] = day;
+        acc.rollup(s, day as i64, first, a as u64, b as u64);
+    };
+    match *kind {
+        Kind::CollabActivity { messages, meetings } => {
+            rollup(Source::Collab, messages.saturating_add(meetings), 0)
+        }
+        Kind::WorkTasks { completed, planned } => rollup(Source::Tasks, completed, planned),
+        Kind::CheckinCompleted { .. } => acc.checkin_completed(day as i64),
+        _ => {}
+    }
+}
+
+/// Time off recorded or cancelled (on `day`): the employee's spans change and every deadline
+/// is derived again. Whether the deadlines may have moved.
+fn record_time_off(
+    ctx: &Ctx,
+    st: &mut EmployeeState,
+    dues: &mut Dues,
+    kind: &Kind<'_>,
+    day: i32,
+) -> bool {
+    match kind {
+        Kind::TimeOffRecorded {
+            time_off_id,
+            starts_on,
+            ends_on,
+        } => {
+            let l = Leave {
+                id: ctx.leave_key(time_off_id),
+                from: *starts_on,
+                to: *ends_on,
+            };
+            record_leave(&mut st.time_off, l, day as i64);
+            *dues = Dues::of(&ctx.rules, st);
+            true
+        }
+        Kind::TimeOffCancelled { time_off_id } => {
+            let cancelled = cancel_leave(&mut st.time_off, ctx.leave_key(time_off_id));
+            if cancelled {
+                *dues = Dues::of(&ctx.rules, st);
+            }
+            cancelled
+        }
+        _ => false,
+    }
+}
+
+/// Every enabled employee rule that reads the event, then the follow-up ladder: its state
+/// updated, what it fires in `fires`, its next deadline in `dues` — each judged on the days
+/// the employee's windows keep (the calendar, their time off, the feed gaps, the
+/// population's figures). Whether any read it.
+fn run_rules(
+    rules: &RuleSet,
+    pop: &Population,
+    st: &mut EmployeeState,
+    dues: &mut Dues,
+    ev: &Event<'_>,
+    fires: &mut Vec<Fire>,
+) -> bool {
+    let pres =
+        Presence::new(&rules.calendar, &st.time_off, &pop.gaps).with_figures(Some(&pop.figures));
+    let pres = &pres;
+    let mut moved = false;
+    macro_rules! on_event {
+        ($($id:ident => $module:ident, $params:ident;)*) => {$(
+            if rules.enabled(RuleId::$id) && rules_mod::$module::handles(&ev.kind) {
+                rules_mod::$module::on_event(&rules.$params, &mut st.$params, ev, pres, fires);
+                dues.set(RuleId::$id as usize, rules_mod::$module::next_due(&rules.$params, &st.$params, pres));
+                moved = true;
+            }
+        )*};
+    }
+    for_each_employee_rule!(on_event);
+    if let Some(lp) = &rules.ladder {
+        if ladder::handles(&ev.kind) {
+            ladder::on_event(lp, &mut st.ladder, ev, pres, fires);
+            dues.set(LADDER, ladder::next_due(lp, &st.ladder, pres));
+            moved = true;
+        }
+    }
+    moved
 }
 
 #[cfg(test)]

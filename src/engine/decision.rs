@@ -117,6 +117,27 @@ struct Detection<'a> {
     reasons: Vec<Reason>,
 }
 
+impl<'a> Detection<'a> {
+    /// An employee rule's detection (or follow-up) about `subject`.
+    fn employee(
+        rule: RuleId,
+        subject: &'a str,
+        at: Ts,
+        escalation: u8,
+        reasons: Vec<Reason>,
+    ) -> Self {
+        Detection {
+            rule,
+            scope: Scope::Employee,
+            subject,
+            at,
+            escalation,
+            group_key: "",
+            reasons,
+        }
+    }
+}
+
 /// What a published detection's trigger says.
 struct Publication<'a> {
     severity: Severity,
@@ -281,15 +302,7 @@ impl Ctx {
             escalation,
         } = f;
         let m = self.rules.meta(rule);
-        let d = Detection {
-            rule,
-            scope: Scope::Employee,
-            subject,
-            at,
-            escalation,
-            group_key: "",
-            reasons,
-        };
+        let d = Detection::employee(rule, subject, at, escalation, reasons);
         // An experiment covering the rule: the control arm's detection counts (cooldown, the
         // risk score) but is held out; the other arms are published with their arm.
         let decided = self.decide(
@@ -393,15 +406,7 @@ impl Ctx {
         let route: &ActionCfg = a.action(kind);
         let rule = RuleId::AttritionRisk;
         let m = self.rules.meta(rule);
-        let d = Detection {
-            rule,
-            scope: Scope::Employee,
-            subject,
-            at,
-            escalation: 0,
-            group_key: "",
-            reasons,
-        };
+        let d = Detection::employee(rule, subject, at, 0, reasons);
         let decided = self.decide(
             d,
             verdict(st, rule, at, m.cooldown, true),

@@ -122,9 +122,15 @@ pub async fn dev(
         settings.kafka.input_topics[0]
     );
     let printer = tokio::spawn(print_triggers(settings.clone(), token.clone()));
-    let r = serve(settings, pseudonymizer, token).await;
-    // Every client stops before the cluster it talks to (else each logs the cluster's going).
+    let r = serve(settings, pseudonymizer, token.clone()).await;
+    // Every client stops before the cluster it talks to (else each logs the cluster's going):
+    // the printer (told to, should `serve` have failed without a signal), then the daemon's
+    // own clients' threads (each within its poll interval).
+    token.cancel();
     let _ = printer.await;
+    let _ =
+        tokio::task::spawn_blocking(|| runtime::clients::wait_all_ended(Duration::from_secs(5)))
+            .await;
     drop(cluster);
     r
 }

@@ -11,6 +11,7 @@
 //! * Shutdown: stop fetching, drain, commit, flush the producer — within `shutdown.timeout`.
 
 pub mod changelog;
+pub mod clients;
 pub mod consumer;
 pub mod lifecycle;
 pub mod offsets;

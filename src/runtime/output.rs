@@ -66,19 +66,13 @@ pub struct Producer(Arc<Handle>);
 struct Handle {
     base: Arc<BaseProducer<Acks>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Handle {
-    /// The last clone stops the delivery thread (waking it from its wait) and waits for it,
-    /// so the client is gone when this returns: nothing of it outlives the daemon's stop (in
-    /// `momentd dev`, the in-process cluster it talks to stops right after).
+    /// The last clone stops the delivery thread: it ends within [`ACK_POLL`], destroying the
+    /// client as it goes (`runtime::clients` counts it until then).
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        super::queue::cut_poll_short(self.base.client());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -107,19 +101,20 @@ impl Producer {
         let base: Arc<BaseProducer<Acks>> = Arc::new(config.create_with_context(Acks)?);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (b, s) = (Arc::clone(&base), Arc::clone(&stop));
-        let thread = std::thread::Builder::new()
+        let live = super::clients::Live::new();
+        std::thread::Builder::new()
             .name("momentd-acks".into())
             .spawn(move || {
                 while !s.load(std::sync::atomic::Ordering::Relaxed) {
                     b.poll(ACK_POLL);
                 }
+                // The last reference once the handle is gone: the client is destroyed here,
+                // then the thread stops counting as live.
+                drop(b);
+                drop(live);
             })
             .map_err(|e| KafkaError::ClientCreation(e.to_string()))?;
-        Ok(Producer(Arc::new(Handle {
-            base,
-            stop,
-            thread: Some(thread),
-        })))
+        Ok(Producer(Arc::new(Handle { base, stop })))
     }
 
     /// Hands a record to librdkafka: its delivery's outcome, or the record back with why it

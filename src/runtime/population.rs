@@ -93,8 +93,6 @@ pub struct Population {
     pub closed: tokio::sync::watch::Receiver<Option<i64>>,
     moved: Arc<tokio::sync::watch::Sender<Option<i64>>>,
     stop: Arc<AtomicBool>,
-    /// The reader's thread, joined when the last task lets go of the population.
-    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Population {
@@ -106,13 +104,10 @@ impl std::fmt::Debug for Population {
 }
 
 impl Drop for Population {
-    /// Stops the reader and waits for it (it looks at the flag every 100 ms), so its client is
-    /// gone when this returns.
+    /// Stops the reader: it looks at the flag every 100 ms and destroys its client as it ends
+    /// (`runtime::clients` counts it until then).
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.reader.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -144,7 +139,8 @@ impl Population {
         let (tx, rx) = tokio::sync::watch::channel(None);
         let tx = Arc::new(tx);
         let stop = Arc::new(AtomicBool::new(false));
-        let reader = {
+        {
+            let live = super::clients::Live::new();
             let (table, stop, topic, tx) = (
                 Arc::clone(&table),
                 Arc::clone(&stop),
@@ -153,16 +149,18 @@ impl Population {
             );
             std::thread::Builder::new()
                 .name("momentd-population".into())
-                .spawn(move || read(consumer, &topic, &table, &tx, &stop))
-                .context("starting the population reader")?
-        };
+                .spawn(move || {
+                    read(consumer, &topic, &table, &tx, &stop);
+                    drop(live);
+                })
+                .context("starting the population reader")?;
+        }
         Ok(Population {
             topic,
             table,
             closed: rx,
             moved: tx,
             stop,
-            reader: Some(reader),
         })
     }
 
@@ -176,7 +174,6 @@ impl Population {
             closed: rx,
             moved: Arc::new(tx),
             stop: Arc::new(AtomicBool::new(true)),
-            reader: None,
         }
     }
 

@@ -124,13 +124,6 @@ pub fn cached_watermarks<C: ConsumerContext + 'static>(
     (err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some((low, high))
 }
 
-/// Makes a thread's `poll` of `client` return now rather than at the end of its wait
-/// (librdkafka's `rd_kafka_yield`): a thread that polls in long waits is then stopped at once.
-pub fn cut_poll_short<C: rdkafka::ClientContext>(client: &rdkafka::client::Client<C>) {
-    // SAFETY: a live client handle (borrowed for the call).
-    unsafe { rd::rd_kafka_yield(client.native_ptr()) };
-}
-
 impl<C: ConsumerContext + 'static> Drop for SplitQueue<C> {
     fn drop(&mut self) {
         // SAFETY: the handle is destroyed once; the partition's fetch queue itself belongs to

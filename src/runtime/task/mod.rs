@@ -313,6 +313,9 @@ impl PartitionTask {
             self.checkpoint();
             while let Some(written) = self.commit.checkpoint_acked().await {
                 metrics::changelog_written(&written);
+                // (Published at once: should the answer come too late, the consumer thread
+                // commits what the atomics say.)
+                self.commit.publish(&self.out);
             }
         })
         .await;

@@ -13,7 +13,7 @@ static LIVE: AtomicUsize = AtomicUsize::new(0);
 pub struct Live(());
 
 impl Live {
-    pub fn new() -> Live {
+    pub fn enter() -> Live {
         LIVE.fetch_add(1, Ordering::AcqRel);
         Live(())
     }

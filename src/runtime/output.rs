@@ -101,7 +101,7 @@ impl Producer {
         let base: Arc<BaseProducer<Acks>> = Arc::new(config.create_with_context(Acks)?);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (b, s) = (Arc::clone(&base), Arc::clone(&stop));
-        let live = super::clients::Live::new();
+        let live = super::clients::Live::enter();
         std::thread::Builder::new()
             .name("momentd-acks".into())
             .spawn(move || {

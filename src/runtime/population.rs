@@ -140,7 +140,7 @@ impl Population {
         let tx = Arc::new(tx);
         let stop = Arc::new(AtomicBool::new(false));
         {
-            let live = super::clients::Live::new();
+            let live = super::clients::Live::enter();
             let (table, stop, topic, tx) = (
                 Arc::clone(&table),
                 Arc::clone(&stop),
